@@ -1,0 +1,347 @@
+"""Build and run the Ray Data plan for a validated config, then commit the output.
+
+The plan: discover inputs on the driver (fail fast) → read tasks (one per file or byte range) → fused groups of
+per-batch stages (tasks, or actor pools for model stages) → at each global stage, checkpoint the live rows to
+Parquet under the work prefix and hand a Dataset over them to the stage → write staged parts → commit.
+The driver only ever holds file lists and per-part records, never rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+import refinery
+from refinery.accounting import build_report, check_accounting, empty_stats, merge_stats
+from refinery.commit import WORK_DIR, check_output, commit, probe_writable
+from refinery.config import RunConfig
+from refinery.fsio import InputFile, StorageError, get_fs, join, list_inputs
+from refinery.redact import scrub
+from refinery.schema import FLAGGED_FIELD, base_schema, merge_fields
+from refinery.stage import GlobalContext, GlobalStage, Stage, build_stage
+from refinery.writer import PartWriter
+from stages.readers import ReadTask, load_readers, plan_reads
+
+log = logging.getLogger("refinery")
+
+
+@dataclass
+class RunResult:
+    output_uri: str
+    run_id: str
+    status: str  # committed | noop
+    report: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PlannedStage:
+    label: str
+    name: str
+    params: dict[str, Any]
+    stage: Stage
+
+
+def plan_stages(cfg: RunConfig) -> list[PlannedStage]:
+    """Instantiate stages (no setup) and give each a unique label used in drop reasons and the report."""
+    seen: dict[str, int] = {}
+    planned = []
+    for spec in cfg.stages:
+        n = seen.get(spec.stage, 0) + 1
+        seen[spec.stage] = n
+        label = spec.stage if n == 1 else f"{spec.stage}#{n}"
+        planned.append(PlannedStage(label, spec.stage, dict(spec.params), build_stage(spec.stage, spec.params)))
+    return planned
+
+
+def output_schema(planned: list[PlannedStage]) -> pa.Schema:
+    fields = list(base_schema())
+    for p in planned:
+        fields += p.stage.output_fields()
+    if any(getattr(p.stage.params, "action", None) == "annotate" for p in planned):
+        fields.append(FLAGGED_FIELD)
+    return pa.schema(merge_fields(fields))
+
+
+def code_version() -> str:
+    version = refinery.__version__
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except Exception:
+        sha = ""
+    return f"{version}+g{sha}" if sha else version
+
+
+def compute_run_id(cfg: RunConfig, files: list[InputFile]) -> str:
+    """Deterministic: the same config on the same inputs is the same run (so a re-run is recognised)."""
+    h = hashlib.sha256(cfg.config_hash().encode())
+    for f in files:
+        h.update(f"{f.uri}|{f.size}|{f.etag}|{f.mtime}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _rows_per_shard(tasks: list[ReadTask], cfg: RunConfig, run_id: str) -> int:
+    """Estimate rows per output part from a small sample, so parts land near output.target_shard_mb."""
+    target = int(cfg.output.target_shard_mb * (1 << 20))
+    readers = load_readers()
+    for task in tasks[:3]:
+        try:
+            batch = next(iter(readers[task.format](cfg.input, run_id).read(task)), None)
+        except Exception:
+            continue
+        if batch is not None and batch.num_rows:
+            per_row = max(64, batch.nbytes // batch.num_rows)
+            return int(min(5_000_000, max(256, target * 3 // per_row)))
+    return 100_000
+
+
+def init_ray(cfg: RunConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS") or cfg.ray.address
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address:
+        ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    kwargs["num_cpus"] = cfg.ray.num_cpus or os.cpu_count() or 1
+    if cfg.ray.object_store_mb:
+        kwargs["object_store_memory"] = cfg.ray.object_store_mb * (1 << 20)
+    ray.init(**kwargs)
+
+
+def _cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _group_stages(planned: list[PlannedStage]) -> list[list[PlannedStage] | PlannedStage]:
+    """Fuse runs of consecutive per-batch stages that need the same kind of device; globals stand alone."""
+    segments: list[list[PlannedStage] | PlannedStage] = []
+    run: list[PlannedStage] = []
+    for p in planned:
+        if isinstance(p.stage, GlobalStage):
+            if run:
+                segments.append(run)
+                run = []
+            segments.append(p)
+            continue
+        if run and (run[-1].stage.resources.num_gpus > 0) != (p.stage.resources.num_gpus > 0):
+            segments.append(run)
+            run = []
+        run.append(p)
+    if run:
+        segments.append(run)
+    return segments
+
+
+def _apply_batch_group(ds, group: list[PlannedStage], cfg: RunConfig, timer_name: str):
+    import ray
+
+    from jobs.stage_runner import StageGroupActor, StageGroupTask
+
+    specs = [(p.label, p.name, p.params) for p in group]
+    num_gpus = max(p.stage.resources.num_gpus for p in group)
+    num_cpus = max(p.stage.resources.num_cpus for p in group)
+    common = dict(batch_format="pyarrow", batch_size=cfg.ray.batch_rows, zero_copy_batch=True)
+    if any(p.stage.stateful for p in group) or num_gpus > 0:
+        max_actors = max(1, int(_cluster_cpus() // max(num_cpus, 0.25)))
+        return ds.map_batches(
+            StageGroupActor,
+            fn_constructor_args=(specs, timer_name),
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
+            num_cpus=num_cpus,
+            num_gpus=num_gpus or None,
+            **common,
+        )
+    return ds.map_batches(StageGroupTask(specs, timer_name), num_cpus=num_cpus, **common)
+
+
+def _write(ds, writer: PartWriter, rows_per_shard: int) -> list[dict[str, Any]]:
+    out = ds.map_batches(writer, batch_format="pyarrow", batch_size=rows_per_shard, zero_copy_batch=True)
+    return out.take_all()
+
+
+def _collect(records: list[dict[str, Any]], segment: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    files, stats = [], empty_stats()
+    for r in records:
+        if r["kind"] == "stats":
+            stats = merge_stats(stats, json.loads(r["stats"]))
+        else:
+            files.append({**r, "path": f"{segment}/{r['path']}"})
+    return files, stats
+
+
+def run_pipeline(cfg: RunConfig, config_source: str = "<config>") -> RunResult:
+    secrets = cfg.secrets()
+    t_start = time.time()
+    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    try:
+        files = list_inputs(cfg.input.uri, cfg.input.storage_options, cfg.input.exclude)
+    except StorageError as e:
+        raise StorageError(scrub(str(e), secrets)) from None
+    run_id = compute_run_id(cfg, files)
+    out_uri = cfg.output.uri.rstrip("/")
+    so = cfg.output.storage_options
+    state = check_output(out_uri, so, run_id, cfg.output.if_exists)
+    if state == "noop":
+        from refinery.commit import committed_manifest, read_json
+
+        print(f"[refinery] {out_uri} already holds this exact run ({run_id}); nothing to do.")
+        return RunResult(out_uri, run_id, "noop", read_json(join(out_uri, "report.json"), so), committed_manifest(out_uri, so) or {})
+    work_uri = join(out_uri, WORK_DIR, run_id)
+    probe_writable(work_uri, so)
+    tasks, unclaimed = plan_reads(files, cfg.input, run_id)
+    planned = plan_stages(cfg)
+    labels = [p.label for p in planned]
+    rows_per_shard = _rows_per_shard(tasks, cfg, run_id)
+    print(
+        f"[refinery] run {run_id}: {len(files)} input file(s), {len(tasks)} read task(s), "
+        f"{len(planned)} stage(s) → {out_uri}"
+    )
+    if unclaimed:
+        print(f"[refinery] {len(unclaimed)} file(s) have no reader and go to quarantine (unsupported_format)")
+
+    import ray
+
+    init_ray(cfg)
+    from jobs.stage_timer import StageTimer
+
+    timer_name = f"refinery-timer-{run_id}-{uuid.uuid4().hex[:6]}"
+    timer = StageTimer.options(name=timer_name, num_cpus=0).remote()
+    try:
+        ds = _read_dataset(tasks, cfg, run_id)
+        all_files: list[dict[str, Any]] = []
+        stats = empty_stats()
+        so_far: list[PlannedStage] = []
+        segments = _group_stages(planned)
+        seg_index = 0
+        for seg in segments:
+            if isinstance(seg, list):
+                ds = _apply_batch_group(ds, seg, cfg, timer_name)
+                so_far += seg
+                continue
+            # A global stage: checkpoint live rows (dead rows are final and go straight to staging).
+            seg_name = f"seg{seg_index}"
+            seg_index += 1
+            writer = PartWriter(join(work_uri, seg_name), so, output_schema(so_far), cfg.output.compression,
+                                int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in so_far])
+            t0 = time.time()
+            f, s = _collect(_write(ds, writer, rows_per_shard), seg_name)
+            print(f"[refinery] checkpointed {s['rows_kept']} live rows before {seg.label} in {time.time() - t0:.1f}s")
+            stats = merge_stats(stats, {**s, "rows_kept": 0, "kept_lang": {}, "counters": {}, "flagged": {}})
+            all_files += [x for x in f if not x["path"].split("/")[1] == "data"]
+            data_paths = [join(work_uri, x["path"]) for x in f if x["path"].split("/")[1] == "data"]
+            ds = _read_parquet(data_paths, so)
+            ctx = GlobalContext(
+                work_uri=join(work_uri, f"{seg_name}-{seg.label}"),
+                state_uri=join(out_uri, "_state"),
+                storage_options=so,
+                num_cpus=_cluster_cpus(),
+                label=seg.label,
+            )
+            t0 = time.time()
+            ds = _apply_global(ds, seg, ctx)
+            ray.get(timer.add.remote({seg.label: time.time() - t0}))
+            so_far.append(seg)
+        schema = output_schema(planned)
+        writer = PartWriter(join(work_uri, "final"), so, schema, cfg.output.compression,
+                            int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in planned])
+        f, s = _collect(_write(ds, writer, rows_per_shard), "final")
+        all_files += f
+        stats = merge_stats(stats, s)
+        seconds = ray.get(timer.totals.remote())
+    finally:
+        try:
+            ray.kill(timer)
+        except Exception:
+            pass
+    wall = time.time() - t_start
+    report = build_report(stats, labels, seconds, extra={"run_id": run_id, "wall_seconds": round(wall, 3)})
+    problems = check_accounting(report)
+    if problems:
+        raise RuntimeError("accounting does not balance: " + "; ".join(problems))
+    manifest = {
+        "run_id": run_id,
+        "name": cfg.name,
+        "created_at": started_at,
+        "code_version": code_version(),
+        "config_source": config_source,
+        "config": cfg.public_dict(),
+        "config_hash": cfg.config_hash(),
+        "schema": [{"name": fld.name, "type": str(fld.type)} for fld in schema],
+        "inputs": [f.to_dict() for f in files],
+        "counts": {
+            "rows_read": report["rows_read"],
+            "rows_out": report["rows_out"],
+            "dropped": report["dropped_total"],
+            "quarantined": sum(report["quarantined"].values()),
+        },
+    }
+    manifest = commit(out_uri, so, work_uri, all_files, manifest, report)
+    return RunResult(out_uri, run_id, "committed", report, manifest)
+
+
+def _read_dataset(tasks: list[ReadTask], cfg: RunConfig, run_id: str):
+    import ray
+
+    from jobs.read_task import ReadFn
+
+    items = [{"task": t.to_json()} for t in tasks]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    return ds.map_batches(ReadFn(cfg.input, run_id), batch_format="pyarrow", batch_size=1, zero_copy_batch=True)
+
+
+def _read_parquet(paths: list[str], storage_options: dict[str, Any]):
+    import ray
+
+    if not paths:
+        return ray.data.from_items([]).limit(0)
+    fs, _ = get_fs(paths[0], storage_options)
+    return ray.data.read_parquet([get_fs(p, storage_options)[1] for p in paths], filesystem=fs)
+
+
+def _apply_global(ds, p: PlannedStage, ctx: GlobalContext):
+    out = p.stage.apply(ds, ctx)
+    if p.stage.action == "annotate":
+        from jobs.stage_runner import annotate_global_drops
+
+        out = out.map_batches(annotate_global_drops, batch_format="pyarrow", fn_kwargs={"label": p.label})
+    return out
+
+
+def print_summary(result: RunResult, stream=sys.stdout) -> None:
+    r = result.report
+    w = stream.write
+    w(f"\nrun {result.run_id}: {result.status} → {result.output_uri}\n")
+    w(f"{'stage':<28}{'rows_in':>12}{'rows_out':>12}{'dropped':>12}{'seconds':>10}\n")
+    for s in r.get("stages", []):
+        w(f"{s['name']:<28}{s['rows_in']:>12}{s['rows_out']:>12}{sum(s['dropped'].values()):>12}{s['seconds']:>10.2f}\n")
+        for reason, n in sorted(s["dropped"].items(), key=lambda kv: -kv[1])[:5]:
+            w(f"  - {reason:<24}{n:>36}\n")
+    q = r.get("quarantined", {})
+    w(f"rows read {r.get('rows_read', 0)}, written {r.get('rows_out', 0)}, dropped {r.get('dropped_total', 0)}, "
+      f"quarantined {sum(q.values())}{' ' + json.dumps(q) if q else ''}\n")
+    if "wall_seconds" in r:
+        w(f"wall time {r['wall_seconds']:.1f}s\n")

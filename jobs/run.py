@@ -1,0 +1,48 @@
+"""`python -m jobs.run --config X [--set k=v ...]`: the entry point `ray job submit` runs (same as `refinery run`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from refinery.commit import OutputExistsError
+from refinery.config import ConfigError
+from refinery.fsio import StorageError
+from refinery.redact import scrub
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from jobs.cli import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, config_from_args
+
+    try:
+        cfg, path = config_from_args(args)
+    except ConfigError as e:
+        print(e.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    secrets = cfg.secrets()
+    try:
+        from jobs.pipeline import print_summary, run_pipeline
+
+        result = run_pipeline(cfg, path)
+    except (StorageError, OutputExistsError) as e:
+        print(f"refinery: error: {scrub(str(e), secrets)}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as e:
+        print(f"refinery: run failed: {type(e).__name__}: {scrub(str(e), secrets)[:2000]}", file=sys.stderr)
+        return EXIT_FAIL
+    print_summary(result)
+    print(f"output: {result.output_uri}/data  (manifest: {result.output_uri}/manifest.json, "
+          f"report: {result.output_uri}/report.json)")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    from jobs.cli import add_config_args
+
+    parser = argparse.ArgumentParser(prog="python -m jobs.run")
+    add_config_args(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Write one batch of rows into staged Parquet parts and describe what was written.
+
+Runs inside Ray tasks but does not import Ray: it is a callable on `pyarrow.Table` that returns a small table
+of file records (path, rows, bytes, sha256) plus one stats record. The driver only ever sees those records.
+
+File names are content hashes of the ids they hold, so a retried task rewrites the same name instead of leaving
+an orphan, and a re-run of the same input and config produces the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import xxhash
+
+from refinery.accounting import batch_stats
+from refinery.fsio import get_fs, join, protocol_of, put_file
+from refinery.schema import DETAIL_COL, DROP_COL, QUARANTINE_PREFIX, RAW_COL, SOURCE_TYPE, conform, split_alive
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("source", SOURCE_TYPE),
+        pa.field("reason", pa.string()),
+        pa.field("detail", pa.string()),
+        pa.field("raw", pa.large_binary()),
+    ]
+)
+DROPLOG_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("source_uri", pa.string()),
+        pa.field("stage", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("lang", pa.string()),
+    ]
+)
+RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("kind", pa.string()),  # data | quarantine | droplog | stats
+        pa.field("path", pa.string()),
+        pa.field("rows", pa.int64()),
+        pa.field("bytes", pa.int64()),
+        pa.field("sha256", pa.string()),
+        pa.field("stats", pa.string()),
+    ]
+)
+
+
+class PartWriter:
+    """Callable for `map_batches`: stage kept rows as data parts, dead rows as quarantine/droplog parts."""
+
+    def __init__(
+        self,
+        staging_uri: str,
+        storage_options: dict[str, Any],
+        schema: pa.Schema,
+        compression: str = "zstd",
+        target_bytes: int = 128 << 20,
+        summarizers: list[Any] | None = None,
+    ):
+        self.staging_uri = staging_uri
+        self.storage_options = storage_options
+        self.schema = schema
+        self.compression = None if compression == "none" else compression
+        self.target_bytes = target_bytes
+        self.summarizers = summarizers or []  # (label, stage) pairs whose summarize() feeds report counters
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        fs, root = get_fs(self.staging_uri, self.storage_options)
+        alive, dead = split_alive(batch)
+        records: list[dict[str, Any]] = []
+        counters: dict[str, float] = {}
+        if alive.num_rows:
+            alive = conform(alive, self.schema)
+            for label, stage in self.summarizers:
+                for k, v in stage.summarize(alive).items():
+                    counters[f"{label}.{k}"] = counters.get(f"{label}.{k}", 0) + v
+            for part in self._split(alive):
+                records.append(self._write(fs, root, "data", part))
+        if dead is not None and dead.num_rows:
+            is_q = pc.starts_with(dead[DROP_COL], QUARANTINE_PREFIX)
+            q = dead.filter(is_q)
+            d = dead.filter(pc.invert(is_q))
+            if q.num_rows:
+                records.append(self._write(fs, root, "quarantine", _quarantine_table(q)))
+            if d.num_rows:
+                records.append(self._write(fs, root, "droplog", _droplog_table(d)))
+        stats = batch_stats(alive if alive.num_rows else None, dead, counters)
+        records.append({"kind": "stats", "path": None, "rows": batch.num_rows, "bytes": 0, "sha256": None, "stats": json.dumps(stats)})
+        return pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
+
+    def _split(self, table: pa.Table) -> list[pa.Table]:
+        """Parts near the target size: estimate bytes/row from the in-memory size (zstd shrinks text ~3x)."""
+        est = max(1, table.nbytes // 3)
+        n_parts = max(1, int(round(est / self.target_bytes)))
+        if n_parts == 1:
+            return [table]
+        step = -(-table.num_rows // n_parts)
+        return [table.slice(i, step) for i in range(0, table.num_rows, step)]
+
+    def _write(self, fs, root: str, kind: str, table: pa.Table) -> dict[str, Any]:
+        ids = table["id"].combine_chunks().fill_null("")
+        name = f"part-{xxhash.xxh3_128_hexdigest(chr(10).join(ids.to_pylist()).encode())[:24]}.parquet"
+        dest = join(root, kind, name)
+        local = protocol_of(fs) == "file"
+        tmp_dir = os.path.dirname(dest) if local else None
+        if tmp_dir:
+            os.makedirs(tmp_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=tmp_dir)
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp, compression=self.compression, row_group_size=64 * 1024)
+            digest = _sha256_file(tmp)
+            size = os.path.getsize(tmp)
+            put_file(fs, tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return {"kind": kind, "path": f"{kind}/{name}", "rows": table.num_rows, "bytes": size, "sha256": digest, "stats": None}
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _quarantine_table(q: pa.Table) -> pa.Table:
+    reasons = pc.utf8_slice_codeunits(q[DROP_COL], len(QUARANTINE_PREFIX))
+    return pa.Table.from_arrays(
+        [q["id"], q["source"], reasons, q[DETAIL_COL], q[RAW_COL]],
+        schema=QUARANTINE_SCHEMA,
+    )
+
+
+def _droplog_table(d: pa.Table) -> pa.Table:
+    parts = pc.split_pattern(d[DROP_COL], ":", max_splits=1)
+    stage = pc.list_element(parts, 0)
+    reason = pc.list_element(parts, 1)
+    return pa.Table.from_arrays(
+        [d["id"], pc.struct_field(d["source"], "uri"), stage, reason, d["lang"]],
+        schema=DROPLOG_SCHEMA,
+    )

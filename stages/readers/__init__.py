@@ -1,0 +1,71 @@
+"""Format unification: a registry of readers, one module per input format.
+
+A reader module registers its class with @register_reader; `readers_for` picks one per file from
+`input.format` or, with `auto`, from the file extension.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from refinery.config import InputConfig
+from refinery.fsio import InputFile
+from stages.readers.base import Reader, ReadTask, extension_of
+
+READERS: dict[str, type[Reader]] = {}
+_LOADED = False
+
+
+def register_reader(cls: type[Reader]) -> type[Reader]:
+    READERS[cls.format] = cls
+    return cls
+
+
+def load_readers() -> dict[str, type[Reader]]:
+    global _LOADED
+    if not _LOADED:
+        import stages.readers as pkg
+
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            if mod.name != "base":
+                importlib.import_module(f"stages.readers.{mod.name}")
+        _LOADED = True
+    return READERS
+
+
+def reader_class_for(f: InputFile, cfg: InputConfig) -> type[Reader] | None:
+    readers = load_readers()
+    if cfg.format != "auto":
+        return readers[cfg.format]
+    ext = extension_of(f.uri)
+    lower = f.uri.lower()
+    for cls in readers.values():
+        if ext in cls.extensions or any(lower.endswith(e) for e in cls.extensions if e.count(".") > 1):
+            return cls
+    return None
+
+
+def plan_reads(files: list[InputFile], cfg: InputConfig, run_id: str) -> tuple[list[ReadTask], list[InputFile]]:
+    """Split input files into read tasks. Returns (tasks, files no reader claims)."""
+    readers = {name: cls(cfg, run_id) for name, cls in load_readers().items()}
+    skip: set[str] = set()
+    for r in readers.values():
+        if cfg.format in ("auto", r.format):
+            skip |= r.sidecars(files)
+    tasks: list[ReadTask] = []
+    unclaimed: list[InputFile] = []
+    for f in files:
+        if f.uri in skip:
+            continue
+        cls = reader_class_for(f, cfg)
+        if cls is None:
+            # Quarantined by the "unsupported" reader rather than silently skipped: nothing is lost unseen.
+            unclaimed.append(f)
+            tasks.append(ReadTask(uri=f.uri, format="unsupported", size=f.size, etag=f.etag))
+            continue
+        tasks += readers[cls.format].plan(f)
+    return tasks, unclaimed
+
+
+__all__ = ["READERS", "Reader", "ReadTask", "load_readers", "plan_reads", "reader_class_for", "register_reader"]
