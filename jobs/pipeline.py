@@ -31,6 +31,7 @@ from refinery.fsio import InputFile, StorageError, get_fs, join, list_inputs
 from refinery.redact import scrub
 from refinery.schema import FLAGGED_FIELD, base_schema, merge_fields
 from refinery.stage import GlobalContext, GlobalStage, Stage, build_stage
+from refinery.state import commit_generations
 from refinery.writer import PartWriter
 from stages.readers import ReadTask, load_readers, plan_reads
 
@@ -193,10 +194,12 @@ def _collect(records: list[dict[str, Any]], segment: str) -> tuple[list[dict[str
     return files, stats
 
 
-def run_pipeline(cfg: RunConfig, config_source: str = "<config>") -> RunResult:
+def run_pipeline(cfg: RunConfig, config_source: str = "<config>", finalize_state: bool = True) -> RunResult:
+    """Run and commit. With finalize_state=False the caller (the nightly refresh) commits the state generations
+    written by global stages itself, after it has published its pointer."""
     secrets = cfg.secrets()
     t_start = time.time()
-    started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     try:
         files = list_inputs(cfg.input.uri, cfg.input.storage_options, cfg.input.exclude)
     except StorageError as e:
@@ -256,7 +259,7 @@ def run_pipeline(cfg: RunConfig, config_source: str = "<config>") -> RunResult:
             ds = _read_parquet(data_paths, so)
             ctx = GlobalContext(
                 work_uri=join(work_uri, f"{seg_name}-{seg.label}"),
-                state_uri=join(out_uri, "_state"),
+                state_uri=cfg.output.resolved_state_uri(),
                 storage_options=so,
                 num_cpus=_cluster_cpus(),
                 label=seg.label,
@@ -300,6 +303,8 @@ def run_pipeline(cfg: RunConfig, config_source: str = "<config>") -> RunResult:
         },
     }
     manifest = commit(out_uri, so, work_uri, all_files, manifest, report)
+    if finalize_state:
+        commit_generations(cfg.output.resolved_state_uri(), run_id, so)
     return RunResult(out_uri, run_id, "committed", report, manifest)
 
 

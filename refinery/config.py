@@ -52,6 +52,11 @@ class OutputConfig(_Strict):
     # What to do when the output already holds a committed run of a *different* config or input.
     # (The same config on the same input is recognised and is a no-op.)
     if_exists: Literal["error", "overwrite"] = "error"
+    # Persisted state shared across runs (dedup indexes, refresh state). Default: <uri>/_state.
+    state_uri: str | None = None
+
+    def resolved_state_uri(self) -> str:
+        return self.state_uri or self.uri.rstrip("/") + "/_state"
 
 
 class RayConfig(_Strict):

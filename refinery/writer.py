@@ -22,7 +22,15 @@ import xxhash
 
 from refinery.accounting import batch_stats
 from refinery.fsio import get_fs, join, protocol_of, put_file
-from refinery.schema import DETAIL_COL, DROP_COL, QUARANTINE_PREFIX, RAW_COL, SOURCE_TYPE, conform, split_alive
+from refinery.schema import (
+    DETAIL_COL,
+    DROP_COL,
+    QUARANTINE_PREFIX,
+    RAW_COL,
+    SOURCE_TYPE,
+    conform,
+    split_alive,
+)
 
 QUARANTINE_SCHEMA = pa.schema(
     [

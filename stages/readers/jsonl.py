@@ -15,7 +15,14 @@ import pyarrow as pa
 
 from refinery.fsio import InputFile
 from stages.readers import register_reader
-from stages.readers.base import COMPRESSED_TRUNCATION_ERRORS, Reader, ReadTask, RowBuilder, decompress, strip_compression
+from stages.readers.base import (
+    COMPRESSED_TRUNCATION_ERRORS,
+    Reader,
+    ReadTask,
+    RowBuilder,
+    decompress,
+    strip_compression,
+)
 
 _CHUNK = 1 << 20
 

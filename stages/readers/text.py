@@ -7,7 +7,14 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from stages.readers import register_reader
-from stages.readers.base import COMPRESSED_TRUNCATION_ERRORS, Reader, ReadTask, RowBuilder, decompress, strip_compression
+from stages.readers.base import (
+    COMPRESSED_TRUNCATION_ERRORS,
+    Reader,
+    ReadTask,
+    RowBuilder,
+    decompress,
+    strip_compression,
+)
 
 
 @register_reader
