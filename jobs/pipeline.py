@@ -194,14 +194,33 @@ def _collect(records: list[dict[str, Any]], segment: str) -> tuple[list[dict[str
     return files, stats
 
 
-def run_pipeline(cfg: RunConfig, config_source: str = "<config>", finalize_state: bool = True) -> RunResult:
+def _list_config_inputs(cfg: RunConfig) -> list[InputFile]:
+    """`input.files` when given (each resolved like a one-file input), else everything under `input.uri`."""
+    if cfg.input.files is None:
+        return list_inputs(cfg.input.uri, cfg.input.storage_options, cfg.input.exclude)
+    found: dict[str, InputFile] = {}
+    for uri in cfg.input.files:
+        for f in list_inputs(uri, cfg.input.storage_options, cfg.input.exclude):
+            found[f.uri] = f
+    if not found:
+        raise StorageError("input.files lists no readable files")
+    return sorted(found.values(), key=lambda f: f.uri)
+
+
+def run_pipeline(
+    cfg: RunConfig,
+    config_source: str = "<config>",
+    finalize_state: bool = True,
+    manifest_extra: dict[str, Any] | None = None,
+) -> RunResult:
     """Run and commit. With finalize_state=False the caller (the nightly refresh) commits the state generations
-    written by global stages itself, after it has published its pointer."""
+    written by global stages itself, after it has published its pointer. `manifest_extra` adds keys to the
+    manifest (the refresh records lineage: previous snapshot, content hashes)."""
     secrets = cfg.secrets()
     t_start = time.time()
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     try:
-        files = list_inputs(cfg.input.uri, cfg.input.storage_options, cfg.input.exclude)
+        files = _list_config_inputs(cfg)
     except StorageError as e:
         raise StorageError(scrub(str(e), secrets)) from None
     run_id = compute_run_id(cfg, files)
@@ -301,6 +320,7 @@ def run_pipeline(cfg: RunConfig, config_source: str = "<config>", finalize_state
             "dropped": report["dropped_total"],
             "quarantined": sum(report["quarantined"].values()),
         },
+        **(manifest_extra or {}),
     }
     manifest = commit(out_uri, so, work_uri, all_files, manifest, report)
     if finalize_state:

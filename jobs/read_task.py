@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 
 import pyarrow as pa
 
 from refinery.config import InputConfig
+from refinery.fsio import StorageError, backoff_delay, describe_error, fatal_hint, is_fatal, is_transient, retry_policy
 from refinery.redact import scrub, secret_values
 from stages.readers import load_readers
 from stages.readers.base import ReadTask, RowBuilder
 
-# Errors worth a task retry (Ray re-runs the task); anything else about one file is quarantined.
+log = logging.getLogger("refinery.read")
+
+# Kept for compatibility: the built-in network errors. Transient storage errors in general (throttling, 5xx,
+# dropped connections) are recognised by refinery.fsio.is_transient.
 TRANSIENT = (ConnectionError, TimeoutError)
 
 
@@ -25,12 +31,43 @@ class ReadFn:
         for raw in batch["task"].to_pylist():
             task = ReadTask.from_json(raw)
             reader = readers[task.format](self.cfg, self.run_id)
+            yield from self._read(reader, task)
+
+    def _read(self, reader, task: ReadTask) -> Iterator[pa.Table]:
+        """Read one task; on a transient storage error (SlowDown/503, dropped connection) start the file again
+        after a jittered backoff and skip the batches already emitted (readers are deterministic), so no row is
+        lost or repeated. Fatal errors (access denied, bad credentials) fail the job; any other error about one
+        file is quarantined."""
+        secrets = secret_values(self.cfg.storage_options)
+        attempts, base, cap = retry_policy()
+        emitted = 0
+        attempt = 0
+        while True:
+            seen = 0
             try:
-                yield from reader.read(task)
-            except TRANSIENT:
-                raise
-            except Exception as e:  # one unreadable file must not stop the job
+                for table in reader.read(task):
+                    seen += 1
+                    if seen <= emitted:
+                        continue
+                    emitted += 1
+                    yield table
+                return
+            except Exception as e:
+                if is_fatal(e):
+                    raise StorageError(scrub(describe_error("read", task.uri, e) + fatal_hint(e), secrets)) from None
+                if is_transient(e):
+                    attempt += 1
+                    if attempt >= attempts:
+                        raise StorageError(
+                            scrub(describe_error("read", task.uri, e), secrets) + f" (gave up after {attempt} attempts)"
+                        ) from None
+                    delay = backoff_delay(attempt - 1, base, cap)
+                    log.warning("retrying read of %s in %.1fs (attempt %d/%d)", task.uri, delay, attempt, attempts)
+                    time.sleep(delay)
+                    continue
+                # one unreadable file must not stop the job
                 rows = RowBuilder(task, self.cfg, self.run_id)
-                detail = scrub(f"{type(e).__name__}: {str(e)[:200]}", secret_values(self.cfg.storage_options))
+                detail = scrub(f"{type(e).__name__}: {str(e)[:200]}", secrets)
                 rows.quarantine(offset=task.start, reason="unreadable_file", detail=detail)
                 yield rows.flush()
+                return

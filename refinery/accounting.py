@@ -18,6 +18,10 @@ from refinery.schema import DROP_COL, FLAGGED_COL, QUARANTINE_PREFIX
 
 Stats = dict[str, Any]
 
+# Readers mark input records that are deliberately not documents (WARC request/metadata/revisit records, pages
+# with no main text) with `_drop = "skip:<reason>"`: counted under report["skipped"], never as quarantine.
+SKIP_PREFIX = "skip:"
+
 
 def empty_stats() -> Stats:
     return {"rows_kept": 0, "drop": {}, "drop_lang": {}, "kept_lang": {}, "flagged": {}, "counters": {}}
@@ -76,10 +80,11 @@ def build_report(
     """
     drops = stats.get("drop", {})
     quarantined = {k[len(QUARANTINE_PREFIX) :]: v for k, v in drops.items() if k.startswith(QUARANTINE_PREFIX)}
+    skipped = {k[len(SKIP_PREFIX) :]: v for k, v in drops.items() if k.startswith(SKIP_PREFIX)}
     per_stage_drops: dict[str, dict[str, int]] = {label: {} for label in stage_labels}
     unknown: dict[str, int] = {}
     for key, n in drops.items():
-        if key.startswith(QUARANTINE_PREFIX):
+        if key.startswith(QUARANTINE_PREFIX) or key.startswith(SKIP_PREFIX):
             continue
         label, _, reason = key.partition(":")
         if label in per_stage_drops:
@@ -122,7 +127,7 @@ def build_report(
             kept_by_lang[lang] = kept_by_lang.get(lang, 0) + sum(d.values())
         rows_out = rows_in
     stages_report.reverse()
-    rows_read = rows_out + sum(quarantined.values())
+    rows_read = rows_out + sum(quarantined.values()) + sum(skipped.values())
     report = {
         "rows_read": rows_read,
         "rows_out": stats.get("rows_kept", 0),
@@ -130,6 +135,8 @@ def build_report(
         "dropped_total": sum(sum(s["dropped"].values()) for s in stages_report),
         "stages": stages_report,
     }
+    if skipped:
+        report["skipped"] = dict(sorted(skipped.items()))
     if unknown:
         report["dropped_unattributed"] = unknown
     report.update(extra or {})
@@ -146,8 +153,9 @@ def check_accounting(report: dict[str, Any]) -> list[str]:
         if a["rows_out"] != b["rows_in"]:
             problems.append(f"stage {b['name']}: rows_in != previous rows_out")
     total = report["rows_out"] + report["dropped_total"] + sum(report["quarantined"].values())
+    total += sum(report.get("skipped", {}).values())
     if report["rows_read"] != total:
-        problems.append("rows_read != output + dropped + quarantined")
+        problems.append("rows_read != output + dropped + quarantined + skipped")
     return problems
 
 

@@ -19,7 +19,20 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from refinery.fsio import StorageError, describe_error, get_fs, join, read_bytes, write_bytes
+from refinery.faults import maybe_fail
+from refinery.fsio import (
+    StorageError,
+    describe_error,
+    fatal_hint,
+    full_uri,
+    get_fs,
+    is_fatal,
+    join,
+    protocol_of,
+    read_bytes,
+    retry_call,
+    write_bytes,
+)
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
@@ -39,7 +52,7 @@ def read_json(uri: str, storage_options: dict[str, Any] | None = None) -> dict[s
 
 def committed_manifest(output_uri: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
     fs, root = get_fs(output_uri, storage_options)
-    if not fs.exists(join(root, SUCCESS)):
+    if not retry_call(lambda: fs.exists(join(root, SUCCESS)), "read", output_uri):
         return None
     return json.loads(read_bytes(fs, join(root, MANIFEST)))
 
@@ -68,10 +81,10 @@ def probe_writable(work_uri: str, storage_options: dict[str, Any]) -> None:
     probe = join(root, ".write-probe")
     try:
         write_bytes(fs, probe, b"ok")
-        fs.rm(probe)
-    except PermissionError as e:
-        raise StorageError(describe_error("write", work_uri, e) + " (permission denied: are these read-only credentials?)") from None
+        _remove(fs, probe)
     except Exception as e:
+        if is_fatal(e):
+            raise StorageError(describe_error("write", work_uri, e) + fatal_hint(e, "write")) from None
         raise StorageError(describe_error("write", work_uri, e)) from None
 
 
@@ -87,34 +100,52 @@ def commit(
     fs, root = get_fs(output_uri, storage_options)
     _, work_root = get_fs(work_uri, storage_options)
     success = join(root, SUCCESS)
-    if fs.exists(success):
-        fs.rm(success)
+    local = protocol_of(fs) == "file"
+    _remove(fs, success)
     for name in (MANIFEST, REPORT):
-        if fs.exists(join(root, name)):
-            fs.rm(join(root, name))
+        _remove(fs, join(root, name))
     for d in PUBLISHED_DIRS:
-        if fs.exists(join(root, d)):
-            fs.rm(join(root, d), recursive=True)
+        _remove(fs, join(root, d), recursive=True)
     published = []
     for f in files:
         kind, name = f["path"].split("/")[-2:]
         src = join(work_root, f["path"])
         dst = join(root, kind, name)
-        if posixpath.dirname(dst) and not fs.exists(posixpath.dirname(dst)):
-            fs.makedirs(posixpath.dirname(dst), exist_ok=True)
-        fs.mv(src, dst)
+        if local:
+            if posixpath.dirname(dst) and not fs.exists(posixpath.dirname(dst)):
+                fs.makedirs(posixpath.dirname(dst), exist_ok=True)
+            fs.mv(src, dst)
+        else:
+            # S3 has no rename: a server-side copy (multipart copy for large objects), retried on throttling or
+            # network errors. The staged originals go with the work folder after _SUCCESS.
+            retry_call(lambda src=src, dst=dst: fs.copy(src, dst), "publish", full_uri(fs, dst))
         published.append({**{k: f[k] for k in ("rows", "bytes", "sha256")}, "path": f"{kind}/{name}", "kind": kind})
+    maybe_fail("after_data")
     manifest = {**manifest, "files": sorted(published, key=lambda x: x["path"])}
     write_bytes(fs, join(root, REPORT), json.dumps(report, indent=2, sort_keys=False).encode())
     body = json.dumps(manifest, indent=2).encode()
     write_bytes(fs, join(root, MANIFEST), body)
+    maybe_fail("before_success")
     marker = {"run_id": manifest.get("run_id"), "manifest_sha256": hashlib.sha256(body).hexdigest()}
     write_bytes(fs, success, json.dumps(marker).encode())
     try:
-        fs.rm(work_root, recursive=True)
-    except FileNotFoundError:
+        _remove(fs, work_root, recursive=True)
+    except Exception:  # leftover staging is harmless (underscore prefix, never trusted); the next run clears it
         pass
     return manifest
+
+
+def _remove(fs, path: str, recursive: bool = False) -> None:
+    """Delete if present, retrying transient errors (S3 deletes are idempotent)."""
+
+    def _rm() -> None:
+        if fs.exists(path):
+            try:
+                fs.rm(path, recursive=recursive)
+            except FileNotFoundError:
+                pass
+
+    retry_call(_rm, "delete", full_uri(fs, path))
 
 
 def verify(output_uri: str, storage_options: dict[str, Any] | None = None, deep: bool = True) -> list[str]:

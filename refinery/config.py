@@ -42,6 +42,9 @@ class InputConfig(_Strict):
     extractor: Literal["trafilatura", "resiliparse", "combined"] = "trafilatura"
     inline_max_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     exclude: list[str] = Field(default_factory=list, description="glob patterns of files to skip")
+    # Explicit input files (full URIs). When set, the pipeline reads exactly these instead of listing `uri`
+    # (the nightly refresh passes the new and changed objects here). Default: list `uri`.
+    files: list[str] | None = None
 
 
 class OutputConfig(_Strict):
@@ -66,6 +69,28 @@ class RayConfig(_Strict):
     batch_rows: int = Field(default=1024, gt=0, description="rows per stage batch")
 
 
+class MonitoringConfig(_Strict):
+    """Drift and bias thresholds of the refresh monitoring report (refinery/drift.py, refinery/monitoring.py).
+
+    Exceeding a drift threshold raises an alert (exit code 3). Monitoring never changes the data, so this section
+    is left out of the config hash (run ids stay the same when only a threshold changes).
+    """
+
+    drift_metric: Literal["js", "psi"] = "js"  # Jensen–Shannon divergence (base 2, in [0, 1]) or PSI
+    max_lang_drift: float = Field(default=0.1, ge=0, description="language-mix drift vs the previous snapshot")
+    max_quality_drift: float = Field(default=0.1, ge=0, description="per quality-signal histogram drift")
+    max_dedup_rate_change: float = Field(default=0.2, ge=0, description="absolute change of the dedup drop rate")
+    max_pii_rate_change: float = Field(default=0.2, ge=0, description="absolute change of PII hits per document")
+    quality_signals: list[str] = Field(default_factory=list, description="children of `quality` to track (default all numeric)")
+    histogram_bins: int = Field(default=20, gt=1, le=200)
+    # Bias: flag a filter whose drop rate on one language/domain is > bias_ratio × its overall drop rate and at
+    # least bias_min_gap higher in absolute terms, for groups with at least bias_min_rows rows.
+    bias_ratio: float = Field(default=2.0, gt=1)
+    bias_min_gap: float = Field(default=0.1, ge=0, le=1)
+    bias_min_rows: int = Field(default=20, ge=1)
+    top_domains: int = Field(default=20, ge=1)
+
+
 class StageSpec(_Strict):
     stage: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -78,10 +103,18 @@ class RunConfig(_Strict):
     ray: RayConfig = Field(default_factory=RayConfig)
     stages: list[StageSpec] = Field(default_factory=list)
     licenses: dict[str, str] = Field(default_factory=dict, description="source uri prefix → licence, for data cards")
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     def config_hash(self) -> str:
-        """Hash of the config with secrets removed: the same pipeline on other credentials is the same run."""
-        blob = json.dumps(self.public_dict(), sort_keys=True, default=str).encode()
+        """Hash of the config with secrets removed: the same pipeline on other credentials is the same run.
+
+        `monitoring` (thresholds only) and an unset `input.files` are left out, so hashes of configs written
+        before those keys existed do not change."""
+        public = self.public_dict()
+        public.pop("monitoring", None)
+        if public.get("input", {}).get("files") is None:
+            public.get("input", {}).pop("files", None)
+        blob = json.dumps(public, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()
 
     def public_dict(self) -> dict[str, Any]:

@@ -6,19 +6,143 @@ Errors are re-raised as StorageError naming the operation and location, never th
 
 from __future__ import annotations
 
+import errno
 import fnmatch
+import logging
 import os
 import posixpath
+import random
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.core import url_to_fs
 
+log = logging.getLogger("refinery.fsio")
+T = TypeVar("T")
+
 
 class StorageError(Exception):
     """A storage operation failed; the message names operation and location and carries no secrets."""
+
+
+# S3 error codes that no retry can fix: fail at once and say which bucket/prefix and which operation.
+FATAL_CODES = frozenset({
+    "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
+    "InvalidBucketName", "ExpiredToken", "InvalidToken", "AccountProblem", "NoSuchKey", "403", "404",
+})
+# Throttling and server-side hiccups: worth a bounded, jittered retry.
+TRANSIENT_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequests", "RequestLimitExceeded",
+    "RequestTimeout", "InternalError", "ServiceUnavailable", "500", "502", "503", "504",
+})
+_TRANSIENT_TYPES = frozenset({
+    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
+    "HTTPClientError", "ProxyConnectionError", "ResponseStreamingError", "IncompleteRead", "FSTimeoutError",
+    "ClientConnectionError", "ClientConnectorError", "ServerDisconnectedError", "ClientPayloadError",
+    "ClientOSError", "ServerTimeoutError", "ProtocolError",
+})
+_TRANSIENT_ERRNOS = frozenset({
+    errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE, errno.EHOSTUNREACH,
+    errno.ENETUNREACH, errno.ENETDOWN,
+})
+_TRANSIENT_TEXT = ("SlowDown", "reduce your request rate", "Service Unavailable", "ServiceUnavailable",
+                   "Please reduce", "Connection reset", "Connection refused", "Server disconnected")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in seen and len(seen) < 10:
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    return seen
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The S3 error code (``AccessDenied``, ``SlowDown`` …) behind an exception, if any, searching its causes."""
+    for e in _chain(exc):
+        resp = getattr(e, "response", None)
+        if isinstance(resp, dict):
+            err = resp.get("Error") or {}
+            code = err.get("Code") or (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            if code:
+                return str(code)
+    return None
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Errors that cannot succeed on retry: wrong or read-only credentials, missing bucket."""
+    code = error_code(exc)
+    if code in FATAL_CODES:
+        return True
+    return any(isinstance(e, PermissionError) for e in _chain(exc))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Throttling (SlowDown/503), server errors and network failures: worth another try after a pause."""
+    if is_fatal(exc):
+        return False
+    if error_code(exc) in TRANSIENT_CODES:
+        return True
+    for e in _chain(exc):
+        if isinstance(e, FileNotFoundError | IsADirectoryError | NotADirectoryError | FileExistsError):
+            return False
+        if isinstance(e, ConnectionError | TimeoutError):
+            return True
+        if any(k.__name__ in _TRANSIENT_TYPES for k in type(e).__mro__):
+            return True
+        if isinstance(e, OSError) and e.errno in _TRANSIENT_ERRNOS:
+            return True
+        if any(t in str(e)[:500] for t in _TRANSIENT_TEXT):
+            return True
+    return False
+
+
+def retry_policy() -> tuple[int, float, float]:
+    """(attempts, base seconds, cap seconds); tune with REFINERY_IO_RETRIES / _RETRY_BASE_S / _RETRY_CAP_S."""
+    return (
+        max(1, int(os.environ.get("REFINERY_IO_RETRIES", "7"))),
+        float(os.environ.get("REFINERY_IO_RETRY_BASE_S", "0.5")),
+        float(os.environ.get("REFINERY_IO_RETRY_CAP_S", "20")),
+    )
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with 'equal jitter': half the step is fixed, half random, so the waits still span an
+    outage while many workers retrying at once spread out instead of hammering the store together."""
+    step = min(cap, base * (2**attempt))
+    return step / 2 + random.uniform(0, step / 2)
+
+
+def retry_call(
+    fn: Callable[[], T],
+    op: str,
+    location: str,
+    attempts: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run `fn`, retrying transient storage errors with bounded exponential backoff and jitter.
+
+    Fatal errors (AccessDenied, NoSuchBucket, InvalidAccessKeyId …) and non-storage errors propagate at once;
+    a transient error that outlives every attempt propagates too. Messages name `op` and `location` only.
+    """
+    n, base, cap = retry_policy()
+    n = attempts or n
+    for attempt in range(n):
+        try:
+            return fn()
+        except Exception as e:
+            if attempt == n - 1 or not is_transient(e):
+                raise
+            delay = backoff_delay(attempt, base, cap)
+            log.warning("retrying %s %s in %.1fs after %s (attempt %d/%d)", op, location, delay,
+                        error_code(e) or type(e).__name__, attempt + 1, n)
+            sleep(delay)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -33,7 +157,15 @@ class InputFile:
 
 
 def get_fs(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = url_to_fs(uri, **(storage_options or {}))
+    """The filesystem and in-filesystem path for a URL.
+
+    S3 gets no listing cache (other processes - Ray workers - write the same prefixes, and a stale
+    listing would hide their files from the commit) unless `use_listings_cache` is set in storage_options.
+    """
+    opts = dict(storage_options or {})
+    if uri.startswith(("s3://", "s3a://")):
+        opts.setdefault("use_listings_cache", False)
+    fs, path = url_to_fs(uri, **opts)
     return fs, path
 
 
@@ -55,8 +187,11 @@ def join(uri: str, *parts: str) -> str:
 
 
 def describe_error(op: str, location: str, exc: BaseException) -> str:
-    """A short, secret-free description of a storage failure."""
+    """A short, secret-free description of a storage failure (with the S3 error code when there is one)."""
     kind = type(exc).__name__
+    code = error_code(exc)
+    if code and code not in kind:
+        kind = f"{kind} ({code})"
     detail = getattr(exc, "strerror", None) or str(exc).split("\n")[0]
     detail = detail[:300]
     return f"{op} {location}: {kind}: {detail}"
@@ -77,7 +212,7 @@ def list_inputs(uri: str, storage_options: dict[str, Any] | None = None, exclude
         fs, path = get_fs(uri, storage_options)
     except Exception as e:  # bad URL or missing optional filesystem
         raise StorageError(describe_error("open filesystem for", uri, e)) from None
-    try:
+    def _list() -> list[tuple[str, dict[str, Any]]]:
         if any(ch in path for ch in "*?["):
             infos = fs.glob(path, detail=True)
             entries = []
@@ -86,17 +221,22 @@ def list_inputs(uri: str, storage_options: dict[str, Any] | None = None, exclude
                     entries += list(fs.find(p, detail=True).items())
                 else:
                     entries.append((p, info))
-        elif fs.isdir(path):
-            entries = list(fs.find(path, detail=True).items())
-        elif fs.exists(path):
-            entries = [(path, fs.info(path))]
-        else:
-            raise FileNotFoundError(path)
-    except FileNotFoundError:
-        raise StorageError(f"input not found: {uri}") from None
-    except PermissionError as e:
-        raise StorageError(describe_error("list", uri, e) + " (permission denied)") from None
+            return entries
+        if fs.isdir(path):  # one flat, paginated listing (ListObjectsV2 without delimiter on S3)
+            return list(fs.find(path, detail=True).items())
+        if fs.exists(path):
+            return [(path, fs.info(path))]
+        raise FileNotFoundError(path)
+
+    try:
+        entries = retry_call(_list, "list", uri)
     except Exception as e:
+        if is_fatal(e):
+            raise StorageError(describe_error("list", uri, e) + fatal_hint(e)) from None
+        if any(isinstance(x, FileNotFoundError) for x in _chain(e)):
+            code = error_code(e)
+            what = "bucket does not exist" if code == "NoSuchBucket" or "bucket" in str(e).lower() else "not found"
+            raise StorageError(f"input not found: {uri} ({what})") from None
         raise StorageError(describe_error("list", uri, e)) from None
     files = []
     root = path.rstrip("/")
@@ -121,25 +261,50 @@ def list_inputs(uri: str, storage_options: dict[str, Any] | None = None, exclude
     files.sort(key=lambda f: f.uri)
     if not files:
         raise StorageError(f"input {uri} holds no readable files")
+    probe_readable(fs, files[0].uri)
     return files
+
+
+def fatal_hint(exc: BaseException, op: str = "") -> str:
+    """A short hint for a fatal storage error (which kind of mistake it most likely is)."""
+    code = error_code(exc)
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"):
+        return " (the credentials were rejected: check key/secret in storage_options or the AWS credential chain)"
+    if code in ("NoSuchBucket", "InvalidBucketName"):
+        return " (no such bucket)"
+    if op == "write":
+        return " (permission denied: are these read-only credentials?)"
+    return " (permission denied: do these credentials allow this operation on this bucket/prefix?)"
+
+
+def probe_readable(fs: fsspec.AbstractFileSystem, uri: str) -> None:
+    """Read one byte of an input on the driver, so that credentials that may list but not read fail the job
+    before any work instead of quarantining every file. Only fatal errors (access, credentials) are raised."""
+    path = fs._strip_protocol(uri)
+    try:
+        retry_call(lambda: fs.cat_file(path, start=0, end=1), "read", uri)
+    except Exception as e:
+        if is_fatal(e):
+            raise StorageError(describe_error("read", uri, e) + fatal_hint(e)) from None
 
 
 def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Write a small object so that readers see either the old or the new content, never half of it."""
-    if protocol_of(fs) == "file":
-        fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    else:  # object stores publish a PUT atomically
-        with fs.open(path, "wb") as f:
-            f.write(data)
+    if protocol_of(fs) != "file":  # object stores publish a PUT atomically; retry throttling/network errors
+        retry_call(lambda: fs.pipe_file(path, data), "write", full_uri(fs, path))
+        return
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def read_bytes(fs: fsspec.AbstractFileSystem, path: str) -> bytes:
+    if protocol_of(fs) != "file":
+        return retry_call(lambda: fs.cat_file(path), "read", full_uri(fs, path))
     with fs.open(path, "rb") as f:
         return f.read()
 
@@ -149,6 +314,6 @@ def put_file(fs: fsspec.AbstractFileSystem, local_path: str, path: str) -> None:
     if protocol_of(fs) == "file":
         fs.makedirs(posixpath.dirname(path), exist_ok=True)
         os.replace(local_path, path)
-    else:
-        fs.put_file(local_path, path)
+    else:  # idempotent (same name, same bytes), so a retry after a lost response is safe
+        retry_call(lambda: fs.put_file(local_path, path), "upload", full_uri(fs, path))
         os.unlink(local_path)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from typing import Any
 
 import pyarrow as pa
@@ -31,6 +32,9 @@ from refinery.schema import (
     conform,
     split_alive,
 )
+
+# Test hook: slow each part write down so a test can kill the job mid-write (never set in production).
+_TEST_WRITE_DELAY = float(os.environ.get("REFINERY_TEST_WRITE_DELAY", "0") or 0)
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -129,6 +133,8 @@ class PartWriter:
             digest = _sha256_file(tmp)
             size = os.path.getsize(tmp)
             put_file(fs, tmp, dest)
+            if _TEST_WRITE_DELAY:
+                time.sleep(_TEST_WRITE_DELAY)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

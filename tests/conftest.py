@@ -52,3 +52,7 @@ def read_output(output_uri: str | Path):
     manifest = json.loads((root / "manifest.json").read_text())
     tables = [pq.read_table(root / f["path"]) for f in manifest["files"] if f["kind"] == "data"]
     return pa.concat_tables(tables) if tables else None, manifest
+
+
+# Session fixture `s3_server`: a real SeaweedFS S3 on 127.0.0.1 with read-only and read-write identities.
+from tests.s3_server import s3_server  # noqa: E402,F401

@@ -20,7 +20,7 @@ from stages.readers.base import (
 @register_reader
 class TextReader(Reader):
     format = "text"
-    extensions = (".txt", ".text", ".md")
+    extensions = (".txt", ".text")
 
     def read(self, task: ReadTask) -> Iterator[pa.Table]:
         rows = RowBuilder(task, self.cfg, self.run_id)

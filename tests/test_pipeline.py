@@ -1,0 +1,184 @@
+"""End to end in local mode on a real Ray: commit, accounting, quarantine, idempotence, crash + rerun."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from refinery.accounting import check_accounting
+from refinery.commit import verify
+from tests.conftest import read_output
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = Path(__file__).parent / "fixtures" / "foundation"
+N_DOCS = 300  # 100 jsonl + 100 jsonl.gz + 50 jsonl.zst + 50 parquet
+
+
+def _cfg(inp, out, stages=None, **extra):
+    cfg = {"input": {"uri": str(inp), "exclude": ["README.md", "LICENSE*"]}, "output": {"uri": str(out), "target_shard_mb": 0.05}, "stages": stages or []}
+    for k, v in extra.items():
+        cfg.setdefault(k, {}).update(v)
+    return cfg
+
+
+STAGES = [
+    {"stage": "normalize"},
+    {"stage": "length_filter", "params": {"min_chars": 700, "max_chars": 5000}},
+]
+
+
+def _check_counts(result, expected_read):
+    table, manifest = read_output(result.output_uri)
+    data_rows = sum(f["rows"] for f in manifest["files"] if f["kind"] == "data")
+    assert data_rows == table.num_rows == result.report["rows_out"] == manifest["counts"]["rows_out"]
+    assert result.report["rows_read"] == expected_read
+    assert check_accounting(result.report) == []
+    for s in result.report["stages"]:
+        assert s["rows_in"] == s["rows_out"] + sum(s["dropped"].values())
+    total = result.report["rows_out"] + result.report["dropped_total"] + sum(result.report["quarantined"].values())
+    assert total == result.report["rows_read"]
+    assert verify(result.output_uri) == []
+    return table, manifest
+
+
+def test_all_formats_commit_with_full_accounting(run_config, tmp_path):
+    res = run_config(_cfg(FIX, tmp_path / "out", STAGES))
+    assert res.status == "committed"
+    table, manifest = _check_counts(res, N_DOCS)
+    lf = res.report["stages"][1]
+    assert lf["rows_in"] == N_DOCS and set(lf["dropped"]) <= {"too_few_chars", "too_many_chars"}
+    assert lf["dropped"].get("too_few_chars", 0) > 0  # real short documents exist in the fixture
+    lengths = [len(t) for t in table["text"].to_pylist()]
+    assert min(lengths) >= 700 and max(lengths) <= 5000
+    # every format made it through
+    fmts = {s["format"] for s in table["source"].to_pylist()}
+    assert fmts == {"jsonl", "parquet"}
+    uris = {Path(s["uri"]).name for s in table["source"].to_pylist()}
+    assert uris == {"docs_a.jsonl", "docs_b.jsonl.gz", "docs_c.jsonl.zst", "docs_d.parquet"}
+    # manifest records what a data engineer needs to audit the run
+    assert manifest["config_hash"] and manifest["code_version"] and len(manifest["inputs"]) == 4
+    assert all(f["sha256"] and f["bytes"] > 0 for f in manifest["files"])
+    assert all(f["path"].startswith(("data/", "droplog/")) for f in manifest["files"])
+    # the drop log says which rows went and why
+    droplog = pq.read_table(Path(res.output_uri) / next(f["path"] for f in manifest["files"] if f["kind"] == "droplog"))
+    assert set(droplog["stage"].to_pylist()) == {"length_filter"}
+    assert not set(droplog["id"].to_pylist()) & set(table["id"].to_pylist())
+    assert not (Path(res.output_uri) / "_work").exists() or not any((Path(res.output_uri) / "_work").iterdir())
+
+
+def test_empty_stage_list_reads_unifies_and_writes(run_config, tmp_path):
+    res = run_config(_cfg(FIX, tmp_path / "out"))
+    table, _ = _check_counts(res, N_DOCS)
+    assert table.num_rows == N_DOCS
+    assert table.column_names == ["id", "text", "modality", "media", "source", "meta", "run_id"]
+    assert set(table["modality"].to_pylist()) == {"text"}
+
+
+def test_every_bad_case_in_one_run(run_config, tmp_path):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    good = (FIX / "docs_a.jsonl").read_bytes().splitlines(keepends=True)[:20]
+    bad = [b'{"text": "unterminated\n', b'{"text": "bad \xff utf8"}\n', b'{"text": 42}\n', b'{"x": 1}\n',
+           b'{"text": "' + b"y" * 20000 + b'"}\n']
+    (inp / "mixed.jsonl").write_bytes(b"".join(good[:10] + bad + good[10:]))
+    import gzip
+
+    blob = gzip.compress(b"".join(good))
+    (inp / "truncated.jsonl.gz").write_bytes(blob[: len(blob) // 2])
+    (inp / "empty.jsonl").write_bytes(b"")
+    res = run_config(_cfg(inp, tmp_path / "out", input={"max_record_bytes": 10000}))
+    table, manifest = read_output(res.output_uri)
+    q = res.report["quarantined"]
+    assert q == {"malformed_json": 1, "invalid_utf8": 1, "text_not_string": 1, "missing_text_field": 1,
+                 "record_too_large": 1, "truncated_compressed_stream": 1, "empty_file": 1}
+    texts = table["text"].to_pylist()
+    good_texts = [json.loads(line)["text"] for line in good]
+    assert all(t in texts for t in good_texts)  # every good record of mixed.jsonl is in the output
+    truncated_kept = table.num_rows - len(good_texts)
+    assert 0 < truncated_kept < 20  # the readable part of the truncated gzip is kept
+    qfiles = [f for f in manifest["files"] if f["kind"] == "quarantine"]
+    qt = pq.read_table(Path(res.output_uri) / qfiles[0]["path"]) if len(qfiles) == 1 else None
+    if qt is not None:
+        assert sorted(qt["reason"].to_pylist()) == sorted(q)
+        assert all(s["uri"] for s in qt["source"].to_pylist())
+    assert res.report["rows_read"] == table.num_rows + sum(q.values())
+
+
+def test_same_config_same_input_same_rows_and_noop_rerun(run_config, tmp_path):
+    a = run_config(_cfg(FIX, tmp_path / "a", STAGES))
+    b = run_config(_cfg(FIX, tmp_path / "b", STAGES))
+    ta, _ = read_output(a.output_uri)
+    tb, _ = read_output(b.output_uri)
+    rows = lambda t: sorted(zip(t["id"].to_pylist(), t["text"].to_pylist(), strict=True))  # noqa: E731
+    assert rows(ta) == rows(tb)
+    again = run_config(_cfg(FIX, tmp_path / "a", STAGES))
+    assert again.status == "noop" and again.run_id == a.run_id
+
+
+def test_committed_output_of_another_run_is_protected(run_config, tmp_path):
+    run_config(_cfg(FIX, tmp_path / "out", STAGES))
+    from refinery.commit import OutputExistsError
+
+    with pytest.raises(OutputExistsError):
+        run_config(_cfg(FIX, tmp_path / "out", []))
+    res = run_config(_cfg(FIX, tmp_path / "out", [], output={"if_exists": "overwrite"}))
+    assert res.status == "committed" and res.report["rows_out"] == N_DOCS
+    assert verify(res.output_uri) == []
+
+
+def test_annotate_keeps_rows_and_flags_them(run_config, tmp_path):
+    stages = [{"stage": "length_filter", "params": {"min_chars": 700, "action": "annotate"}}]
+    res = run_config(_cfg(FIX, tmp_path / "out", stages))
+    table, _ = read_output(res.output_uri)
+    assert table.num_rows == N_DOCS and res.report["dropped_total"] == 0
+    flagged = [f for f in table["flagged"].to_pylist() if f]
+    assert flagged and all(f == ["length_filter:too_few_chars"] for f in flagged)
+    short = sum(1 for t in table["text"].to_pylist() if len(t) < 700)
+    assert len(flagged) == short == res.report["stages"][0]["flagged"]["too_few_chars"]
+
+
+def test_kill_during_write_leaves_nothing_published_and_rerun_matches(run_config, tmp_path):
+    inp = tmp_path / "in"
+    shutil.copytree(FIX, inp)
+    out = tmp_path / "out"
+    cfg_path = tmp_path / "job.yaml"
+    cfg = _cfg(inp, out, STAGES, ray={"num_cpus": 2})
+    cfg["output"]["target_shard_mb"] = 0.01
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "REFINERY_TEST_WRITE_DELAY": "2", "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, "-m", "jobs.run", "--config", str(cfg_path)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if list(out.glob("_work/*/final/data/part-*.parquet")):
+                break
+            assert proc.poll() is None, "job ended before it could be killed"
+            time.sleep(0.1)
+        else:
+            pytest.fail("no staged part appeared")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (out / "_SUCCESS").exists()
+    assert not (out / "data").exists() and not (out / "manifest.json").exists()
+    visible = [p for p in out.rglob("*.parquet") if not any(part.startswith(("_", ".")) for part in p.relative_to(out).parts)]
+    assert visible == []
+    rerun = run_config(cfg)
+    clean = run_config(_cfg(inp, tmp_path / "clean", STAGES))
+    t1, _ = read_output(rerun.output_uri)
+    t2, _ = read_output(clean.output_uri)
+    assert sorted(zip(t1["id"].to_pylist(), t1["text"].to_pylist(), strict=True)) == sorted(
+        zip(t2["id"].to_pylist(), t2["text"].to_pylist(), strict=True)
+    )
+    assert not list(out.glob("_work/*/final/data/*"))  # staging of the killed run was cleaned
