@@ -182,3 +182,52 @@ def test_kill_during_write_leaves_nothing_published_and_rerun_matches(run_config
         zip(t2["id"].to_pylist(), t2["text"].to_pylist(), strict=True)
     )
     assert not list(out.glob("_work/*/final/data/*"))  # staging of the killed run was cleaned
+
+
+def _register_toy_global_stage():
+    """A toy global stage, registered by the test: keeps the longest document per language label."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from refinery.stage import FilterParams, GlobalStage, register
+
+    @register
+    class LongestPerLabel(GlobalStage):
+        name = "test_longest_per_label"
+        Params = FilterParams
+
+        def apply(self, ds, ctx):
+            label = ctx.label
+
+            def mark(batch: pa.Table) -> pa.Table:
+                labels = [__import__("json").loads(m)["lang_label"] for m in batch["meta"].to_pylist()]
+                lengths = pc.utf8_length(batch["text"]).to_pylist()
+                best: dict[str, tuple[int, str]] = {}
+                for i, (lab, n) in enumerate(zip(labels, lengths, strict=True)):
+                    key = (n, batch["id"][i].as_py())
+                    if lab not in best or key > best[lab]:
+                        best[lab] = key
+                keep = {v[1] for v in best.values()}
+                drop = [None if i in keep else f"{label}:not_longest" for i in batch["id"].to_pylist()]
+                return batch.append_column("_drop", pa.array(drop, pa.string()))
+
+            # one global group: everything in one batch is fine for a 300-row test corpus
+            return ds.repartition(1).map_batches(mark, batch_format="pyarrow", batch_size=None)
+
+    return LongestPerLabel
+
+
+def test_global_stage_gets_checkpointed_live_rows_and_drops_are_accounted(run_config, tmp_path):
+    _register_toy_global_stage()
+    stages = [*STAGES, {"stage": "test_longest_per_label"}, {"stage": "length_filter", "params": {"max_chars": 4000}}]
+    res = run_config(_cfg(FIX, tmp_path / "out", stages))
+    table, manifest = _check_counts(res, N_DOCS)
+    import json as _json
+
+    labels = [_json.loads(m)["lang_label"] for m in table["meta"].to_pylist()]
+    assert len(labels) == len(set(labels))  # at most one document per language survived
+    names = [s["name"] for s in res.report["stages"]]
+    assert names == ["normalize", "length_filter", "test_longest_per_label", "length_filter#2"]
+    assert res.report["stages"][2]["dropped"]["not_longest"] > 0
+    kinds = {f["kind"] for f in manifest["files"]}
+    assert kinds == {"data", "droplog"}
