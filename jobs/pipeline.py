@@ -100,8 +100,11 @@ def compute_run_id(cfg: RunConfig, files: list[InputFile]) -> str:
 
 
 def _rows_per_shard(tasks: list[ReadTask], cfg: RunConfig, run_id: str) -> int:
-    """Estimate rows per output part from a small sample, so parts land near output.target_shard_mb."""
-    target = int(cfg.output.target_shard_mb * (1 << 20))
+    """Estimate rows per writer batch from a small sample, so parts land near output.target_shard_mb.
+
+    A writer batch is held in a worker's memory, so it is also capped at output.max_batch_mb of in-memory Arrow
+    data: memory must not grow with the shard target (parts are then smaller than the target)."""
+    target = int(min(cfg.output.target_shard_mb * 3, cfg.output.max_batch_mb) * (1 << 20))
     readers = load_readers()
     for task in tasks[:3]:
         try:
@@ -110,7 +113,7 @@ def _rows_per_shard(tasks: list[ReadTask], cfg: RunConfig, run_id: str) -> int:
             continue
         if batch is not None and batch.num_rows:
             per_row = max(64, batch.nbytes // batch.num_rows)
-            return int(min(5_000_000, max(256, target * 3 // per_row)))
+            return int(min(5_000_000, max(256, target // per_row)))
     return 100_000
 
 
@@ -128,7 +131,14 @@ def init_ray(cfg: RunConfig) -> None:
     kwargs["num_cpus"] = cfg.ray.num_cpus or os.cpu_count() or 1
     if cfg.ray.object_store_mb:
         kwargs["object_store_memory"] = cfg.ray.object_store_mb * (1 << 20)
-    ray.init(**kwargs)
+    try:
+        ray.init(**kwargs)
+    except Exception as e:  # Ray gives a local raylet a fixed 30 s to register; an overloaded machine can miss it
+        if "timed out during startup" not in str(e):
+            raise
+        log.warning("local Ray did not start in time (overloaded machine?); trying once more")
+        ray.shutdown()
+        ray.init(**kwargs)
 
 
 def _cluster_cpus() -> int:
@@ -319,6 +329,7 @@ def run_pipeline(
             "rows_out": report["rows_out"],
             "dropped": report["dropped_total"],
             "quarantined": sum(report["quarantined"].values()),
+            "skipped": sum(report.get("skipped", {}).values()),
         },
         **(manifest_extra or {}),
     }
@@ -366,7 +377,9 @@ def print_summary(result: RunResult, stream=sys.stdout) -> None:
         for reason, n in sorted(s["dropped"].items(), key=lambda kv: -kv[1])[:5]:
             w(f"  - {reason:<24}{n:>36}\n")
     q = r.get("quarantined", {})
+    sk = r.get("skipped", {})
     w(f"rows read {r.get('rows_read', 0)}, written {r.get('rows_out', 0)}, dropped {r.get('dropped_total', 0)}, "
-      f"quarantined {sum(q.values())}{' ' + json.dumps(q) if q else ''}\n")
+      f"quarantined {sum(q.values())}{' ' + json.dumps(q) if q else ''}"
+      f"{f', skipped {sum(sk.values())} ' + json.dumps(sk) if sk else ''}\n")
     if "wall_seconds" in r:
         w(f"wall time {r['wall_seconds']:.1f}s\n")

@@ -9,7 +9,15 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from refinery.config import InputConfig
-from refinery.fsio import StorageError, backoff_delay, describe_error, fatal_hint, is_fatal, is_transient, retry_policy
+from refinery.fsio import (
+    StorageError,
+    backoff_delay,
+    describe_error,
+    fatal_hint,
+    is_fatal,
+    is_transient,
+    retry_policy,
+)
 from refinery.redact import scrub, secret_values
 from stages.readers import load_readers
 from stages.readers.base import ReadTask, RowBuilder

@@ -62,7 +62,8 @@ def check_output(output_uri: str, storage_options: dict[str, Any], run_id: str, 
     try:
         manifest = committed_manifest(output_uri, storage_options)
     except Exception as e:
-        raise StorageError(describe_error("read", output_uri, e)) from None
+        hint = fatal_hint(e) if is_fatal(e) else ""
+        raise StorageError(describe_error("read", output_uri, e) + hint) from None
     if manifest is None:
         return "fresh"
     if manifest.get("run_id") == run_id:

@@ -51,6 +51,8 @@ class OutputConfig(_Strict):
     uri: str
     storage_options: dict[str, Any] = Field(default_factory=dict)
     target_shard_mb: float = Field(default=128.0, gt=0)
+    # In-memory Arrow data one writer batch may hold; bounds worker memory whatever the shard target.
+    max_batch_mb: float = Field(default=48.0, gt=0)
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
     # What to do when the output already holds a committed run of a *different* config or input.
     # (The same config on the same input is recognised and is a no-op.)

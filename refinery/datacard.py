@@ -7,14 +7,17 @@ licence); sources no prefix matches are listed as "not stated".
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Any
 
 
 def licence_for(uri: str, licenses: dict[str, str]) -> str | None:
+    """The licence of the longest matching prefix; relative local prefixes match the absolute input uris."""
     best = None
     for prefix, lic in licenses.items():
-        if uri.startswith(prefix) and (best is None or len(prefix) > len(best[0])):
+        full = prefix if "://" in prefix or prefix.startswith("/") else os.path.abspath(prefix)
+        if (uri.startswith(prefix) or uri.startswith(full)) and (best is None or len(prefix) > len(best[0])):
             best = (prefix, lic)
     return best[1] if best else None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import io
 import logging
 import os
 import posixpath
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -32,7 +33,7 @@ class StorageError(Exception):
 # S3 error codes that no retry can fix: fail at once and say which bucket/prefix and which operation.
 FATAL_CODES = frozenset({
     "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
-    "InvalidBucketName", "ExpiredToken", "InvalidToken", "AccountProblem", "NoSuchKey", "403", "404",
+    "InvalidBucketName", "ExpiredToken", "InvalidToken", "AccountProblem",
 })
 # Throttling and server-side hiccups: worth a bounded, jittered retry.
 TRANSIENT_CODES = frozenset({
@@ -70,7 +71,8 @@ def error_code(exc: BaseException) -> str | None:
             err = resp.get("Error") or {}
             code = err.get("Code") or (resp.get("ResponseMetadata") or {}).get("HTTPStatusCode")
             if code:
-                return str(code)
+                # HEAD requests carry no error body: botocore reports the bare HTTP status
+                return {"403": "AccessDenied", "404": "NotFound"}.get(str(code), str(code))
     return None
 
 
@@ -300,6 +302,15 @@ def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def open_input(fs: fsspec.AbstractFileSystem, path: str) -> BinaryIO:
+    """Open a file for streaming reads. Object-store files get an `io.BufferedReader` on top: fsspec's buffered
+    files lack parts of the standard file API readers rely on (e.g. `readline(limit)` in the JSONL reader)."""
+    f = fs.open(path, "rb")
+    if protocol_of(fs) == "file":
+        return f
+    return io.BufferedReader(f, buffer_size=1 << 20)  # type: ignore[arg-type]
 
 
 def read_bytes(fs: fsspec.AbstractFileSystem, path: str) -> bytes:

@@ -119,6 +119,9 @@ class LeaseLock:
                 f.flush()
                 os.fsync(f.fileno())
             return True
+        self._probe_conditional()
+        if self.fs.exists(self.path):  # cheap pre-check; the conditional PUT below is what makes it exclusive
+            return False
         try:
             self.fs.pipe_file(self.path, data, mode="create")
         except FileExistsError:
@@ -128,6 +131,26 @@ class LeaseLock:
                 return False
             raise
         return self._confirm()
+
+    def _probe_conditional(self) -> None:
+        """Find out once whether the store honours `If-None-Match: *`; if not, say so in `mode` (see module doc)."""
+        if self.mode != "s3-conditional" or getattr(self, "_probed", False):
+            return
+        self._probed = True
+        probe = f"{self.path}.probe-{uuid.uuid4().hex[:8]}"
+        try:
+            self.fs.pipe_file(probe, b"1", mode="create")
+            try:
+                self.fs.pipe_file(probe, b"2", mode="create")
+                self.mode = "read-back"  # the second exclusive create succeeded: the header is ignored
+            except Exception as e:
+                if not (isinstance(e, FileExistsError) or _is_precondition_failed(e)):
+                    raise
+        finally:
+            try:
+                self.fs.rm(probe)
+            except FileNotFoundError:
+                pass
 
     def _take_over(self, stale: dict[str, Any]) -> bool:
         if self.local:
@@ -200,6 +223,13 @@ class LeaseLock:
         self.release()
 
 
-def _is_precondition_failed(e: BaseException) -> bool:
-    text = f"{type(e).__name__} {e}"
-    return "PreconditionFailed" in text or "412" in text or "ConditionalRequestConflict" in text
+def _is_precondition_failed(e: BaseException | None) -> bool:
+    """412 PreconditionFailed (or 409 ConditionalRequestConflict); s3fs wraps botocore's error in an OSError."""
+    seen = 0
+    while e is not None and seen < 5:
+        text = f"{type(e).__name__} {e}"
+        if any(k in text for k in ("PreconditionFailed", "ConditionalRequestConflict", "pre-conditions", " 412")):
+            return True
+        e = e.__cause__ or e.__context__
+        seen += 1
+    return False

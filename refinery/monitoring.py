@@ -148,7 +148,9 @@ def build_profile(snapshot_uri: str, so: dict[str, Any] | None, mon: Any, snapsh
         if _is_pii_stage(s["name"]):
             for k, v in s.get("counters", {}).items():
                 pii[k] += v
-    pii_total = sum(v for k, v in pii.items() if not k.endswith("docs") and not k.startswith("docs"))
+    # The pii stage's counters are hits per type plus a few document/media tallies (docs_with_pii, media_*).
+    pii_types = {k: v for k, v in pii.items() if not k.startswith(("docs", "media"))}
+    pii_total = sum(pii_types.values())
     profile = {
         "snapshot_id": snapshot_id,
         "rows": rows,
@@ -160,7 +162,8 @@ def build_profile(snapshot_uri: str, so: dict[str, Any] | None, mon: Any, snapsh
         "dedup_clusters": _cluster_hist(clusters),
         "dedup_rate": (dedup_dropped / rows_read) if rows_read else 0.0,
         "dedup_dropped": dedup_dropped,
-        "pii": dict(sorted(pii.items())),
+        "pii": dict(sorted(pii_types.items())),
+        "pii_docs": pii.get("docs_with_pii"),
         "pii_rate": (pii_total / rows) if rows else 0.0,
         "funnel": [
             {"stage": s["name"], "rows_in": s["rows_in"], "rows_out": s["rows_out"], "dropped": s["dropped"]}

@@ -18,8 +18,9 @@ from typing import Any, BinaryIO, ClassVar
 
 import pyarrow as pa
 
+from refinery.accounting import SKIP_PREFIX
 from refinery.config import InputConfig
-from refinery.fsio import InputFile, get_fs
+from refinery.fsio import InputFile, get_fs, open_input
 from refinery.schema import (
     BASE_FIELDS,
     DETAIL_COL,
@@ -112,6 +113,15 @@ class RowBuilder:
         c[RAW_COL].append(raw[:cap] if raw is not None else None)
         c[DETAIL_COL].append(detail)
 
+    def skip(self, *, offset: int, reason: str, uri: str | None = None) -> None:
+        """Count an input record that is deliberately not a document (e.g. a WARC request record).
+
+        It is carried as a dead row with ``_drop = "skip:<reason>"``: report.json counts it under ``skipped`` and
+        the drop log lists it (stage ``skip``), so rows_read = kept + dropped + quarantined + skipped.
+        """
+        self.quarantine(offset=offset, reason=reason, uri=uri)
+        self.cols[DROP_COL][-1] = SKIP_PREFIX + reason
+
     def full(self) -> bool:
         return len(self) >= self.cfg.batch_rows
 
@@ -143,7 +153,7 @@ class Reader:
 
     def open_raw(self, uri: str) -> BinaryIO:
         fs, path = get_fs(uri, self.cfg.storage_options)
-        return fs.open(path, "rb")
+        return open_input(fs, path)
 
 
 def strip_compression(uri: str) -> tuple[str, str | None]:

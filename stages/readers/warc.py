@@ -1,0 +1,297 @@
+"""WARC / WET / WAT / ARC crawl archives → text rows (and image rows), one record at a time.
+
+Streaming: FastWARC iterates the gzip members of a ``.warc.gz`` one by one (ARC files go through warcio), so a
+file is never loaded whole; a record's payload is read up to ``input.max_record_bytes``.
+
+What each record becomes (every record is accounted for in report.json):
+
+- ``response`` with an HTML payload → the extractor (``input.extractor``) → a ``text`` row. HTTP headers are
+  parsed tolerantly (LF-only header lines, as in ClueWeb09, are fine): status, content-type, charset,
+  content-encoding. Non-2xx responses are skipped (``skip:http_<status>``).
+- ``response``/``resource`` with an ``image/*`` payload → an ``image`` row (Pillow: size, mime, sha256, dHash);
+  its caption is the ``alt`` text of an ``<img>`` pointing at that URL in a page read earlier from the same
+  file (pages normally precede their images in a crawl; the map holds at most ALT_MAP_MAX entries).
+- ``conversion`` (WET plain text) → a ``text`` row as it is.
+- ``warcinfo``, ``request``, ``metadata`` (incl. all WAT records), ``revisit``, ``continuation`` and payloads of
+  other types → skipped and counted as ``skip:<warc type>`` / ``skip:unsupported_payload``.
+- Undecodable images, oversized records (``record_too_large``), records cut off by the end of the file
+  (``truncated_record``) and archives the parser gives up on (``broken_archive``, earlier records kept) →
+  quarantine with a reason.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import orjson
+import pyarrow as pa
+
+from stages.readers import register_reader
+from stages.readers.base import COMPRESSED_TRUNCATION_ERRORS, Reader, ReadTask, RowBuilder, strip_compression
+from stages.readers.extract import python_codec
+from stages.readers.html import add_html_row
+from stages.readers.image import add_image_row
+
+ALT_MAP_MAX = 100_000
+_HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml+xhtml")
+_SKIPPED_TYPES = ("warcinfo", "request", "metadata", "revisit", "continuation")
+
+
+@dataclass
+class Record:
+    """One archive record, independent of the library that parsed it."""
+
+    offset: int  # byte offset of the record in the (compressed) file
+    type: str
+    url: str | None
+    date: str | None
+    record_id: str | None
+    content_type: str  # of the WARC block
+    body: bytes  # the block, capped at max_record_bytes
+    length: int  # the block's declared length
+    overflow: bool
+    truncated: bool = False  # the file ended inside this record
+
+
+@dataclass
+class Http:
+    status: int | None
+    content_type: str
+    charset: str | None
+    payload: bytes
+
+
+@register_reader
+class WarcReader(Reader):
+    format = "warc"
+    extensions = (".warc", ".wet", ".wat", ".arc")
+
+    def read(self, task: ReadTask) -> Iterator[pa.Table]:
+        rows = RowBuilder(task, self.cfg, self.run_id)
+        alts: dict[str, str] = {}
+        base, _ = strip_compression(task.uri)
+        is_arc = base.lower().endswith(".arc")
+        last = 0
+        seen = 0
+        with self.open_raw(task.uri) as raw:
+            records = _iter_warcio(raw, self.cfg.max_record_bytes) if is_arc else _iter_fastwarc(raw, self.cfg.max_record_bytes)
+            try:
+                for rec in records:
+                    seen += 1
+                    last = rec.offset
+                    self._record(rows, task, rec, alts)
+                    if rows.full():
+                        yield rows.flush()  # type: ignore[misc]
+            except (*COMPRESSED_TRUNCATION_ERRORS, ValueError, OSError) as e:
+                rows.quarantine(
+                    offset=last + 1,
+                    reason="broken_archive",
+                    detail=f"{type(e).__name__} after record at byte {last}; {seen} earlier records kept",
+                )
+        if seen == 0 and not len(rows):
+            rows.quarantine(offset=0, reason="empty_archive", detail="no WARC/ARC records found")
+        out = rows.flush()
+        if out is not None:
+            yield out
+
+    def _record(self, rows: RowBuilder, task: ReadTask, rec: Record, alts: dict[str, str]) -> None:
+        cap = self.cfg.max_record_bytes
+        if rec.type in _SKIPPED_TYPES:
+            rows.skip(offset=rec.offset, reason=rec.type)
+            return
+        if rec.truncated:
+            rows.quarantine(
+                offset=rec.offset,
+                reason="truncated_record",
+                raw=rec.body,
+                detail=f"{rec.type} record declares {rec.length} bytes, the file ends after {len(rec.body)}",
+            )
+            return
+        if rec.overflow:
+            rows.quarantine(
+                offset=rec.offset,
+                reason="record_too_large",
+                raw=rec.body,
+                detail=f"{rec.type} record of {rec.length} bytes exceeds max_record_bytes={cap}",
+            )
+            return
+        meta = {k: v for k, v in (("url", rec.url), ("warc_date", rec.date), ("warc_record_id", rec.record_id)) if v}
+        if rec.type == "conversion":
+            text = rec.body.decode("utf-8", errors="replace").strip()
+            if not text:
+                rows.skip(offset=rec.offset, reason="empty_extraction")
+                return
+            rows.add(offset=rec.offset, text=text, meta=orjson.dumps({**meta, "warc_type": "conversion"}).decode())
+            return
+        if rec.type == "response" and "application/http" in rec.content_type.lower():
+            http = parse_http(rec.body)
+        elif rec.type in ("response", "resource"):
+            http = Http(status=None, content_type=rec.content_type, charset=None, payload=rec.body)
+        else:
+            rows.skip(offset=rec.offset, reason=rec.type or "unknown_record_type")
+            return
+        if http is None:
+            rows.quarantine(offset=rec.offset, reason="malformed_http", raw=rec.body, detail="no HTTP status line/header block")
+            return
+        if http.status is not None and not 200 <= http.status < 300:
+            rows.skip(offset=rec.offset, reason=f"http_{http.status}")
+            return
+        mime = http.content_type.split(";")[0].strip().lower()
+        if http.status is not None:
+            meta["http_status"] = http.status
+        if mime:
+            meta["content_type"] = mime
+        if mime.startswith("image/"):
+            add_image_row(
+                rows,
+                http.payload,
+                offset=rec.offset,
+                cfg=self.cfg,
+                media_uri=f"{task.uri}#offset={rec.offset}",
+                caption=alts.get(rec.url or ""),
+                caption_source="alt",
+                meta=meta,
+            )
+            return
+        if mime in _HTML_TYPES or (not mime and _looks_like_html(http.payload)):
+            found = add_html_row(
+                rows,
+                http.payload,
+                offset=rec.offset,
+                extractor=self.cfg.extractor,
+                url=rec.url,
+                charset=http.charset,
+                extra_meta=meta,
+                collect_alts=True,
+            )
+            for k, v in found.items():
+                if len(alts) >= ALT_MAP_MAX:
+                    break
+                alts.setdefault(k, v)
+            return
+        rows.skip(offset=rec.offset, reason="unsupported_payload")
+
+
+def parse_http(block: bytes) -> Http | None:
+    """Split an HTTP response block into status, headers and (decoded) payload; tolerant of LF-only lines."""
+    if not block.startswith(b"HTTP/"):
+        return None
+    ends = [i for i in (block.find(b"\r\n\r\n"), block.find(b"\n\n")) if i >= 0]
+    if not ends:
+        head, payload = block, b""
+    else:
+        cut = min(ends)
+        sep = 4 if block[cut : cut + 4] == b"\r\n\r\n" else 2
+        head, payload = block[:cut], block[cut + sep :]
+    lines = head.decode("latin-1").replace("\r\n", "\n").split("\n")
+    parts = lines[0].split(None, 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        k, sep_, v = line.partition(":")
+        if sep_:
+            headers.setdefault(k.strip().lower(), v.strip())
+    ctype = headers.get("content-type", "")
+    charset = None
+    for param in ctype.split(";")[1:]:
+        k, _, v = param.partition("=")
+        if k.strip().lower() == "charset":
+            charset = v.strip().strip("\"'") or None
+    if charset is not None and python_codec(charset) is None:
+        charset = None
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        payload = _dechunk(payload)
+    payload = _decode_content(payload, headers.get("content-encoding", "").lower())
+    return Http(status=status, content_type=ctype, charset=charset, payload=payload)
+
+
+def _decode_content(payload: bytes, encoding: str) -> bytes:
+    # Crawlers often store the body already decoded but keep the header (ClueWeb09): trust the magic bytes.
+    try:
+        if payload[:2] == b"\x1f\x8b":
+            return gzip.decompress(payload)
+        if encoding == "deflate" and payload:
+            try:
+                return zlib.decompress(payload)
+            except zlib.error:
+                return zlib.decompress(payload, -zlib.MAX_WBITS)
+        if encoding == "br" and payload:
+            try:
+                import brotli  # type: ignore[import-not-found]
+
+                return brotli.decompress(payload)
+            except Exception:
+                return payload
+    except (OSError, EOFError, zlib.error):
+        return payload
+    return payload
+
+
+def _dechunk(payload: bytes) -> bytes:
+    out = io.BytesIO()
+    pos = 0
+    try:
+        while True:
+            nl = payload.index(b"\n", pos)
+            size = int(payload[pos:nl].split(b";")[0].strip(), 16)
+            if size == 0:
+                return out.getvalue()
+            start = nl + 1
+            out.write(payload[start : start + size])
+            pos = start + size
+            while payload[pos : pos + 1] in (b"\r", b"\n"):
+                pos += 1
+    except (ValueError, IndexError):
+        return payload  # not really chunked (already de-chunked by the crawler)
+
+
+def _looks_like_html(payload: bytes) -> bool:
+    head = payload[:1024].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<body" in head
+
+
+def _iter_fastwarc(raw, cap: int) -> Iterator[Record]:
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    for r in ArchiveIterator(raw, record_types=WarcRecordType.any_type, parse_http=False):
+        h = r.headers
+        body = r.reader.read(cap + 1)
+        length = r.content_length
+        yield Record(
+            truncated=len(body) < min(length, cap + 1),
+            offset=r.stream_pos,
+            type=(h.get("WARC-Type") or "").strip().lower(),
+            url=(h.get("WARC-Target-URI") or "").strip() or None,
+            date=h.get("WARC-Date"),
+            record_id=h.get("WARC-Record-ID"),
+            content_type=h.get("Content-Type") or "",
+            body=body[:cap] if len(body) > cap else body,
+            length=max(length, len(body)),
+            overflow=len(body) > cap,
+        )
+
+
+def _iter_warcio(raw, cap: int) -> Iterator[Record]:
+    from warcio.archiveiterator import ArchiveIterator
+
+    it = ArchiveIterator(raw, arc2warc=True)
+    for r in it:
+        h = r.rec_headers
+        body = r.raw_stream.read(cap + 1)
+        if r.http_headers is not None:  # warcio consumed the HTTP head: put it back for parse_http
+            body = r.http_headers.to_bytes() + body
+        yield Record(
+            offset=it.get_record_offset(),
+            type=(r.rec_type or "").lower(),
+            url=h.get_header("WARC-Target-URI"),
+            date=h.get_header("WARC-Date"),
+            record_id=None,  # ARC records have none; warcio's arc2warc invents a random one per read
+            content_type=(h.get_header("Content-Type") or ""),
+            body=body[:cap],
+            length=int(h.get_header("Content-Length") or len(body)),
+            overflow=len(body) > cap,
+        )

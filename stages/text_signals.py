@@ -1,0 +1,286 @@
+"""Shared machinery for the quality stages: one tokenization per document, reused by every rule set.
+
+Why: datatrove (the reference for the Gopher, C4 and FineWeb rules) splits words with spaCy's blank English
+tokenizer. To agree with it we use the same tokenizer, but we call it once per document and pull the per-token
+facts every rule needs out as numpy columns in one `Doc.to_array` call (hash of the token text, offset, length,
+whitespace/punctuation flags and three custom lexeme flags). Everything after that is integer arithmetic on
+arrays: n-gram repetition is hashing and `np.unique`, not joining strings. Tokenizations are cached per text in
+the worker process, so the stages fused after each other (gopher_repetition → gopher_quality → c4_quality →
+fineweb_quality) tokenize a document once; c4_quality hands the tokens of its cleaned text on to the next stage.
+
+spaCy splits text into alternating runs of whitespace and non-whitespace and tokenizes each non-whitespace run
+on its own, so the tokens of one line are exactly the full text's tokens that fall inside that line. That is
+what lets c4_quality count spaCy sentences per line without tokenizing each line again.
+
+This module is not a stage (it registers nothing); it does not import Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# --- character classes (copied from datatrove.utils.text so that this module does not import datatrove) -------
+
+PUNCTUATION = "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»" + "".join(
+    map(chr, (x for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b)))
+)
+# datatrove's TERMINAL_PUNCTUATION (sentence-final marks of many scripts), as code points
+_TERMINAL_CODEPOINTS = (
+    0x1AA9, 0xFF1F, 0x2048, 0x11A42, 0xFF0E, 0xAA5E, 0x11143, 0xFE57, 0x110BE, 0x1B7D, 0x1367, 0x11142, 0xA876,
+    0xA60E, 0x2049, 0x83E, 0x1AA8, 0x112A9, 0x11C42, 0x1C7F, 0x16A6E, 0x1945, 0x11F43, 0x11F44, 0xFE52, 0x11239,
+    0x11238, 0x1362, 0x702, 0x61E, 0xA6F3, 0x10F88, 0x115CD, 0x10A56, 0x11642, 0x61D, 0xAA5F, 0x1809, 0x1B7E,
+    0x115D7, 0x1C3C, 0x11EF8, 0x61F, 0x11A9C, 0xA9C9, 0x115C9, 0x10F59, 0x16AF5, 0x16B37, 0x700, 0xA4FF, 0x1735,
+    0x115CF, 0x11047, 0x115D3, 0x11944, 0x17D6, 0x11946, 0x115D1, 0x115D2, 0xABEB, 0x6D4, 0x10A57, 0x10F86, 0xA877,
+    0x2E54, 0xFF61, 0x17D5, 0x7F9, 0x2E2E, 0x2E, 0x111C5, 0x839, 0x1BC9F, 0xAAF0, 0xA92F, 0x10F57, 0x1B5E, 0x1173C,
+    0x1368, 0x110C1, 0xA8CF, 0x111DF, 0x16B38, 0x11A9B, 0x1173E, 0x837, 0x1DA88, 0x3F, 0x110C0, 0x115C3, 0xFF01,
+    0x589, 0xA8CE, 0x965, 0x115D6, 0x1B5B, 0x1803, 0x21, 0x104A, 0x16E98, 0x2047, 0x115CC, 0x1144B, 0x16B44,
+    0x1B5F, 0x11141, 0x11641, 0x2E3C, 0xAA5D, 0x115CB, 0x3002, 0xA9C8, 0xAAF1, 0x1173D, 0x10F56, 0x110BF, 0x166E,
+    0x17D4, 0xA6F7, 0x10F89, 0x17DA, 0x1944, 0x115D5, 0x115CE, 0x1AAA, 0x1B5A, 0x83D, 0x111DE, 0x115CA, 0x10F58,
+    0x2E53, 0x115D4, 0x16A6F, 0x111CD, 0x11EF7, 0x10F55, 0x11A43, 0x964, 0x115C2, 0x111C6, 0x11048, 0x104B, 0x1C7E,
+    0x11C41, 0xA60F, 0x701, 0x1736, 0x203C, 0x1123B, 0x203D, 0x1AAB, 0xFE56, 0x1144C, 0x1123C, 0x10F87, 0x115D0,
+    0x17D9, 0x1C3B,
+)  # fmt: skip
+TERMINAL_PUNCTUATION = frozenset(chr(c) for c in _TERMINAL_CODEPOINTS)
+PUNCTUATION_SET = frozenset(PUNCTUATION) | TERMINAL_PUNCTUATION
+
+# --- token table --------------------------------------------------------------------------------------------
+
+# columns of the per-document token array
+ORTH, IDX, LENGTH, SPACE, PUNCT, NONSYM, ALPHA, SENT_PUNCT = range(8)
+
+
+class _Tokenizer:
+    """spaCy's blank English tokenizer (what datatrove uses), with three custom lexeme flags."""
+
+    max_vocab = 500_000
+
+    def __init__(self, language: str = "en") -> None:
+        import spacy
+        from spacy.attrs import IDX as S_IDX
+        from spacy.attrs import IS_PUNCT, IS_SPACE
+        from spacy.attrs import LENGTH as S_LENGTH
+        from spacy.attrs import ORTH as S_ORTH
+        from spacy.pipeline.sentencizer import Sentencizer
+
+        self.language = language
+        self.nlp = spacy.blank(language)
+        sent_punct = frozenset(Sentencizer.default_punct_chars)
+        vocab = self.nlp.vocab
+        f_nonsym = vocab.add_flag(lambda s: any(ch not in PUNCTUATION_SET for ch in s))
+        f_alpha = vocab.add_flag(lambda s: any(ch.isalpha() for ch in s))
+        f_sent = vocab.add_flag(lambda s: s in sent_punct)
+        self.attrs = [S_ORTH, S_IDX, S_LENGTH, IS_SPACE, IS_PUNCT, f_nonsym, f_alpha, f_sent]
+        self.tokenizer = self.nlp.tokenizer
+        self.strings = vocab.strings
+
+    def __call__(self, text: str) -> np.ndarray:
+        doc = self.tokenizer(text)
+        arr = doc.to_array(self.attrs) if len(doc) else np.zeros((0, 8), dtype=np.uint64)
+        # Lexemes persist (common words are then looked up, not rebuilt), so bound the vocabulary's growth.
+        if len(self.nlp.vocab) > self.max_vocab:
+            self.__init__(self.language)
+        return arr.reshape(-1, 8)
+
+    def hash(self, s: str) -> int:
+        return int(self.strings.add(s))
+
+
+_TOKENIZERS: dict[str, _Tokenizer] = {}
+
+
+def tokenizer(language: str = "en") -> _Tokenizer:
+    tok = _TOKENIZERS.get(language)
+    if tok is None:
+        tok = _TOKENIZERS[language] = _Tokenizer(language)
+    return tok
+
+
+class _TokenCache:
+    """Recent tokenizations by text, bounded by total tokens (the fused stages of one batch share them)."""
+
+    def __init__(self, max_tokens: int = 1_500_000) -> None:  # ~100 MB of token rows
+        self.max_tokens = max_tokens
+        self.data: dict[str, np.ndarray] = {}
+        self.tokens = 0
+
+    def get(self, text: str) -> np.ndarray | None:
+        return self.data.get(text)
+
+    def put(self, text: str, arr: np.ndarray) -> None:
+        if text in self.data:
+            return
+        self.data[text] = arr
+        self.tokens += len(arr) + 1
+        while self.tokens > self.max_tokens and self.data:
+            old = self.data.pop(next(iter(self.data)))
+            self.tokens -= len(old) + 1
+
+
+_CACHE = _TokenCache()
+
+
+def tokens(text: str) -> np.ndarray:
+    """Token array of one text (rows = tokens, columns ORTH…SENT_PUNCT), whitespace tokens included."""
+    arr = _CACHE.get(text)
+    if arr is None:
+        arr = tokenizer()(text)
+        _CACHE.put(text, arr)
+    return arr
+
+
+def remember_tokens(text: str, arr: np.ndarray) -> None:
+    """Store a tokenization derived without running spaCy (c4_quality's cleaned text)."""
+    _CACHE.put(text, arr)
+
+
+def words_of(arr: np.ndarray) -> np.ndarray:
+    """The 'words' of datatrove's split_into_words: tokens with whitespace-only tokens removed."""
+    return arr[arr[:, SPACE] == 0] if len(arr) else arr
+
+
+def word_hash(word: str) -> int:
+    return tokenizer().hash(word)
+
+
+# --- small pure helpers shared by rule sets -------------------------------------------------------------------
+
+
+def find_duplicates(items: Sequence[str]) -> tuple[int, int]:
+    """(number of repeated elements, characters in the repeats), as in datatrove/Gopher."""
+    seen: set[str] = set()
+    dup_n = dup_chars = 0
+    for x in items:
+        if x in seen:
+            dup_n += 1
+            dup_chars += len(x)
+        else:
+            seen.add(x)
+    return dup_n, dup_chars
+
+
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+def ngram_ids(orth: np.ndarray, n: int) -> np.ndarray:
+    """A 64-bit id per word n-gram (position i covers words i..i+n-1)."""
+    m = len(orth) - n + 1
+    if m <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = orth[:m].copy()
+        for j in range(1, n):
+            h = h * _MULT + orth[j : j + m] + np.uint64(j)
+    return h
+
+
+# --- per-language rule sets ---------------------------------------------------------------------------------
+
+
+class RuleSet(BaseModel):
+    """Thresholds of one rule set. A threshold of None (or a rule listed in `skip`) switches that rule off."""
+
+    model_config = ConfigDict(extra="forbid")
+    skip: list[str] = Field(default_factory=list, description="rule names switched off")
+
+    def active(self, rule: str) -> bool:
+        return rule not in self.skip
+
+    @model_validator(mode="after")
+    def _known_skips(self) -> RuleSet:
+        known = set(self.rule_names())
+        bad = [s for s in self.skip if s not in known]
+        if bad:
+            raise ValueError(f"unknown rule(s) in skip: {bad}; known: {sorted(known)}")
+        return self
+
+    @classmethod
+    def rule_names(cls) -> tuple[str, ...]:
+        return ()
+
+
+def per_language_field() -> Any:
+    return Field(
+        default_factory=dict,
+        description="language code → threshold overrides (and `skip: [rules]`) for rows of that language",
+    )
+
+
+def resolve_rule_sets(
+    base: RuleSet, per_language: Mapping[str, Mapping[str, Any]], rules_cls: type[RuleSet]
+) -> dict[str, RuleSet]:
+    """Validate each language's overrides on top of the base thresholds (so config errors surface early)."""
+    base_values = base.model_dump()
+    out = {}
+    for lang, over in per_language.items():
+        merged = {**base_values, **dict(over)}
+        if "skip" in over:
+            merged["skip"] = sorted(set(base.skip) | set(over["skip"]))
+        out[lang] = rules_cls(**merged)
+    return out
+
+
+def base_rules(params: BaseModel, rules_cls: type[RuleSet]) -> RuleSet:
+    return rules_cls(**{k: getattr(params, k) for k in rules_cls.model_fields})
+
+
+@dataclass
+class RowGroups:
+    """Rows of a batch grouped by the rule set that applies to them."""
+
+    groups: list[tuple[RuleSet, np.ndarray]]
+    judged: np.ndarray  # bool per row: False for rows whose language is excluded by `only_languages`
+
+
+def group_rows(
+    langs: Sequence[str | None] | None,
+    base: RuleSet,
+    by_lang: Mapping[str, RuleSet],
+    only_languages: Iterable[str] | None,
+    n: int,
+) -> RowGroups:
+    judged = np.ones(n, dtype=bool)
+    if only_languages is not None:
+        only = set(only_languages)
+        judged = np.array([lg in only for lg in langs], dtype=bool) if langs is not None else np.zeros(n, dtype=bool)
+    if langs is None or not by_lang:
+        return RowGroups([(base, np.arange(n))], judged)
+    keys: dict[str, list[int]] = {}
+    for i, lg in enumerate(langs):
+        keys.setdefault(lg if lg in by_lang else "", []).append(i)
+    groups = [(by_lang.get(k, base), np.asarray(v, dtype=np.int64)) for k, v in keys.items()]
+    return RowGroups(groups, judged)
+
+
+def batch_langs(batch: pa.Table) -> list[str | None] | None:
+    return batch["lang"].to_pylist() if "lang" in batch.column_names else None
+
+
+def signal_columns(sig: Mapping[str, np.ndarray], types: Mapping[str, pa.DataType]) -> dict[str, pa.Array]:
+    """numpy signal arrays → Arrow columns; NaN (signal undefined, e.g. no words) becomes null."""
+    out = {}
+    for k, v in sig.items():
+        typ = types[k]
+        arr = np.asarray(v)
+        if pa.types.is_integer(typ):
+            out[k] = pa.array(np.nan_to_num(arr).astype(np.int64), type=typ)
+        else:
+            out[k] = pa.array(arr, type=typ, from_pandas=True)
+    return out
+
+
+def first_reasons(n: int, checks: list[tuple[np.ndarray, str]], judged: np.ndarray) -> pa.Array | None:
+    """Per row the name of the first failing rule (datatrove's order), or null."""
+    out: list[str | None] = [None] * n
+    any_fail = False
+    for mask, reason in checks:
+        for i in np.nonzero(mask & judged)[0].tolist():
+            if out[i] is None:
+                out[i] = reason
+                any_fail = True
+    return pa.array(out, pa.string()) if any_fail else None
