@@ -37,9 +37,11 @@ def assemble(target: str) -> str:
     parts = [header]
     for page in pages:
         body = page.read_text(encoding="utf-8").strip()
-        lines = body.splitlines()
-        if lines and lines[0].startswith("# "):
-            lines[0] = "#" + lines[0]  # demote the page title one level
+        lines, in_code = [], False
+        for line in body.splitlines():  # demote every heading one level: each page becomes a section
+            if line.startswith("```"):
+                in_code = not in_code
+            lines.append("#" + line if line.startswith("#") and not in_code else line)
         parts.append("\n".join(lines) + f"\n\n<sub>source: `{page.relative_to(ROOT)}`</sub>\n")
     return "\n".join(parts)
 

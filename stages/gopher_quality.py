@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from refinery.schema import set_struct_fields
-from refinery.stage import FilterParams, Stage, StageResult, register
+from refinery.stage import FilterParams, StageResult, register
 from stages import text_signals as ts
 
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
@@ -77,17 +77,12 @@ def _on(v: float | None) -> bool:
 
 
 @register
-class GopherQuality(Stage):
+class GopherQuality(ts.RuleSetStage):
     name = "gopher_quality"
     Params = GopherQualityParams
 
-    def __init__(self, params=None) -> None:
-        super().__init__(params)
-        self.base = ts.base_rules(self.params, GopherQualityRules)
-        self.by_lang = ts.resolve_rule_sets(self.base, self.params.per_language, GopherQualityRules)  # type: ignore[attr-defined]
-
-    def output_fields(self) -> list[pa.Field]:
-        return [pa.field("quality", pa.struct([pa.field(k, t) for k, t in SIGNALS.items()]))]
+    Rules = GopherQualityRules
+    SIGNALS = SIGNALS
 
     def process(self, batch: pa.Table) -> StageResult:
         texts = pc.fill_null(batch["text"], "").to_pylist()

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from refinery.schema import set_struct_fields
-from refinery.stage import FilterParams, Stage, StageResult, register
+from refinery.stage import FilterParams, StageResult, register
 from stages import text_signals as ts
 
 _PARA = re.compile(r"\n{2,}")
@@ -99,23 +99,20 @@ def duplicated_ngram_chars(words: np.ndarray, n: int) -> int:
 
 
 @register
-class GopherRepetition(Stage):
+class GopherRepetition(ts.RuleSetStage):
     name = "gopher_repetition"
     Params = GopherRepetitionParams
 
+    Rules = GopherRepetitionRules
+    SIGNALS = _BASE_SIGNALS
+
     def __init__(self, params=None) -> None:
         super().__init__(params)
-        self.base = ts.base_rules(self.params, GopherRepetitionRules)
-        self.by_lang = ts.resolve_rule_sets(self.base, self.params.per_language, GopherRepetitionRules)  # type: ignore[attr-defined]
         sets = [self.base, *self.by_lang.values()]
         self.top_ns = sorted({n for r in sets for n, _ in r.top_n_grams})
         self.dup_ns = sorted({n for r in sets for n, _ in r.dup_n_grams})
-        self.signals = dict(_BASE_SIGNALS)
         self.signals.update({f"rep_top_{n}_gram_frac": pa.float64() for n in self.top_ns})
         self.signals.update({f"rep_dup_{n}_gram_frac": pa.float64() for n in self.dup_ns})
-
-    def output_fields(self) -> list[pa.Field]:
-        return [pa.field("quality", pa.struct([pa.field(k, t) for k, t in self.signals.items()]))]
 
     def process(self, batch: pa.Table) -> StageResult:
         texts = pc.fill_null(batch["text"], "").to_pylist()

@@ -25,6 +25,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from refinery.stage import Stage
+
 # --- character classes (copied from datatrove.utils.text so that this module does not import datatrove) -------
 
 PUNCTUATION = "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»" + "".join(
@@ -284,3 +286,20 @@ def first_reasons(n: int, checks: list[tuple[np.ndarray, str]], judged: np.ndarr
                 out[i] = reason
                 any_fail = True
     return pa.array(out, pa.string()) if any_fail else None
+
+
+class RuleSetStage(Stage):
+    """Shared skeleton of the quality stages: a base rule set from the params, per-language overrides, and the
+    `quality` children the stage fills (``self.signals``)."""
+
+    Rules: type[RuleSet]
+    SIGNALS: dict[str, pa.DataType] = {}
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        self.base = base_rules(self.params, self.Rules)
+        self.by_lang = resolve_rule_sets(self.base, self.params.per_language, self.Rules)  # type: ignore[attr-defined]
+        self.signals = dict(self.SIGNALS)
+
+    def output_fields(self) -> list[pa.Field]:
+        return [pa.field("quality", pa.struct([pa.field(k, t) for k, t in self.signals.items()]))]

@@ -168,8 +168,19 @@ def test_kill_during_write_leaves_nothing_published_and_rerun_matches(run_config
         else:
             pytest.fail("no staged part appeared")
     finally:
+        # The job's own local Ray (raylet, workers) are descendants of the driver: kill the whole tree at once,
+        # as a crashed machine would, so no orphaned worker keeps writing after the kill.
+        import psutil
+
+        tree = psutil.Process(proc.pid).children(recursive=True)
         os.killpg(proc.pid, signal.SIGKILL)
+        for p in tree:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
         proc.wait()
+        psutil.wait_procs(tree, timeout=30)
     assert not (out / "_SUCCESS").exists()
     assert not (out / "data").exists() and not (out / "manifest.json").exists()
     visible = [p for p in out.rglob("*.parquet") if not any(part.startswith(("_", ".")) for part in p.relative_to(out).parts)]
