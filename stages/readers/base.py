@@ -151,6 +151,26 @@ class Reader:
         """Files this reader consumes as companions of others (captions, transcripts), not as documents."""
         return set()
 
+    def read_document(self, task: ReadTask, rows: RowBuilder, blank_is_empty: bool = False) -> bytes | None:
+        """Read a one-document-per-file input whole (up to max_record_bytes); quarantine it and return None when
+        it is truncated, empty or too large."""
+        cap = self.cfg.max_record_bytes
+        _, comp = strip_compression(task.uri)
+        with self.open_raw(task.uri) as raw:
+            stream = decompress(raw, comp)
+            try:
+                data = stream.read(cap + 1)
+            except COMPRESSED_TRUNCATION_ERRORS as e:
+                rows.quarantine(offset=0, reason="truncated_compressed_stream", detail=f"{type(e).__name__} while decompressing")
+                return None
+        if not (data.strip() if blank_is_empty else data):
+            rows.quarantine(offset=0, reason="empty_file", detail="file is empty")
+            return None
+        if len(data) > cap:
+            rows.quarantine(offset=0, reason="record_too_large", raw=data, detail=f"file exceeds max_record_bytes={cap}")
+            return None
+        return data
+
     def open_raw(self, uri: str) -> BinaryIO:
         fs, path = get_fs(uri, self.cfg.storage_options)
         return open_input(fs, path)

@@ -15,12 +15,9 @@ import pyarrow as pa
 
 from stages.readers import register_reader
 from stages.readers.base import (
-    COMPRESSED_TRUNCATION_ERRORS,
     Reader,
     ReadTask,
     RowBuilder,
-    decompress,
-    strip_compression,
 )
 from stages.readers.extract import decode_html, extract_page
 
@@ -32,22 +29,8 @@ class HtmlReader(Reader):
 
     def read(self, task: ReadTask) -> Iterator[pa.Table]:
         rows = RowBuilder(task, self.cfg, self.run_id)
-        cap = self.cfg.max_record_bytes
-        _, comp = strip_compression(task.uri)
-        with self.open_raw(task.uri) as raw:
-            stream = decompress(raw, comp)
-            try:
-                data = stream.read(cap + 1)
-                truncated = None
-            except COMPRESSED_TRUNCATION_ERRORS as e:
-                data, truncated = b"", type(e).__name__
-        if truncated:
-            rows.quarantine(offset=0, reason="truncated_compressed_stream", detail=f"{truncated} while decompressing")
-        elif not data.strip():
-            rows.quarantine(offset=0, reason="empty_file", detail="file is empty")
-        elif len(data) > cap:
-            rows.quarantine(offset=0, reason="record_too_large", raw=data, detail=f"file exceeds max_record_bytes={cap}")
-        else:
+        data = self.read_document(task, rows, blank_is_empty=True)
+        if data is not None:
             add_html_row(rows, data, offset=0, extractor=self.cfg.extractor)
         yield rows.flush()  # type: ignore[misc]
 
