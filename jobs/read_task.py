@@ -79,3 +79,24 @@ class ReadFn:
                 rows.quarantine(offset=task.start, reason="unreadable_file", detail=detail)
                 yield rows.flush()
                 return
+
+
+class ReadParquetFiles:
+    """Row groups of whole Parquet files (the checkpoints between stages), streamed one at a time."""
+
+    def __init__(self, storage_options: dict):
+        self.storage_options = storage_options
+
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        import pyarrow.parquet as pq
+
+        from refinery.fsio import get_fs
+
+        for path in batch["path"].to_pylist():
+            if path is None:
+                continue
+            fs, p = get_fs(path, self.storage_options)
+            with fs.open(p, "rb") as f:
+                pf = pq.ParquetFile(f)
+                for i in range(pf.num_row_groups):
+                    yield pf.read_row_group(i)

@@ -14,6 +14,9 @@
    generation of this run stays invisible), then write the profile, drift, data card and HTML report into it.
 5. Move `latest` to the snapshot, then commit the dedup index generations, then the processed-inputs state.
 6. Log `end` with the outcome; exit 3 when a drift threshold is exceeded (after publishing).
+
+A run that publishes no snapshot (nothing new, or only recovery) writes its own small report,
+`<root>/reports/<UTC time>-<refresh id>.html`, named in its run-log `end` line.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from refinery.lock import LeaseLock, LockHeld
 from refinery.monitoring import build_profile
 from refinery.redact import scrub
 from refinery.report_html import render as render_html
+from refinery.report_html import render_run
 from refinery.snapshots import (
     clear_pending,
     committed_snapshots,
@@ -59,6 +63,8 @@ EXIT_BUSY = 75  # EX_TEMPFAIL: another refresh holds the lock; try again later
 MONITORING = "monitoring.json"
 DATACARD = "DATACARD.md"
 REPORT_HTML = "report.html"
+RUN_REPORTS = "reports"  # <root>/reports/: reports of runs that published no snapshot
+RECENT_RUNS = 10  # run-log end lines shown in such a report
 
 
 @dataclass
@@ -69,6 +75,10 @@ class RefreshResult:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
     recovered: list[str] = field(default_factory=list)
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # runs without a snapshot: what was listed, and why skipped
+    missing_inputs: int = 0  # processed earlier, no longer listed
+    latest: dict[str, Any] | None = None  # the `latest` pointer record
+    report_uri: str | None = None  # the run report of a run that published no snapshot
 
 
 def derive_config(cfg: RunConfig, files: list[str], snap_uri: str) -> RunConfig:
@@ -105,12 +115,50 @@ def refresh(cfg: RunConfig, config_source: str = "<config>", date: dt.date | Non
         lock.release()
         raise
     outcome = "alert" if result.alerts else result.outcome
-    runlog.append(state_uri, {"event": "end", "refresh_id": refresh_id, "outcome": outcome,
-                              "snapshot_id": result.snapshot_id, "previous_snapshot": result.previous_snapshot,
-                              "recovered": result.recovered, "counts": result.counts,
-                              "alerts": [a["metric"] for a in result.alerts], "seconds": round(time.time() - t0, 3)}, so)
+    end = {"event": "end", "refresh_id": refresh_id, "outcome": outcome,
+           "snapshot_id": result.snapshot_id, "previous_snapshot": result.previous_snapshot,
+           "recovered": result.recovered, "counts": result.counts,
+           "alerts": [a["metric"] for a in result.alerts], "seconds": round(time.time() - t0, 3)}
+    if result.outcome != "published":
+        rel = write_run_report(cfg, root, so, refresh_id, config_source, t0, end, result)
+        if rel:
+            end["report"] = rel
+            result.report_uri = join(root, rel)
+    runlog.append(state_uri, end, so)
     lock.release()
     return result
+
+
+def write_run_report(cfg: RunConfig, root: str, so: dict[str, Any], refresh_id: str, config_source: str,
+                     t0: float, end: dict[str, Any], result: RefreshResult) -> str | None:
+    """Write the report of a run that published no snapshot to `<root>/reports/`; returns its path under root.
+
+    Best effort: the run's outcome is already decided and its state written, so a failure here is printed and
+    never changes the exit code."""
+    started = dt.datetime.fromtimestamp(t0, dt.UTC)
+    rel = f"{RUN_REPORTS}/{started.strftime('%Y%m%dT%H%M%SZ')}-{refresh_id}.html"
+    uri = join(root, rel)
+    try:
+        latest_counts: dict[str, Any] = {}
+        if result.latest:
+            manifest = committed_manifest(snapshot_uri(root, result.latest["snapshot_id"]), so) or {}
+            latest_counts = manifest.get("counts", {})
+        recent = [r for r in runlog.read(refresh_state_uri(root), so) if r.get("event") == "end"][-RECENT_RUNS:]
+        page = render_run({
+            **end, "config": config_source, "config_hash": cfg.config_hash(),
+            "started_at": started.isoformat(timespec="seconds"), "finished_at": runlog.now_iso(),
+            "inputs": [{**f, "uri": scrub(f["uri"], cfg.secrets())} for f in result.inputs],
+            "missing_inputs": result.missing_inputs, "latest": result.latest, "latest_counts": latest_counts,
+            "alerts": result.alerts, "recent": recent,
+        })
+        fs, path = get_fs(uri, so)
+        write_bytes(fs, path, page.encode())
+    except Exception as e:  # reporting must not turn a finished run into a failure
+        print(f"[refresh] warning: could not write the run report {uri}: {type(e).__name__}: "
+              f"{scrub(str(e), cfg.secrets())[:300]}", file=sys.stderr)
+        return None
+    print(f"[refresh] run report: {uri}")
+    return rel
 
 
 def _refresh_locked(cfg: RunConfig, config_source: str, root: str, so: dict[str, Any], date: dt.date | None,
@@ -120,14 +168,20 @@ def _refresh_locked(cfg: RunConfig, config_source: str, root: str, so: dict[str,
     known = read_inputs_state(root, so)
     new, changed, entries = diff_inputs(files, known, cfg.input.storage_options)
     todo = sorted(new + changed, key=lambda f: f.uri)
-    latest = (read_latest(root, so) or {}).get("snapshot_id")
+    latest_rec = read_latest(root, so)
+    latest = (latest_rec or {}).get("snapshot_id")
     if not todo:
         merged = {**known, **entries}
         if merged != known:  # touched files: same content, new metadata
             write_inputs_state(root, merged, latest, so)
         print(f"[refresh] {len(files)} input(s), none new or changed; latest = {latest}")
+        seen = [{"uri": f.uri, "size": f.size, "etag": f.etag, "mtime": f.mtime,
+                 "status": "unchanged" if entries[f.uri] == known.get(f.uri) else "touched",
+                 "snapshot_id": entries[f.uri].get("snapshot_id")} for f in files]
+        listed = {f.uri for f in files}
         return RefreshResult("recovered" if recovered else "nothing_new", latest, latest, recovered_alerts,
-                             counts={"inputs": len(files), "new_inputs": 0, "changed_inputs": 0}, recovered=recovered)
+                             counts={"inputs": len(files), "new_inputs": 0, "changed_inputs": 0}, recovered=recovered,
+                             inputs=seen, missing_inputs=sum(u not in listed for u in known), latest=latest_rec)
 
     run_key = _digest([f"{f.uri}|{entries[f.uri]['sha256']}" for f in todo] + [cfg.config_hash()])
     snapshot_id = new_snapshot_id(root, run_key, date, so)
@@ -318,6 +372,8 @@ def refresh_from_args(args: argparse.Namespace) -> int:
         print("counts: " + json.dumps(result.counts))
     if result.outcome == "published":
         print(f"snapshot: {snapshot_uri(root, result.snapshot_id)}  (report.html, DATACARD.md, monitoring.json)")
+    elif result.report_uri:
+        print(f"report: {result.report_uri}")
     if result.alerts:
         for a in result.alerts:
             print(f"ALERT {a['metric']}: {a['detail']} > {a['threshold']}", file=sys.stderr)

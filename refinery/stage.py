@@ -102,6 +102,7 @@ class GlobalContext:
     storage_options: dict[str, Any] = field(default_factory=dict)
     num_cpus: int = 1
     label: str = ""
+    input_bytes: int = 0  # Parquet bytes of the checkpoint the stage reads (sizes its partitions)
 
 
 _REGISTRY: dict[str, type[Stage]] = {}

@@ -170,10 +170,10 @@ def kernel(reps: int = 2) -> None:
               f"datatrove {peer:.2f}s ({len(docs) / peer:.0f} docs/s), ratio {peer / ours:.1f}x", flush=True)
 
 
-def make_corpus(out: Path, docs: int, seed: int) -> dict:
+def make_corpus(out: Path, docs: int, seed: int, shard_docs: int) -> dict:
     if not (out / "corpus.json").exists():
         subprocess.run([sys.executable, str(ROOT / "scripts" / "make_corpus.py"), "--out", str(out), "--docs", str(docs),
-                        "--seed", str(seed), "--quiet"], check=True)
+                        "--seed", str(seed), "--shard-docs", str(shard_docs), "--quiet"], check=True)
     return json.loads((out / "corpus.json").read_text())
 
 
@@ -184,7 +184,11 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--workers", type=int, default=2, help="datatrove workers (= cores)")
     ap.add_argument("--num-cpus", type=int, default=2, help="Ray logical CPUs for ours")
+    ap.add_argument("--shard-docs", type=int, default=2500,
+                    help="documents per input file; both systems parallelize over files, so keep files >= workers")
     ap.add_argument("--skip-datatrove", action="store_true")
+    ap.add_argument("--datatrove-max-docs", type=int, default=None,
+                    help="run datatrove only at sizes up to this many documents (it is the slow side)")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "dedup.md")
     ap.add_argument("--json", type=Path, default=None)
@@ -197,14 +201,14 @@ def main() -> int:
     rows = []
     for k in [int(x) for x in args.scales.split(",")]:
         n = args.base_docs * k
-        corpus = work / f"corpus-{n}"
-        meta = make_corpus(corpus, n, args.seed)
+        corpus = work / f"corpus-{n}-s{args.shard_docs}"
+        meta = make_corpus(corpus, n, args.seed, args.shard_docs)
         text_bytes = meta.get("bytes") or meta.get("text_bytes") or 0
         print(f"[bench] {k}x: {n} docs, {text_bytes / 1e6:.1f} MB of text", flush=True)
         ours = run_ours(corpus, work, args.num_cpus)
         print(f"[bench]   ours: {json.dumps(ours)}", flush=True)
         peer = None
-        if not args.skip_datatrove:
+        if not args.skip_datatrove and (args.datatrove_max_docs is None or n <= args.datatrove_max_docs):
             peer = run_datatrove(corpus, work, args.workers)
             print(f"[bench]   datatrove: {json.dumps(peer)}", flush=True)
         rows.append({"scale": k, "docs": n, "text_bytes": text_bytes, "ours": ours, "datatrove": peer})
@@ -263,7 +267,10 @@ def write_report(args, rows) -> None:
                          f"driver RSS ×{r['ours']['driver_peak'] / base['ours']['driver_peak']:.2f}")
     lines.append("")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
+    # a hand-written "## Analysis" section of an earlier run is kept below the regenerated tables
+    old = args.out.read_text() if args.out.exists() else ""
+    keep = old[old.index("\n## Analysis"):] if "\n## Analysis" in old else ""
+    args.out.write_text("\n".join(lines) + keep)
 
 
 if __name__ == "__main__":

@@ -121,7 +121,7 @@ def run_ours(inp: Path, work: Path, params: dict, stage: str = "fuzzy_dedup") ->
 
 
 DATATROVE_SCRIPT = r'''
-import sys, json, time
+import glob, json, os, sys, time
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupSignature, MinhashDedupBuckets,
     MinhashDedupCluster, MinhashDedupFilter)
@@ -140,12 +140,14 @@ def main():
     ngram, bands, rows, workers = map(int, sys.argv[4:8])
     cfg = MinhashConfig(hash_config=HashConfig(precision=64), n_grams=ngram, num_buckets=bands, hashes_per_bucket=rows)
     times = {}
+    # one signature task per input file (datatrove shards by file); the filter step must use the same ranks
+    files = max(1, len(glob.glob(os.path.join(inp, pattern))))
     steps = [
-        ("signatures", [JsonlReader(inp, glob_pattern=pattern, id_key="id", text_key="text"), MinhashDedupSignature(f"{work}/sigs", config=cfg)], 1),
+        ("signatures", [JsonlReader(inp, glob_pattern=pattern, id_key="id", text_key="text"), MinhashDedupSignature(f"{work}/sigs", config=cfg)], files),
         ("buckets", [MinhashDedupBuckets(f"{work}/sigs", f"{work}/buckets", config=cfg)], bands),
         ("cluster", [MinhashDedupCluster(f"{work}/buckets", f"{work}/remove", config=cfg)], 1),
         ("filter", [JsonlReader(inp, glob_pattern=pattern, id_key="id", text_key="text"), MinhashDedupFilter(f"{work}/remove"),
-                    JsonlWriter(f"{work}/out", compression=None)], 1),
+                    JsonlWriter(f"{work}/out", compression=None)], files),
     ]
     for name, pipe, tasks in steps:
         t0 = time.time()

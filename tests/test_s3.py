@@ -91,7 +91,7 @@ def s3_input(s3_server):
 
 
 def test_full_job_s3_in_to_s3_out(s3_server, s3_input, run_config):
-    from jobs.pipeline import _read_parquet
+    from jobs.pipeline import _read_checkpoint
     from refinery.commit import verify
 
     input_uri, prefix = s3_input
@@ -115,9 +115,9 @@ def test_full_job_s3_in_to_s3_out(s3_server, s3_input, run_config):
     text = all_text_under(admin, f"{s3_server.out_bucket}/{prefix}")
     for ident in s3_server.identities.values():
         assert ident.secret_key not in text and ident.access_key not in text
-    # Ray Data reads Parquet straight from S3 through the same filesystem (the path global stages use)
+    # the checkpoint reader that global stages use reads Parquet straight from S3 with the same options
     data = [f"{out.rstrip('/')}/{f['path']}" for f in manifest["files"] if f["kind"] == "data"]
-    assert _read_parquet(data, writer).count() == 1200
+    assert _read_checkpoint(data, writer).count() == 1200
     # the same job on the same input is recognised as committed
     assert run_config(job_config(input_uri, s3_server.options("reader"), out, writer,
                                  output={"target_shard_mb": 0.05}, input={"split_bytes": 8000})).status == "noop"

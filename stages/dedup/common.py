@@ -153,13 +153,7 @@ def choose_partitions(ds: Any, params: DedupParams, ctx: Any) -> int:
     """From the checkpoint's Parquet size: ~64 MB of in-memory rows per partition (Parquet shrinks text ~3x)."""
     if params.partitions:
         return params.partitions
-    total = 0
-    try:
-        fs, _ = get_fs(ctx.work_uri, ctx.storage_options)
-        for f in ds.input_files():
-            total += int(fs.size(f) or 0)
-    except Exception:
-        total = 0
+    total = int(getattr(ctx, "input_bytes", 0) or 0)
     by_size = math.ceil(total * 3 / (64 << 20)) if total else 1
     return int(min(1024, max(2, min(int(ctx.num_cpus), 8), by_size)))
 
