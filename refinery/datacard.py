@@ -87,6 +87,8 @@ def render(snapshot_id: str, manifest: dict[str, Any], report: dict[str, Any], p
                        f"({f['rows_in']} rows)")
     else:
         out.append("No filter removes a language or domain far more than average.")
+    if profile.get("bias", {}).get("domain_attribution"):
+        out.append(f"\nDomains of dropped rows: {profile['bias']['domain_attribution']}.")
     out += ["", "## Verification", "", f"`refinery verify <root>/snapshots/{snapshot_id}` re-checks the "
             f"{len(manifest.get('files', []))} file checksums and row counts listed in manifest.json.", ""]
     return "\n".join(out)

@@ -8,11 +8,14 @@ record batch at a time), `droplog/` parts and `report.json` — so it describes 
   *next* snapshot can be binned on them for drift), and this snapshot's counts in the previous snapshot's deciles;
 - `dedup_clusters`: cluster-size histogram of kept rows (`dup.cluster_size`), `dedup_rate` (rows dropped by dedup
   stages / rows read), `pii` (counters of PII stages, by type) and `pii_rate` (PII hits per published row);
-- `funnel` and `throughput` from report.json; `domains`: rows per host (source uri or `meta.url`).
+- `funnel` and `throughput` from report.json; `domains`: published rows per host (`refinery.schema.row_domain`:
+  `meta.url`, else an http(s) source uri).
 
 Bias: for every filter stage, the keep rate per language (report.json `stages[].by_lang`) and per top domain
-(droplog + data); a group is flagged when the filter's drop rate on it exceeds `bias_ratio` × the filter's overall
-drop rate and the overall rate by at least `bias_min_gap`, with at least `bias_min_rows` rows.
+(the drop log's `domain` column + the published rows, both from the same `row_domain`, so the two sides agree); a
+group is flagged when the filter's drop rate on it exceeds `bias_ratio` × the filter's overall drop rate and the
+overall rate by at least `bias_min_gap`, with at least `bias_min_rows` rows. Drop logs written before the `domain`
+column existed still load: their rows are attributed by the host of `source_uri` (web sources only).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import json
 import math
 from collections import Counter
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -29,18 +31,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from refinery.fsio import get_fs, join, read_bytes
+from refinery.schema import DOMAIN_COL, row_domain, url_host
 
 CLUSTER_BINS = [(1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, 100), (101, None)]
-
-
-def _host(u: str | None) -> str | None:
-    if not u or "://" not in u:
-        return None
-    parts = urlsplit(u)
-    if parts.scheme not in ("http", "https"):
-        return None
-    host = (parts.hostname or "").lower()
-    return host[4:] if host.startswith("www.") else host or None
 
 
 def _meta_get(meta: str | None, key: str) -> Any:
@@ -90,17 +83,12 @@ def build_profile(snapshot_uri: str, so: dict[str, Any] | None, mon: Any, snapsh
         for t in _iter_parquet(fs, join(root, f["path"]), ["lang", "quality", "dup", "source", "meta"]):
             n = t.num_rows
             rows += n
-            metas = t["meta"].to_pylist() if "meta" in t.column_names else [None] * n
             if "lang" in t.column_names:
-                langs = pc.fill_null(t["lang"], "unknown").to_pylist()
+                lang.update(_value_counts(pc.fill_null(t["lang"], "unknown")))
             else:
-                langs = [str(_meta_get(m, "lang") or "unknown") for m in metas]
-            lang.update(langs)
-            uris = pc.struct_field(t["source"], "uri").to_pylist() if "source" in t.column_names else [None] * n
-            for u, m in zip(uris, metas, strict=True):
-                h = _host(u) or _host(_meta_get(m, "url"))
-                if h:
-                    domains[h] += 1
+                metas = t["meta"].to_pylist() if "meta" in t.column_names else [None] * n
+                lang.update(str(_meta_get(m, "lang") or "unknown") for m in metas)
+            domains.update(_value_counts(row_domain(t)))
             if "quality" in t.column_names and pa.types.is_struct(t["quality"].type):
                 q = t["quality"].combine_chunks()
                 for i in range(q.type.num_fields):
@@ -177,8 +165,15 @@ def build_profile(snapshot_uri: str, so: dict[str, Any] | None, mon: Any, snapsh
         ],
         "wall_seconds": report.get("wall_seconds"),
     }
-    profile["bias"] = bias_check(report, _droplog_domains(fs, root, manifest), domains, mon)
+    dropped_domains, attribution = _droplog_domains(fs, root, manifest)
+    profile["bias"] = bias_check(report, dropped_domains, domains, mon, attribution)
     return profile
+
+
+def _value_counts(arr: pa.Array | pa.ChunkedArray) -> Counter:
+    """Counter of the non-null values of a string array (vectorized: published parts can hold millions of rows)."""
+    vc = pc.value_counts(arr.drop_null())
+    return Counter(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True)))
 
 
 def _bin_counts(v: np.ndarray, edges: list[float]) -> list[int]:
@@ -198,25 +193,51 @@ def _cluster_hist(clusters: Counter) -> dict[str, int]:
     return out
 
 
-def _droplog_domains(fs, root: str, manifest: dict[str, Any]) -> dict[str, Counter]:
-    """stage → Counter(domain) of dropped rows whose source uri is a web URL."""
+def _droplog_domains(fs, root: str, manifest: dict[str, Any]) -> tuple[dict[str, Counter], str]:
+    """stage → Counter(domain) of dropped rows, and how the drop log attributed them to domains.
+
+    The drop log's `domain` column (any source: `meta.url`, web source uri) is used where it exists; drop logs of
+    older snapshots lack it, and their rows fall back to the host of `source_uri`, which only web sources have."""
     out: dict[str, Counter] = {}
+    parts = with_col = 0
     for f in manifest.get("files", []):
         if f["kind"] != "droplog":
             continue
-        for t in _iter_parquet(fs, join(root, f["path"]), ["stage", "source_uri"]):
+        parts += 1
+        has_domain = False
+        for t in _iter_parquet(fs, join(root, f["path"]), ["stage", DOMAIN_COL, "source_uri"]):
             if "stage" not in t.column_names:
                 continue
-            for stage, u in zip(t["stage"].to_pylist(), t["source_uri"].to_pylist(), strict=True):
-                h = _host(u)
-                if h:
-                    out.setdefault(stage, Counter())[h] += 1
-    return out
+            from_uri = url_host(t["source_uri"]) if "source_uri" in t.column_names else None
+            if DOMAIN_COL in t.column_names:
+                has_domain = True
+                dom = pc.coalesce(t[DOMAIN_COL], from_uri) if from_uri is not None else t[DOMAIN_COL]
+            elif from_uri is not None:
+                dom = from_uri
+            else:
+                continue
+            keyed = pa.table({"stage": t["stage"], "domain": dom}).filter(pc.is_valid(dom))
+            for row in keyed.group_by(["stage", "domain"]).aggregate([([], "count_all")]).to_pylist():
+                out.setdefault(row["stage"], Counter())[row["domain"]] += row["count_all"]
+        with_col += has_domain
+    if not parts:
+        attribution = "nothing dropped"
+    elif with_col == parts:
+        attribution = "drop log domain column (meta.url / url / web source uri)"
+    elif with_col:
+        attribution = "drop log domain column; older parts: web source uris only"
+    else:
+        attribution = ("web source uris only (drop log without a domain column)" if out
+                       else "none (drop log without a domain column, no web source uris)")
+    return out, attribution
 
 
 def bias_check(report: dict[str, Any], dropped_domains: dict[str, Counter], kept_domains: Counter,
-               mon: Any) -> dict[str, Any]:
-    """Keep rates per language and per top domain for every filter, and the groups a filter hits unusually hard."""
+               mon: Any, attribution: str | None = None) -> dict[str, Any]:
+    """Keep rates per language and per top domain for every filter, and the groups a filter hits unusually hard.
+
+    `kept_domains` counts published rows, `dropped_domains` dropped rows per stage (label as in report.json); top
+    domains are the biggest by rows entering the first stage, so a domain a filter wipes out still ranks."""
     per_stage: list[dict[str, Any]] = []
     flags: list[dict[str, Any]] = []
     stages = report.get("stages", [])
@@ -226,7 +247,8 @@ def bias_check(report: dict[str, Any], dropped_domains: dict[str, Counter], kept
     for s in reversed(stages):
         later = later + dropped_domains.get(s["name"], Counter())
         domain_in[s["name"]] = Counter(later)
-    top = [d for d, _ in kept_domains.most_common(mon.top_domains)]
+    first_in = domain_in[stages[0]["name"]] if stages else Counter(kept_domains)
+    top = [d for d, _ in first_in.most_common(mon.top_domains)]
     for s in stages:
         total_in = s["rows_in"]
         dropped = sum(s["dropped"].values())
@@ -242,13 +264,14 @@ def bias_check(report: dict[str, Any], dropped_domains: dict[str, Counter], kept
         for dom in sorted(set(top) | set(dd)):
             n_in = domain_in[s["name"]].get(dom, 0)
             drop_n = dd.get(dom, 0)
-            if dom not in top and n_in < mon.bias_min_rows:
+            if not n_in or (dom not in top and n_in < mon.bias_min_rows):
                 continue
             doms[dom] = {"rows_in": n_in, "keep_rate": ((n_in - drop_n) / n_in) if n_in else None}
             _flag(flags, s["name"], "domain", dom, n_in, drop_n, overall, mon)
         per_stage.append({"stage": s["name"], "drop_rate": overall, "by_lang": langs, "by_domain": doms})
-    return {"stages": per_stage, "flags": flags,
-            "domain_attribution": "web source uris" if dropped_domains else "none (no web uris in droplog)"}
+    if attribution is None:
+        attribution = "drop log" if dropped_domains else "none (no domains in the drop log)"
+    return {"stages": per_stage, "flags": flags, "domain_attribution": attribution}
 
 
 def _flag(flags: list[dict[str, Any]], stage: str, kind: str, group: str, n_in: int, drop_n: int,

@@ -1,4 +1,5 @@
-"""The monitoring report: one self-contained HTML file per snapshot (inline CSS and SVG, no script, no network).
+"""The monitoring report: one self-contained HTML file per snapshot (inline CSS and SVG, no script, no network),
+and a short one (`render_run`) for a refresh run that publishes no snapshot, so that every run has a report.
 
 An operator opens it from a bucket or a mail attachment, offline: every chart is an inline SVG drawn here, so there
 is nothing to fetch and nothing to execute.
@@ -146,5 +147,86 @@ def render(snapshot_id: str, profile: dict[str, Any], drift: dict[str, Any] | No
         doms = ", ".join(f"{k} {v['keep_rate']:.0%}" for k, v in s["by_domain"].items() if v["keep_rate"] is not None)
         b.append(f"<tr><td>{_e(s['stage'])}</td><td>{s['drop_rate']:.1%}</td><td>{_e(langs)}</td><td>{_e(doms) or '—'}</td></tr>")
     b.append(f"</table><p class=\"empty\">domain attribution: {_e(bias.get('domain_attribution'))}</p>")
+    b.append("</body></html>")
+    return "\n".join(b)
+
+
+def _when(mtime: Any) -> str:
+    """An mtime (epoch seconds) as UTC ISO time; anything else as given."""
+    if isinstance(mtime, (int, float)):
+        import datetime as dt
+
+        return dt.datetime.fromtimestamp(mtime, dt.UTC).isoformat(timespec="seconds")
+    return "" if mtime is None else str(mtime)
+
+
+MAX_INPUT_ROWS = 500  # inputs listed one per row in a run report; the rest are summarized by status
+
+
+def render_run(run: dict[str, Any]) -> str:
+    """The report of a refresh run that published no snapshot (nothing new, or only crash recovery).
+
+    Such a run has no snapshot folder to hold a report, yet an operator paged at 3 a.m. still needs one page that
+    says what the run saw and decided: the inputs it listed and why none was processed, the snapshot `latest`
+    names, the run-log outcome, and any alert of a snapshot it rolled forward. Same rules as `render`: inline CSS
+    and SVG only, no script, no links; input uris and counts only, never document content.
+    """
+    outcome = run.get("outcome") or "nothing_new"
+    inputs: list[dict[str, Any]] = run.get("inputs", [])
+    latest = run.get("latest")
+    b: list[str] = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+                    f"<title>refinery refresh {_e(run.get('refresh_id'))}: {_e(outcome)}</title><style>{CSS}</style></head><body>"]
+    b.append(f"<h1>Refresh run {_e(run.get('refresh_id'))}: nothing new was processed</h1>")
+    b.append(f'<p id="outcome">Run-log outcome: <b>{_e(outcome)}</b> · started {_e(run.get("started_at"))} · '
+             f'finished {_e(run.get("finished_at"))} ({float(run.get("seconds") or 0):.1f}s) · config '
+             f'{_e(run.get("config"))} (hash {_e(run.get("config_hash"))})</p>')
+    b.append(f"<p>{len(inputs)} input(s) listed, none new or changed: no pipeline ran and no snapshot was "
+             "published; the corpus is unchanged.</p>")
+    b.append('<h2 id="alerts">Alerts</h2>')
+    alerts = run.get("alerts") or []
+    if alerts:
+        b.append("<p>From the snapshot this run rolled forward after a crash:</p>")
+        b += [f'<div class="alert"><b>{_e(a["metric"])}</b>: {_e(a["detail"])} (threshold {_e(a["threshold"])})</div>'
+              for a in alerts]
+    else:
+        b.append('<div class="ok">No alert.</div>')
+    if run.get("recovered"):
+        b.append("<h2>Recovery</h2><ul>" + "".join(f"<li>{_e(a)}</li>" for a in run["recovered"]) + "</ul>")
+    b.append('<h2 id="latest">Latest snapshot</h2>')
+    if latest:
+        counts = run.get("latest_counts") or {}
+        rows = [("snapshot", latest.get("snapshot_id")), ("run id", latest.get("run_id")),
+                ("manifest sha256", latest.get("manifest_sha256")), ("pointer updated", latest.get("updated_at")),
+                ("documents", counts.get("rows_out")), ("rows read", counts.get("rows_read")),
+                ("report", f"snapshots/{latest.get('snapshot_id')}/report.html")]
+        b.append("<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows if v is not None)
+                 + "</table>")
+    else:
+        b.append('<p class="empty">No snapshot has been published yet (`latest` does not exist).</p>')
+    b.append('<h2 id="inputs">Inputs seen</h2>')
+    status: dict[str, int] = {}
+    for f in inputs:
+        status[f["status"]] = status.get(f["status"], 0) + 1
+    b.append(bar_chart([(k, float(v)) for k, v in sorted(status.items())], "inputs by status"))
+    b.append("<p>unchanged = same size and etag/mtime as when processed (not re-read); touched = new metadata, "
+             "same content sha256 (not re-processed).</p>")
+    if run.get("missing_inputs"):
+        b.append(f"<p>{run['missing_inputs']} input(s) processed earlier are no longer listed; their published "
+                 "documents stay in their snapshots.</p>")
+    b.append("<table><tr><th>input</th><th>bytes</th><th>etag / mtime</th><th>status</th><th>published in</th></tr>")
+    for f in inputs[:MAX_INPUT_ROWS]:
+        b.append(f"<tr><td>{_e(f['uri'])}</td><td>{_e(f.get('size'))}</td><td>{_e(f.get('etag') or _when(f.get('mtime')))}</td>"
+                 f"<td>{_e(f['status'])}</td><td>{_e(f.get('snapshot_id') or '—')}</td></tr>")
+    b.append("</table>")
+    if len(inputs) > MAX_INPUT_ROWS:
+        b.append(f'<p class="empty">… and {len(inputs) - MAX_INPUT_ROWS} more input(s), counted above.</p>')
+    recent = run.get("recent") or []
+    if recent:
+        b.append('<h2 id="runlog">Recent runs (run log)</h2><table><tr><th>time</th><th>outcome</th><th>snapshot</th>'
+                 "<th>rows out</th></tr>")
+        for r in recent:
+            b.append(f"<tr><td>{_e(r.get('time'))}</td><td>{_e(r.get('outcome'))}</td><td>{_e(r.get('snapshot_id') or '—')}</td>"
+                     f"<td>{_e((r.get('counts') or {}).get('rows_out', '—'))}</td></tr>")
+        b.append("</table>")
     b.append("</body></html>")
     return "\n".join(b)

@@ -52,6 +52,7 @@ DROPLOG_SCHEMA = pa.schema(
         pa.field("stage", pa.string()),
         pa.field("reason", pa.string()),
         pa.field("lang", pa.string()),
+        pa.field("domain", pa.string()),  # host of the row's URL (refinery.schema.row_domain); null if none
     ]
 )
 RECORD_SCHEMA = pa.schema(
@@ -162,6 +163,6 @@ def _droplog_table(d: pa.Table) -> pa.Table:
     stage = pc.list_element(parts, 0)
     reason = pc.list_element(parts, 1)
     return pa.Table.from_arrays(
-        [d["id"], pc.struct_field(d["source"], "uri"), stage, reason, d["lang"]],
+        [d["id"], pc.struct_field(d["source"], "uri"), stage, reason, d["lang"], d["domain"]],
         schema=DROPLOG_SCHEMA,
     )

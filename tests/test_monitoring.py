@@ -156,6 +156,11 @@ def test_profile_reads_committed_columns(tmp_path):
     assert p["pii_rate"] == pytest.approx(15 / 400)
     assert p["dedup_rate"] == pytest.approx(2 / 402)
     assert p["throughput"][0]["rows_per_s"] == pytest.approx(402 / 2.0)
+    # A drop log written before the `domain` column existed still loads: its web source uri gives the domain.
+    fd = p["bias"]["stages"][0]["by_domain"]
+    assert fd["site0.org"] == {"rows_in": 135, "keep_rate": pytest.approx(134 / 135)}
+    assert fd["site1.org"] == {"rows_in": 133, "keep_rate": 1.0}
+    assert p["bias"]["domain_attribution"].startswith("web source uris only")
     # Against itself as the previous snapshot, the decile bins hold ~10% each → no quality drift.
     p2 = build_profile(str(snap), None, mon, "s2", previous=p)
     drift, alerts = compare_profiles(p, p2, mon)
@@ -188,6 +193,116 @@ def test_html_report_is_self_contained_and_renders(tmp_path):
     colours = img.getcolors(maxcolors=1 << 20) or []
     assert len(colours) > 20, "the screenshot is blank"
     assert "inline SVG" in res.stdout and int(res.stdout.split(":")[1].split()[0]) >= 5
+
+
+# -- domains of dropped rows (JSONL sources whose URL is only in meta.url) ----------------------------------------
+REFRESH_FIX = ROOT / "tests" / "fixtures" / "refresh" / "docs.jsonl.gz"
+WEB_FIX = ROOT / "tests" / "fixtures" / "web"
+# A JSONL web dump from five sites (URL spellings vary: case, www., port, query). teasers.example.com only serves
+# the first 12 words of each article; the other sites serve whole articles, except every 9th, cut to 40 words;
+# mirror.example.info republishes every 3rd article of the other sites verbatim, in a file that sorts later.
+SITES = ["https://www.daily-news.example/{lang}/{id}.html", "http://Blog.Example.NET/post/{id}",
+         "https://wiki.example.org:8443/wiki/{id}?lang={lang}", "https://WWW.teasers.example.com/t/{id}"]
+TEASER = 3
+
+
+def _ref_host(url: str | None) -> str | None:
+    """The host a person would name, written independently of refinery.schema with urllib."""
+    from urllib.parse import urlsplit
+
+    if not url or urlsplit(url).scheme not in ("http", "https"):
+        return None
+    h = (urlsplit(url).hostname or "").lower()
+    return (h[4:] if h.startswith("www.") else h) or None
+
+
+def _bias_corpus(folder: Path) -> list[dict]:
+    import gzip
+
+    with gzip.open(REFRESH_FIX, "rt", encoding="utf-8") as f:
+        docs = sorted(map(json.loads, f), key=lambda d: d["id"])
+    sites, mirror = [], []
+    for i, d in enumerate(docs):
+        words = d["text"].split()
+        text = " ".join(words[:12]) if i % 4 == TEASER else (" ".join(words[:40]) if i % 9 == 0 else d["text"])
+        sites.append({"id": d["id"], "url": SITES[i % 4].format(id=d["id"], lang=d["lang"]), "lang": d["lang"], "text": text})
+        if i % 4 != TEASER and i % 3 == 0:
+            mirror.append({"id": f"mirror-{d['id']}", "url": f"http://mirror.example.info/copy?src={d['id']}",
+                           "lang": d["lang"], "text": text})
+    folder.mkdir(parents=True)
+    for name, rows in (("a_sites.jsonl", sites), ("z_mirror.jsonl", mirror)):
+        (folder / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return sites + mirror
+
+
+def test_url_host_matches_urllib_on_real_crawl_urls():
+    from warcio.archiveiterator import ArchiveIterator
+
+    from refinery.schema import url_host
+
+    urls = []
+    for path in sorted(WEB_FIX.glob("*.warc*.gz")):
+        with open(path, "rb") as fh:
+            urls += [r.rec_headers.get_header("WARC-Target-URI") for r in ArchiveIterator(fh)]
+    urls = [u for u in urls if u]
+    assert len({_ref_host(u) for u in urls}) >= 5  # several real hosts, with and without www.
+    urls += [s.format(id="x", lang="en") for s in SITES] + [
+        "HTTPS://user:secret@WWW.Example.org:8080/a?b#c", "https://www./", "file:///data/a.jsonl", "s3://bucket/k",
+        "http:///nohost", "ftp://example.org/x", "http://www.www.example.org/", "http://192.0.2.7:80/", None]
+    assert url_host(pa.array(urls)).to_pylist() == [_ref_host(u) for u in urls]
+
+
+def test_bias_per_domain_for_jsonl_urls_in_meta(run_config, tmp_path):
+    """Real text, URLs only in a JSONL field: the drop log gets each dropped row's domain, and the per-domain keep
+    rates of every filter match counts made here from the input alone."""
+    from collections import Counter
+
+    from refinery.report_html import render
+
+    rows = _bias_corpus(tmp_path / "in")
+    res = run_config({"name": "bias", "input": {"uri": str(tmp_path / "in"), "id_field": "id"},
+                      "output": {"uri": str(tmp_path / "out")},
+                      "stages": [{"stage": "length_filter", "params": {"min_words": 50}}, {"stage": "exact_dedup"}]})
+    assert res.status == "committed"
+    # Expected, from the input: length_filter drops texts under 50 words; exact_dedup then drops the mirror's copies
+    # (same length as the original, so `earliest` keeps the original in a_sites.jsonl).
+    host = {r["id"]: _ref_host(r["url"]) for r in rows}
+    short = {r["id"] for r in rows if len(r["text"].split()) < 50}
+    copies = {r["id"] for r in rows if r["id"].startswith("mirror-") and r["id"] not in short}
+    stage_in = {"length_filter": Counter(host.values()),
+                "exact_dedup": Counter(host[i] for i in host if i not in short)}
+    stage_drop = {"length_filter": Counter(host[i] for i in short), "exact_dedup": Counter(host[i] for i in copies)}
+    assert set(host.values()) == {"daily-news.example", "blog.example.net", "wiki.example.org", "teasers.example.com",
+                                  "mirror.example.info"}
+
+    out = Path(res.output_uri)
+    manifest = json.loads((out / "manifest.json").read_text())
+    logged = pa.concat_tables([pq.read_table(out / f["path"]) for f in manifest["files"] if f["kind"] == "droplog"])
+    assert sorted(logged["id"].to_pylist()) == sorted(short | copies)
+    assert dict(zip(logged["id"].to_pylist(), logged["domain"].to_pylist(), strict=True)) == {i: host[i] for i in short | copies}
+    assert not any(u.startswith("http") for u in logged["source_uri"].to_pylist())  # the old attribution saw nothing
+
+    mon = MonitoringConfig()  # bias_ratio 2, bias_min_gap 0.1, bias_min_rows 20
+    prof = build_profile(str(out), None, mon, "bias")
+    assert prof["domains"] == dict(stage_in["exact_dedup"] - stage_drop["exact_dedup"])
+    assert prof["bias"]["domain_attribution"].startswith("drop log domain column")
+    expected_flags = set()
+    for st in prof["bias"]["stages"]:
+        name = st["stage"]
+        n_in, n_drop = stage_in[name], stage_drop[name]
+        overall = sum(n_drop.values()) / sum(n_in.values())
+        assert st["drop_rate"] == pytest.approx(overall)
+        assert set(st["by_domain"]) == set(n_in)
+        for dom, n in n_in.items():
+            assert st["by_domain"][dom]["rows_in"] == n, (name, dom)
+            assert st["by_domain"][dom]["keep_rate"] == pytest.approx((n - n_drop[dom]) / n), (name, dom)
+            rate = n_drop[dom] / n
+            if n >= mon.bias_min_rows and rate > mon.bias_ratio * overall and rate - overall >= mon.bias_min_gap:
+                expected_flags.add((name, dom))
+    assert expected_flags == {("length_filter", "teasers.example.com"), ("exact_dedup", "mirror.example.info")}
+    assert {(f["stage"], f["domain"]) for f in prof["bias"]["flags"] if "domain" in f} == expected_flags
+    page = render("bias", prof, None, [], {})
+    assert "length_filter removes teasers.example.com at 100.0%" in page
 
 
 # -- lock ------------------------------------------------------------------------------------------------------

@@ -256,6 +256,45 @@ def test_drift_report_datacard_and_runlog(two_days):
     assert sum(r["event"] == "start" for r in log) == 3
 
 
+def test_nothing_new_run_writes_its_own_report(days, two_days, tmp_path):
+    """Day 2 run again publishes nothing (exit 0) and still leaves a self-contained report saying so: the inputs it
+    saw, the snapshot `latest` names, and its run-log outcome."""
+    import re
+    import subprocess
+
+    out = two_days["out"]
+    assert two_days["rc"][2] == 0
+    ends = [r for r in map(json.loads, (out / "_state" / "refresh" / "runlog.jsonl").read_text().splitlines())
+            if r["event"] == "end"]
+    assert [r["outcome"] for r in ends] == ["published", "alert", "nothing_new"]
+    assert "report" not in ends[0] and "report" not in ends[1]  # published runs: the report is in the snapshot
+    rel = ends[2]["report"]
+    assert sorted(p.relative_to(out).as_posix() for p in (out / "reports").iterdir()) == [rel]
+    page = (out / rel).read_text(encoding="utf-8")
+    assert "nothing new was processed" in page and "Run-log outcome: <b>nothing_new</b>" in page
+    latest = json.loads((out / "latest").read_text())
+    assert latest["snapshot_id"] == "20260102" and latest["manifest_sha256"] in page
+    table = re.search(r'id="latest">.*?</table>', page, re.S).group(0)
+    assert "<td>20260102</td>" in table
+    assert f"<th>documents</th><td>{len(snapshot_ids(out / 'snapshots' / '20260102'))}</td>" in table
+    # every listed input, unchanged, with the snapshot that published its current content
+    rows = dict(re.findall(r"<tr><td>([^<]*/inputs/[^<]+)</td>(.*?)</tr>", page))
+    assert {Path(u).name for u in rows} == set(days["day2"])
+    for uri, cells in rows.items():
+        name = Path(uri).name
+        first = "20260101" if days["day1"].get(name) == days["day2"][name] else "20260102"
+        assert cells.endswith(f"<td>unchanged</td><td>{first}</td>"), (name, cells)
+    # self-contained, and no document content
+    assert "<script" not in page and "src=" not in page and "href=" not in page
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert not any(d["text"][:40] in page for docs in days["day2"].values() for d in docs)
+    if shutil.which("chromium"):
+        res = subprocess.run([str(Path(__file__).parent.parent / "scripts" / "screenshot_report.sh"), str(out / rel),
+                              str(tmp_path / "noop.png")], capture_output=True, text=True, timeout=200)
+        assert res.returncode == 0, res.stderr
+        assert "1 inline SVG" in res.stdout and (tmp_path / "noop.png").stat().st_size > 0
+
+
 def crash_then_rerun(ref: dict, point: str, tmp: Path, monkeypatch) -> tuple[dict | None, int]:
     """From the state after day 1: day 2 crashing at `point`, then day 2 again without the fault."""
     out = tmp / "out"
