@@ -168,6 +168,10 @@ def _group_stages(planned: list[PlannedStage]) -> list[list[PlannedStage] | Plan
 
 
 def _apply_batch_group(ds, group: list[PlannedStage], cfg: RunConfig, timer_name: str):
+    """One map operator for a fused group. `batch_size=None`: each block is processed as it comes and the group
+    slices it to `ray.batch_rows` itself. A row-count batch_size here would make Ray Data bundle the *read items*
+    upstream of a fused operator into one task (min rows per bundle = max over the fused chain), so a whole
+    multi-file input would be read and processed by a single task on a single core."""
     import ray
 
     from jobs.stage_runner import StageGroupActor, StageGroupTask
@@ -175,22 +179,28 @@ def _apply_batch_group(ds, group: list[PlannedStage], cfg: RunConfig, timer_name
     specs = [(p.label, p.name, p.params) for p in group]
     num_gpus = max(p.stage.resources.num_gpus for p in group)
     num_cpus = max(p.stage.resources.num_cpus for p in group)
-    common = dict(batch_format="pyarrow", batch_size=cfg.ray.batch_rows, zero_copy_batch=True)
+    common = dict(batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
     if any(p.stage.stateful for p in group) or num_gpus > 0:
         max_actors = max(1, int(_cluster_cpus() // max(num_cpus, 0.25)))
         return ds.map_batches(
             StageGroupActor,
-            fn_constructor_args=(specs, timer_name),
+            fn_constructor_args=(specs, timer_name, cfg.ray.batch_rows),
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
             num_cpus=num_cpus,
             num_gpus=num_gpus or None,
             **common,
         )
-    return ds.map_batches(StageGroupTask(specs, timer_name), num_cpus=num_cpus, **common)
+    return ds.map_batches(StageGroupTask(specs, timer_name, cfg.ray.batch_rows), num_cpus=num_cpus, **common)
 
 
-def _write(ds, writer: PartWriter, rows_per_shard: int) -> list[dict[str, Any]]:
-    out = ds.map_batches(writer, batch_format="pyarrow", batch_size=rows_per_shard, zero_copy_batch=True)
+def _write(ds, writer: PartWriter, rows_per_shard: int, max_batch_mb: int) -> list[dict[str, Any]]:
+    """The writer is its own operator: it bundles blocks from many upstream tasks into parts of `rows_per_shard`
+    rows. It declares the memory it needs (a worker process, ~256 MB, plus about three copies of the batch while
+    encoding). That keeps Ray from packing too many writers on a node, and keeps Ray Data from fusing the writer
+    into the read/stage operator, where its bundle size would count read items, not rows (see
+    `_apply_batch_group`)."""
+    out = ds.map_batches(writer, batch_format="pyarrow", batch_size=rows_per_shard, zero_copy_batch=True,
+                         memory=(256 + 3 * max_batch_mb) * (1 << 20))
     return out.take_all()
 
 
@@ -280,7 +290,7 @@ def run_pipeline(
             writer = PartWriter(join(work_uri, seg_name), so, output_schema(so_far), cfg.output.compression,
                                 int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in so_far])
             t0 = time.time()
-            f, s = _collect(_write(ds, writer, rows_per_shard), seg_name)
+            f, s = _collect(_write(ds, writer, rows_per_shard, cfg.output.max_batch_mb), seg_name)
             print(f"[refinery] checkpointed {s['rows_kept']} live rows before {seg.label} in {time.time() - t0:.1f}s")
             stats = merge_stats(stats, {**s, "rows_kept": 0, "kept_lang": {}, "counters": {}, "flagged": {}})
             all_files += [x for x in f if not x["path"].split("/")[1] == "data"]
@@ -301,7 +311,7 @@ def run_pipeline(
         schema = output_schema(planned)
         writer = PartWriter(join(work_uri, "final"), so, schema, cfg.output.compression,
                             int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in planned])
-        f, s = _collect(_write(ds, writer, rows_per_shard), "final")
+        f, s = _collect(_write(ds, writer, rows_per_shard, cfg.output.max_batch_mb), "final")
         all_files += f
         stats = merge_stats(stats, s)
         seconds = ray.get(timer.totals.remote())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -83,32 +83,43 @@ class _TimerMixin:
             pass
 
 
+def apply_sliced(group: Sequence[tuple[str, Stage]], block: pa.Table, batch_rows: int | None,
+                 seconds: dict[str, float]) -> Iterator[pa.Table]:
+    """Run the group on `block` in slices of `batch_rows` rows: Ray hands over whole blocks (its own row bundling
+    would cost parallelism, see jobs/pipeline.py), while stages keep a bounded batch size."""
+    step = batch_rows or block.num_rows or 1
+    for start in range(0, max(block.num_rows, 1), step):
+        out = apply_group(group, block.slice(start, step), seconds)
+        if out.num_rows:
+            yield out
+
+
 class StageGroupTask(_TimerMixin):
     """Callable instance for stateless groups: Ray runs it as tasks and can fuse it with the read."""
 
-    def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None):
+    def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None, batch_rows: int | None = None):
         self.specs = list(specs)
         self.timer_name = timer_name
+        self.batch_rows = batch_rows
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         seconds: dict[str, float] = {}
-        out = apply_group(build_group(self.specs), batch, seconds)
+        yield from apply_sliced(build_group(self.specs), batch, self.batch_rows, seconds)
         self._report(seconds)
-        return out
 
 
 class StageGroupActor(_TimerMixin):
     """Class for actor pools: stateful stages (models) are set up once in the constructor."""
 
-    def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None):
+    def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None, batch_rows: int | None = None):
         self.group = build_group(specs)
         self.timer_name = timer_name
+        self.batch_rows = batch_rows
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
+    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         seconds: dict[str, float] = {}
-        out = apply_group(self.group, batch, seconds)
+        yield from apply_sliced(self.group, batch, self.batch_rows, seconds)
         self._report(seconds)
-        return out
 
 
 def annotate_global_drops(batch: pa.Table, label: str) -> pa.Table:
