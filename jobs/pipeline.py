@@ -193,13 +193,16 @@ def _apply_batch_group(ds, group: list[PlannedStage], cfg: RunConfig, timer_name
     return ds.map_batches(StageGroupTask(specs, timer_name, cfg.ray.batch_rows), num_cpus=num_cpus, **common)
 
 
-def _write(ds, writer: PartWriter, rows_per_shard: int, max_batch_mb: int) -> list[dict[str, Any]]:
+def _write(ds, writer: PartWriter, rows_per_shard: int, max_batch_mb: int, timer_name: str) -> list[dict[str, Any]]:
     """The writer is its own operator: it bundles blocks from many upstream tasks into parts of `rows_per_shard`
     rows. It declares the memory it needs (a worker process, ~256 MB, plus about three copies of the batch while
     encoding). That keeps Ray from packing too many writers on a node, and keeps Ray Data from fusing the writer
     into the read/stage operator, where its bundle size would count read items, not rows (see
     `_apply_batch_group`)."""
-    out = ds.map_batches(writer, batch_format="pyarrow", batch_size=rows_per_shard, zero_copy_batch=True,
+    from jobs.stage_runner import TimedWriter
+
+    out = ds.map_batches(TimedWriter(writer, timer_name), batch_format="pyarrow", batch_size=rows_per_shard,
+                         zero_copy_batch=True,
                          memory=(256 + 3 * max_batch_mb) * (1 << 20))
     return out.take_all()
 
@@ -273,7 +276,7 @@ def run_pipeline(
     timer_name = f"refinery-timer-{run_id}-{uuid.uuid4().hex[:6]}"
     timer = StageTimer.options(name=timer_name, num_cpus=0).remote()
     try:
-        ds = _read_dataset(tasks, cfg, run_id)
+        ds = _read_dataset(tasks, cfg, run_id, timer_name)
         all_files: list[dict[str, Any]] = []
         stats = empty_stats()
         so_far: list[PlannedStage] = []
@@ -290,7 +293,7 @@ def run_pipeline(
             writer = PartWriter(join(work_uri, seg_name), so, output_schema(so_far), cfg.output.compression,
                                 int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in so_far])
             t0 = time.time()
-            f, s = _collect(_write(ds, writer, rows_per_shard, cfg.output.max_batch_mb), seg_name)
+            f, s = _collect(_write(ds, writer, rows_per_shard, cfg.output.max_batch_mb, timer_name), seg_name)
             print(f"[refinery] checkpointed {s['rows_kept']} live rows before {seg.label} in {time.time() - t0:.1f}s")
             stats = merge_stats(stats, {**s, "rows_kept": 0, "kept_lang": {}, "counters": {}, "flagged": {}})
             all_files += [x for x in f if not x["path"].split("/")[1] == "data"]
@@ -311,7 +314,7 @@ def run_pipeline(
         schema = output_schema(planned)
         writer = PartWriter(join(work_uri, "final"), so, schema, cfg.output.compression,
                             int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in planned])
-        f, s = _collect(_write(ds, writer, rows_per_shard, cfg.output.max_batch_mb), "final")
+        f, s = _collect(_write(ds, writer, rows_per_shard, cfg.output.max_batch_mb, timer_name), "final")
         all_files += f
         stats = merge_stats(stats, s)
         seconds = ray.get(timer.totals.remote())
@@ -321,7 +324,11 @@ def run_pipeline(
         except Exception:
             pass
     wall = time.time() - t_start
-    report = build_report(stats, labels, seconds, extra={"run_id": run_id, "wall_seconds": round(wall, 3)})
+    from jobs.stage_runner import READ_LABEL, WRITE_LABEL
+
+    io = {"read": round(seconds.get(READ_LABEL, 0.0), 3), "write": round(seconds.get(WRITE_LABEL, 0.0), 3)}
+    report = build_report(stats, labels, seconds, extra={"run_id": run_id, "wall_seconds": round(wall, 3),
+                                                        "io_seconds": io})
     problems = check_accounting(report)
     if problems:
         raise RuntimeError("accounting does not balance: " + "; ".join(problems))
@@ -350,14 +357,14 @@ def run_pipeline(
     return RunResult(out_uri, run_id, "committed", report, manifest)
 
 
-def _read_dataset(tasks: list[ReadTask], cfg: RunConfig, run_id: str):
+def _read_dataset(tasks: list[ReadTask], cfg: RunConfig, run_id: str, timer_name: str | None = None):
     import ray
 
     from jobs.read_task import ReadFn
 
     items = [{"task": t.to_json()} for t in tasks]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    return ds.map_batches(ReadFn(cfg.input, run_id), batch_format="pyarrow", batch_size=1, zero_copy_batch=True)
+    return ds.map_batches(ReadFn(cfg.input, run_id, timer_name), batch_format="pyarrow", batch_size=1, zero_copy_batch=True)
 
 
 def _read_checkpoint(paths: list[str], storage_options: dict[str, Any]):

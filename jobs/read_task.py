@@ -30,16 +30,28 @@ TRANSIENT = (ConnectionError, TimeoutError)
 
 
 class ReadFn:
-    def __init__(self, cfg: InputConfig, run_id: str):
+    def __init__(self, cfg: InputConfig, run_id: str, timer_name: str | None = None):
         self.cfg = cfg
         self.run_id = run_id
+        self.timer_name = timer_name
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        from jobs.stage_runner import READ_LABEL, report_seconds
+
         readers = load_readers()
+        busy = 0.0
         for raw in batch["task"].to_pylist():
             task = ReadTask.from_json(raw)
             reader = readers[task.format](self.cfg, self.run_id)
-            yield from self._read(reader, task)
+            it = self._read(reader, task)
+            while True:  # time spent reading and parsing only, not while the consumer holds the batch
+                t0 = time.perf_counter()
+                table = next(it, None)
+                busy += time.perf_counter() - t0
+                if table is None:
+                    break
+                yield table
+        report_seconds(self.timer_name, {READ_LABEL: busy})
 
     def _read(self, reader, task: ReadTask) -> Iterator[pa.Table]:
         """Read one task; on a transient storage error (SlowDown/503, dropped connection) start the file again

@@ -69,18 +69,40 @@ def _add_flags(table: pa.Table, tagged: pa.Array) -> pa.Table:
     return table.append_column(FLAGGED_COL, arr)
 
 
+READ_LABEL, WRITE_LABEL = "(read)", "(write)"  # timer keys of our reader and writer code (not stages)
+
+
+def report_seconds(timer_name: str | None, seconds: dict[str, float]) -> None:
+    """Send seconds spent in our code to the run's timer actor (best effort: never fail a batch over it)."""
+    if not timer_name or not seconds:
+        return
+    try:
+        import ray
+
+        ray.get_actor(timer_name).add.remote(seconds)
+    except Exception:
+        pass
+
+
 class _TimerMixin:
     timer_name: str | None
 
     def _report(self, seconds: dict[str, float]) -> None:
-        if not self.timer_name or not seconds:
-            return
-        try:
-            import ray
+        report_seconds(self.timer_name, seconds)
 
-            ray.get_actor(self.timer_name).add.remote(seconds)
-        except Exception:  # timing is best-effort; never fail a batch over it
-            pass
+
+class TimedWriter:
+    """The writer with its seconds reported, so the report can tell our I/O code from Ray's own overhead."""
+
+    def __init__(self, writer: Any, timer_name: str | None):
+        self.writer = writer
+        self.timer_name = timer_name
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        t0 = time.perf_counter()
+        out = self.writer(batch)
+        report_seconds(self.timer_name, {WRITE_LABEL: time.perf_counter() - t0})
+        return out
 
 
 def apply_sliced(group: Sequence[tuple[str, Stage]], block: pa.Table, batch_rows: int | None,
