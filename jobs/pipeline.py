@@ -318,6 +318,7 @@ def run_pipeline(
         all_files += f
         stats = merge_stats(stats, s)
         seconds = ray.get(timer.totals.remote())
+        task_counts = ray.get(timer.task_counts.remote())
     finally:
         try:
             ray.kill(timer)
@@ -327,8 +328,10 @@ def run_pipeline(
     from jobs.stage_runner import READ_LABEL, WRITE_LABEL
 
     io = {"read": round(seconds.get(READ_LABEL, 0.0), 3), "write": round(seconds.get(WRITE_LABEL, 0.0), 3)}
+    # read_tasks planned vs Ray tasks that read: equal unless Ray Data bundled read items into fewer tasks
     report = build_report(stats, labels, seconds, extra={"run_id": run_id, "wall_seconds": round(wall, 3),
-                                                        "io_seconds": io})
+                                                        "io_seconds": io, "read_tasks": len(tasks),
+                                                        "read_ray_tasks": task_counts.get(READ_LABEL, 0)})
     problems = check_accounting(report)
     if problems:
         raise RuntimeError("accounting does not balance: " + "; ".join(problems))
@@ -386,7 +389,7 @@ def _apply_global(ds, p: PlannedStage, ctx: GlobalContext):
     if p.stage.action == "annotate":
         from jobs.stage_runner import annotate_global_drops
 
-        out = out.map_batches(annotate_global_drops, batch_format="pyarrow", fn_kwargs={"label": p.label})
+        out = out.map_batches(annotate_global_drops, batch_format="pyarrow", batch_size=None, fn_kwargs={"label": p.label})
     return out
 
 

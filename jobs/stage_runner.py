@@ -73,13 +73,17 @@ READ_LABEL, WRITE_LABEL = "(read)", "(write)"  # timer keys of our reader and wr
 
 
 def report_seconds(timer_name: str | None, seconds: dict[str, float]) -> None:
-    """Send seconds spent in our code to the run's timer actor (best effort: never fail a batch over it)."""
+    """Send seconds spent in our code to the run's timer actor (best effort: never fail a batch over it).
+
+    Waits for the actor to take them (one round trip per task or block): fire-and-forget calls still in flight
+    when the driver asks for the totals would be lost."""
     if not timer_name or not seconds:
         return
     try:
         import ray
 
-        ray.get_actor(timer_name).add.remote(seconds)
+        task_id = ray.get_runtime_context().get_task_id()
+        ray.get(ray.get_actor(timer_name).add.remote(seconds, task_id), timeout=30)
     except Exception:
         pass
 

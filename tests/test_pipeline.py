@@ -74,6 +74,10 @@ def test_all_formats_commit_with_full_accounting(run_config, tmp_path):
     assert set(droplog["stage"].to_pylist()) == {"length_filter"}
     assert not set(droplog["id"].to_pylist()) & set(table["id"].to_pylist())
     assert not (Path(res.output_uri) / "_work").exists() or not any((Path(res.output_uri) / "_work").iterdir())
+    # each of the 4 files was read by its own Ray task: Ray Data did not bundle the read items into one task
+    # (it does when an operator fused with the read asks for a row-count batch size)
+    assert res.report["read_tasks"] == 4 and res.report["read_ray_tasks"] == 4
+    assert res.report["io_seconds"]["read"] > 0 and res.report["io_seconds"]["write"] > 0
 
 
 def test_empty_stage_list_reads_unifies_and_writes(run_config, tmp_path):

@@ -418,6 +418,26 @@ def final_dataset(store: Store, doc_parts: Sequence[int], label: str, index_uri:
     return ds.map_batches(FinalJoin(store, label, index_uri, run_id, index_col), batch_size=1, batch_format="pyarrow")
 
 
+class Sliced:
+    """Runs a map step on slices of at most `rows` rows of each block Ray hands over.
+
+    The map steps are called with `batch_size=None`: a row-count batch size would make Ray Data bundle the read
+    items of the operator it fuses with (checkpoint files) into a single task, which then runs on one core."""
+
+    def __init__(self, fn: Callable[[pa.Table], pa.Table], rows: int):
+        self.fn = fn
+        self.rows = rows
+
+    def __call__(self, block: pa.Table):
+        for start in range(0, block.num_rows, self.rows):
+            yield self.fn(block.slice(start, self.rows))
+
+
+def map_step(ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int, **kwargs: Any) -> Any:
+    """`ds.map_batches` for a dedup map step: whole blocks in, `rows`-row slices to `fn` (see `Sliced`)."""
+    return ds.map_batches(Sliced(fn, rows), batch_size=None, batch_format="pyarrow", zero_copy_batch=True, **kwargs)
+
+
 def map_records(out_ds) -> tuple[int, list[int], str | None]:
     """Consume a map step's per-batch records: total rows, doc partitions written, the run id."""
     rows, parts, run_id = 0, set(), None

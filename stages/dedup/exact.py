@@ -37,6 +37,7 @@ from stages.dedup.common import (
     log,
     lookup,
     map_records,
+    map_step,
     partition_of,
     priority_keys,
     read_index_partitioned,
@@ -206,7 +207,7 @@ class ExactDedup(GlobalStage):
         store = Store(ctx.work_uri, ctx.storage_options, choose_partitions(ds, p, ctx))
         for step in ("docs", "keys", "assign", "index"):
             store.clear(step)
-        out = ds.map_batches(_ExactMap(p, store), batch_size=p.map_batch_rows, batch_format="pyarrow", zero_copy_batch=True)
+        out = map_step(ds, _ExactMap(p, store), p.map_batch_rows)
         t0 = time.perf_counter()
         rows, doc_parts, run_id = map_records(out)
         log.info("map: %d rows into %d partitions in %.2fs", rows, store.nparts, time.perf_counter() - t0)

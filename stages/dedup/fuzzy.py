@@ -38,6 +38,7 @@ from stages.dedup.common import (
     log,
     lookup,
     map_records,
+    map_step,
     partition_of,
     priority_keys,
     read_index_partitioned,
@@ -244,13 +245,7 @@ class FuzzyDedup(GlobalStage):
         for step in ("docs", "nodes", "bands", "pairs", "pairs2", "edges", "index", "published", "roots", "assign"):
             store.clear(step)
         device = self._device()
-        out = ds.map_batches(
-            _FuzzyMap(p, store, device),
-            batch_size=p.map_batch_rows,
-            batch_format="pyarrow",
-            zero_copy_batch=True,
-            num_gpus=1 if device == "cuda" else None,
-        )
+        out = map_step(ds, _FuzzyMap(p, store, device), p.map_batch_rows, num_gpus=1 if device == "cuda" else None)
         t0 = time.perf_counter()
         rows, doc_parts, run_id = map_records(out)
         log.info("map: %d rows into %d partitions in %.2fs", rows, store.nparts, time.perf_counter() - t0)
