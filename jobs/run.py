@@ -33,7 +33,35 @@ def run_from_args(args: argparse.Namespace) -> int:
     print_summary(result)
     print(f"output: {result.output_uri}/data  (manifest: {result.output_uri}/manifest.json, "
           f"report: {result.output_uri}/report.json)")
+    if result.status == "committed" and cfg.monitoring.html_report:
+        html = write_html_report(cfg, result)
+        if html:
+            print(f"html report: {html}")
     return EXIT_OK
+
+
+def write_html_report(cfg, result) -> str | None:
+    """The offline monitoring page of a committed run, beside report.json (outside data/, so `verify` ignores it).
+
+    Best effort: the output is already committed, so a failure here is printed and never fails the run."""
+    from refinery.fsio import get_fs, join
+    from refinery.monitoring import build_profile
+    from refinery.report_html import render
+
+    so = cfg.output.storage_options
+    try:
+        profile = build_profile(result.output_uri, so, cfg.monitoring, result.run_id)
+        inputs = [i.get("uri") for i in result.manifest.get("inputs", [])]
+        page = render(result.run_id, profile, None, [], {"new_inputs": inputs}, kind="Run")
+        uri = join(result.output_uri, "report.html")
+        fs, path = get_fs(uri, so)
+        with fs.open(path, "wb") as f:
+            f.write(page.encode())
+        return uri
+    except Exception as e:
+        print(f"refinery: warning: no HTML report ({type(e).__name__}: {scrub(str(e), cfg.secrets())[:300]})",
+              file=sys.stderr)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,6 +91,7 @@ class MonitoringConfig(_Strict):
     bias_min_gap: float = Field(default=0.1, ge=0, le=1)
     bias_min_rows: int = Field(default=20, ge=1)
     top_domains: int = Field(default=20, ge=1)
+    html_report: bool = Field(default=True, description="`refinery run` writes report.html beside report.json")
 
 
 class StageSpec(_Strict):

@@ -90,10 +90,11 @@ table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ddd;paddi
 
 
 def render(snapshot_id: str, profile: dict[str, Any], drift: dict[str, Any] | None, alerts: list[dict[str, Any]],
-           refresh: dict[str, Any]) -> str:
+           refresh: dict[str, Any], kind: str = "Snapshot") -> str:
+    """The monitoring page of a snapshot (refresh) or of a plain run (`kind="Run"`: no previous snapshot)."""
     b: list[str] = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-                    f"<title>refinery snapshot {_e(snapshot_id)}</title><style>{CSS}</style></head><body>"]
-    b.append(f"<h1>Snapshot {_e(snapshot_id)}</h1>")
+                    f"<title>refinery {_e(kind.lower())} {_e(snapshot_id)}</title><style>{CSS}</style></head><body>"]
+    b.append(f"<h1>{_e(kind)} {_e(snapshot_id)}</h1>")
     b.append(f"<p>{profile.get('rows', 0)} documents published of {profile.get('rows_read', 0)} read · previous snapshot: "
              f"{_e(refresh.get('previous_snapshot') or 'none')} · inputs: {len(refresh.get('new_inputs', []))} new, "
              f"{len(refresh.get('changed_inputs', []))} changed · wall {profile.get('wall_seconds') or 0:.1f}s</p>")
@@ -132,7 +133,8 @@ def render(snapshot_id: str, profile: dict[str, Any], drift: dict[str, Any] | No
                  + "</table>")
         b.append(bar_chart([(k, float(v)) for k, v in rows if isinstance(v, (int, float))], f"drift ({drift.get('metric')})"))
     else:
-        b.append('<p class="empty">First snapshot: nothing to compare with.</p>')
+        b.append('<p class="empty">First snapshot: nothing to compare with.</p>' if kind == "Snapshot" else
+                 '<p class="empty">A single run: drift is measured between the snapshots of `refinery refresh`.</p>')
     b.append("<h2>Bias check: keep rate per language and domain, per filter</h2>")
     bias = profile.get("bias", {})
     flags = bias.get("flags", [])

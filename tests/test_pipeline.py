@@ -80,6 +80,21 @@ def test_all_formats_commit_with_full_accounting(run_config, tmp_path):
     assert res.report["io_seconds"]["read"] > 0 and res.report["io_seconds"]["write"] > 0
 
 
+def test_plain_run_gets_an_offline_html_report(run_config, tmp_path):
+    from jobs.run import write_html_report
+    from refinery.config import parse_config
+
+    cfg = _cfg(FIX, tmp_path / "out", STAGES)
+    res = run_config(cfg)
+    uri = write_html_report(parse_config(yaml.safe_dump(cfg)), res)
+    page = Path(uri).read_text()
+    assert uri == f"{res.output_uri}/report.html" and f"<h1>Run {res.run_id}</h1>" in page
+    dropped = res.report["stages"][1]["dropped"]["too_few_chars"]
+    assert "too_few_chars" in page and str(dropped) in page  # the funnel shows the real drop count
+    assert not any(x in page for x in ("<script", "src=", "href=", "@import"))  # self-contained, readable offline
+    assert verify(res.output_uri) == []  # the page sits outside data/ and changes nothing verify checks
+
+
 def test_empty_stage_list_reads_unifies_and_writes(run_config, tmp_path):
     res = run_config(_cfg(FIX, tmp_path / "out"))
     table, _ = _check_counts(res, N_DOCS)
