@@ -185,7 +185,11 @@ def _apply_batch_group(ds, group: list[PlannedStage], cfg: RunConfig, timer_name
         return ds.map_batches(
             StageGroupActor,
             fn_constructor_args=(specs, timer_name, cfg.ray.batch_rows),
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors),
+            # Start at full size, one block in flight per actor: Ray's autoscaler left the pool at 1 of 2 actors on
+            # a 2-CPU machine (half the throughput). Safe because the writer holds no CPU (see `_write`), so
+            # actors holding every CPU cannot starve it (../shared/ENVIRONMENT.md: actor pools hanging on 2 CPUs).
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors, initial_size=max_actors,
+                                               max_tasks_in_flight_per_actor=1),
             num_cpus=num_cpus,
             num_gpus=num_gpus or None,
             **common,
@@ -198,11 +202,12 @@ def _write(ds, writer: PartWriter, rows_per_shard: int, max_batch_mb: int, timer
     rows. It declares the memory it needs (a worker process, ~256 MB, plus about three copies of the batch while
     encoding). That keeps Ray from packing too many writers on a node, and keeps Ray Data from fusing the writer
     into the read/stage operator, where its bundle size would count read items, not rows (see
-    `_apply_batch_group`)."""
+    `_apply_batch_group`). It holds no CPU: writing is short and mostly I/O, and a writer waiting for a CPU that
+    model actors hold would stall the whole stream."""
     from jobs.stage_runner import TimedWriter
 
     out = ds.map_batches(TimedWriter(writer, timer_name), batch_format="pyarrow", batch_size=rows_per_shard,
-                         zero_copy_batch=True,
+                         zero_copy_batch=True, num_cpus=0,
                          memory=(256 + 3 * max_batch_mb) * (1 << 20))
     return out.take_all()
 
@@ -291,14 +296,15 @@ def run_pipeline(
             seg_name = f"seg{seg_index}"
             seg_index += 1
             writer = PartWriter(join(work_uri, seg_name), so, output_schema(so_far), cfg.output.compression,
-                                int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in so_far])
+                                int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in so_far],
+                                row_group_rows=CHECKPOINT_ROW_GROUP)
             t0 = time.time()
             f, s = _collect(_write(ds, writer, rows_per_shard, cfg.output.max_batch_mb, timer_name), seg_name)
             print(f"[refinery] checkpointed {s['rows_kept']} live rows before {seg.label} in {time.time() - t0:.1f}s")
             stats = merge_stats(stats, {**s, "rows_kept": 0, "kept_lang": {}, "counters": {}, "flagged": {}})
             all_files += [x for x in f if not x["path"].split("/")[1] == "data"]
             data_files = [x for x in f if x["path"].split("/")[1] == "data"]
-            ds = _read_checkpoint([join(work_uri, x["path"]) for x in data_files], so)
+            ds = _read_checkpoint([(join(work_uri, x["path"]), int(x["rows"])) for x in data_files], so)
             ctx = GlobalContext(
                 work_uri=join(work_uri, f"{seg_name}-{seg.label}"),
                 state_uri=cfg.output.resolved_state_uri(),
@@ -370,16 +376,22 @@ def _read_dataset(tasks: list[ReadTask], cfg: RunConfig, run_id: str, timer_name
     return ds.map_batches(ReadFn(cfg.input, run_id, timer_name), batch_format="pyarrow", batch_size=1, zero_copy_batch=True)
 
 
-def _read_checkpoint(paths: list[str], storage_options: dict[str, Any]):
-    """A Dataset over checkpoint Parquet files, one read task per file.
+CHECKPOINT_ROW_GROUP = 8192  # rows per row group in checkpoints: the unit of parallelism of the next stage
 
-    Not `ray.data.read_parquet`: on a 2-core machine its file-listing and metadata operators took 6-19 s per
-    call even for one small file (measured, Ray 2.60), once per global stage."""
+
+def _read_checkpoint(files: list[tuple[str, int]], storage_options: dict[str, Any],
+                     row_group_rows: int = CHECKPOINT_ROW_GROUP):
+    """A Dataset over checkpoint Parquet files (uri, rows), one read task per row group.
+
+    Per row group, not per file: a small run's checkpoint is one file, and one task per file would run the next
+    stage on one core. Not `ray.data.read_parquet`: on a 2-core machine its file-listing and metadata operators
+    took 6-19 s per call even for one small file (measured, Ray 2.60), once per global stage."""
     import ray
 
     from jobs.read_task import ReadParquetFiles
 
-    items = [{"path": p} for p in paths] or [{"path": None}]
+    items = [{"path": p, "row_group": g} for p, rows in files for g in range(-(-rows // row_group_rows))]
+    items = items or [{"path": None, "row_group": -1}]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     return ds.map_batches(ReadParquetFiles(storage_options), batch_format="pyarrow", batch_size=1, zero_copy_batch=True)
 

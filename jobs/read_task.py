@@ -94,7 +94,7 @@ class ReadFn:
 
 
 class ReadParquetFiles:
-    """Row groups of whole Parquet files (the checkpoints between stages), streamed one at a time."""
+    """One row group of a Parquet file per item (the checkpoints between stages)."""
 
     def __init__(self, storage_options: dict):
         self.storage_options = storage_options
@@ -104,11 +104,9 @@ class ReadParquetFiles:
 
         from refinery.fsio import get_fs
 
-        for path in batch["path"].to_pylist():
+        for path, group in zip(batch["path"].to_pylist(), batch["row_group"].to_pylist(), strict=True):
             if path is None:
                 continue
             fs, p = get_fs(path, self.storage_options)
             with fs.open(p, "rb") as f:
-                pf = pq.ParquetFile(f)
-                for i in range(pf.num_row_groups):
-                    yield pf.read_row_group(i)
+                yield pq.ParquetFile(f).read_row_group(group)

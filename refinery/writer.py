@@ -78,8 +78,10 @@ class PartWriter:
         compression: str = "zstd",
         target_bytes: int = 128 << 20,
         summarizers: list[Any] | None = None,
+        row_group_rows: int = 64 * 1024,
     ):
         self.staging_uri = staging_uri
+        self.row_group_rows = row_group_rows  # checkpoints use small groups: each is one parallel read item
         self.storage_options = storage_options
         self.schema = schema
         self.compression = None if compression == "none" else compression
@@ -130,7 +132,7 @@ class PartWriter:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=tmp_dir)
         os.close(fd)
         try:
-            pq.write_table(table, tmp, compression=self.compression, row_group_size=64 * 1024)
+            pq.write_table(table, tmp, compression=self.compression, row_group_size=self.row_group_rows)
             digest = _sha256_file(tmp)
             size = os.path.getsize(tmp)
             put_file(fs, tmp, dest)
