@@ -167,11 +167,16 @@ def _group_stages(planned: list[PlannedStage]) -> list[list[PlannedStage] | Plan
     return segments
 
 
-def _apply_batch_group(ds, group: list[PlannedStage], cfg: RunConfig, timer_name: str):
-    """One map operator for a fused group. `batch_size=None`: each block is processed as it comes and the group
-    slices it to `ray.batch_rows` itself. A row-count batch_size here would make Ray Data bundle the *read items*
-    upstream of a fused operator into one task (min rows per bundle = max over the fused chain), so a whole
-    multi-file input would be read and processed by a single task on a single core."""
+def _apply_batch_group(ds, group: list[PlannedStage], cfg: RunConfig, timer_name: str, read: Any = None):
+    """One map operator for a fused group of per-batch stages.
+
+    `read` (the first group only): `ds` holds read-task descriptors and the group reads them itself, one per call.
+    Reading inside the group's own operator, rather than counting on Ray to fuse a separate read operator, is
+    what lets an actor pool start at full size: nothing upstream then needs a CPU that the actors hold. (When
+    Ray did not fuse them, e.g. langid alone at 0.5 CPU per actor, actors holding every CPU starved the read
+    tasks and the job hung; ../shared/ENVIRONMENT.md.) Otherwise `batch_size=None`: whole blocks in, sliced to
+    `ray.batch_rows` by the group. A row-count batch_size would make Ray Data bundle the upstream operator's
+    items into one task (min rows per bundle = max over a fused chain), i.e. run on one core."""
     import ray
 
     from jobs.stage_runner import StageGroupActor, StageGroupTask
@@ -179,22 +184,23 @@ def _apply_batch_group(ds, group: list[PlannedStage], cfg: RunConfig, timer_name
     specs = [(p.label, p.name, p.params) for p in group]
     num_gpus = max(p.stage.resources.num_gpus for p in group)
     num_cpus = max(p.stage.resources.num_cpus for p in group)
-    common = dict(batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
+    common = dict(batch_format="pyarrow", batch_size=1 if read else None, zero_copy_batch=True)
     if any(p.stage.stateful for p in group) or num_gpus > 0:
         max_actors = max(1, int(_cluster_cpus() // max(num_cpus, 0.25)))
+        # One block in flight per actor: with Ray's default (several) one actor takes the whole queue of a small
+        # input and the pool never grows. Start at full size only when the actors read (see above): Ray's
+        # autoscaler left the pool at 1 of 2 actors on a 2-CPU machine.
+        strategy = ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors, max_tasks_in_flight_per_actor=1,
+                                              initial_size=max_actors if read else None)
         return ds.map_batches(
             StageGroupActor,
-            fn_constructor_args=(specs, timer_name, cfg.ray.batch_rows),
-            # Start at full size, one block in flight per actor: Ray's autoscaler left the pool at 1 of 2 actors on
-            # a 2-CPU machine (half the throughput). Safe because the writer holds no CPU (see `_write`), so
-            # actors holding every CPU cannot starve it (../shared/ENVIRONMENT.md: actor pools hanging on 2 CPUs).
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors, initial_size=max_actors,
-                                               max_tasks_in_flight_per_actor=1),
+            fn_constructor_args=(specs, timer_name, cfg.ray.batch_rows, read),
+            compute=strategy,
             num_cpus=num_cpus,
             num_gpus=num_gpus or None,
             **common,
         )
-    return ds.map_batches(StageGroupTask(specs, timer_name, cfg.ray.batch_rows), num_cpus=num_cpus, **common)
+    return ds.map_batches(StageGroupTask(specs, timer_name, cfg.ray.batch_rows, read), num_cpus=num_cpus, **common)
 
 
 def _write(ds, writer: PartWriter, rows_per_shard: int, max_batch_mb: int, timer_name: str) -> list[dict[str, Any]]:
@@ -281,15 +287,20 @@ def run_pipeline(
     timer_name = f"refinery-timer-{run_id}-{uuid.uuid4().hex[:6]}"
     timer = StageTimer.options(name=timer_name, num_cpus=0).remote()
     try:
-        ds = _read_dataset(tasks, cfg, run_id, timer_name)
+        from jobs.read_task import ReadFn
+
+        read = ReadFn(cfg.input, run_id, timer_name)
+        segments = _group_stages(planned)
+        items = _read_items(tasks)
+        # the first group of per-batch stages reads its own input; otherwise a read operator does
+        ds = items if segments and isinstance(segments[0], list) else _read_dataset(items, read)
         all_files: list[dict[str, Any]] = []
         stats = empty_stats()
         so_far: list[PlannedStage] = []
-        segments = _group_stages(planned)
         seg_index = 0
-        for seg in segments:
+        for i, seg in enumerate(segments):
             if isinstance(seg, list):
-                ds = _apply_batch_group(ds, seg, cfg, timer_name)
+                ds = _apply_batch_group(ds, seg, cfg, timer_name, read if i == 0 else None)
                 so_far += seg
                 continue
             # A global stage: checkpoint live rows (dead rows are final and go straight to staging).
@@ -366,14 +377,16 @@ def run_pipeline(
     return RunResult(out_uri, run_id, "committed", report, manifest)
 
 
-def _read_dataset(tasks: list[ReadTask], cfg: RunConfig, run_id: str, timer_name: str | None = None):
+def _read_items(tasks: list[ReadTask]):
+    """One block per read task, so each read task can be its own Ray task."""
     import ray
 
-    from jobs.read_task import ReadFn
-
     items = [{"task": t.to_json()} for t in tasks]
-    ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    return ds.map_batches(ReadFn(cfg.input, run_id, timer_name), batch_format="pyarrow", batch_size=1, zero_copy_batch=True)
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+
+
+def _read_dataset(items, read: Any):
+    return items.map_batches(read, batch_format="pyarrow", batch_size=1, zero_copy_batch=True)
 
 
 CHECKPOINT_ROW_GROUP = 8192  # rows per row group in checkpoints: the unit of parallelism of the next stage

@@ -120,32 +120,47 @@ def apply_sliced(group: Sequence[tuple[str, Stage]], block: pa.Table, batch_rows
             yield out
 
 
-class StageGroupTask(_TimerMixin):
-    """Callable instance for stateless groups: Ray runs it as tasks and can fuse it with the read."""
+class _Group(_TimerMixin):
+    """Shared by the task and actor forms: optionally read the block's read tasks first, then run the group."""
 
-    def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None, batch_rows: int | None = None):
+    group: list[tuple[str, Stage]]
+    read: Any
+    batch_rows: int | None
+
+    def _run(self, group: Sequence[tuple[str, Stage]], batch: pa.Table) -> Iterator[pa.Table]:
+        seconds: dict[str, float] = {}
+        blocks = self.read(batch) if self.read is not None else [batch]
+        for block in blocks:
+            yield from apply_sliced(group, block, self.batch_rows, seconds)
+        self._report(seconds)
+
+
+class StageGroupTask(_Group):
+    """Callable instance for stateless groups, run as Ray tasks."""
+
+    def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None, batch_rows: int | None = None,
+                 read: Any = None):
         self.specs = list(specs)
         self.timer_name = timer_name
         self.batch_rows = batch_rows
+        self.read = read  # a jobs.read_task.ReadFn when this group reads its own input
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        seconds: dict[str, float] = {}
-        yield from apply_sliced(build_group(self.specs), batch, self.batch_rows, seconds)
-        self._report(seconds)
+        yield from self._run(build_group(self.specs), batch)
 
 
-class StageGroupActor(_TimerMixin):
+class StageGroupActor(_Group):
     """Class for actor pools: stateful stages (models) are set up once in the constructor."""
 
-    def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None, batch_rows: int | None = None):
+    def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None, batch_rows: int | None = None,
+                 read: Any = None):
         self.group = build_group(specs)
         self.timer_name = timer_name
         self.batch_rows = batch_rows
+        self.read = read
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        seconds: dict[str, float] = {}
-        yield from apply_sliced(self.group, batch, self.batch_rows, seconds)
-        self._report(seconds)
+        yield from self._run(self.group, batch)
 
 
 def annotate_global_drops(batch: pa.Table, label: str) -> pa.Table:
