@@ -40,7 +40,8 @@ def busy_workers(cluster: LocalRay) -> list[psutil.Process]:
                 title = " ".join(p.cmdline())
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            if title.startswith("ray::") and ("PartWriter" in title or "ReadFn" in title):
+            # the read + stage operator (StageGroupTask) or the writer (TimedWriter around PartWriter)
+            if title.startswith("ray::") and ("StageGroup" in title or "TimedWriter" in title):
                 found.append(p)
     return found
 
