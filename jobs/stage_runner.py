@@ -123,9 +123,12 @@ def apply_sliced(group: Sequence[tuple[str, Stage]], block: pa.Table, batch_rows
 class _Group(_TimerMixin):
     """Shared by the task and actor forms: optionally read the block's read tasks first, then run the group."""
 
-    group: list[tuple[str, Stage]]
-    read: Any
-    batch_rows: int | None
+    def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None, batch_rows: int | None = None,
+                 read: Any = None):
+        self.specs = list(specs)
+        self.timer_name = timer_name
+        self.batch_rows = batch_rows
+        self.read = read  # a jobs.read_task.ReadFn when this group reads its own input
 
     def _run(self, group: Sequence[tuple[str, Stage]], batch: pa.Table) -> Iterator[pa.Table]:
         seconds: dict[str, float] = {}
@@ -136,14 +139,7 @@ class _Group(_TimerMixin):
 
 
 class StageGroupTask(_Group):
-    """Callable instance for stateless groups, run as Ray tasks."""
-
-    def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None, batch_rows: int | None = None,
-                 read: Any = None):
-        self.specs = list(specs)
-        self.timer_name = timer_name
-        self.batch_rows = batch_rows
-        self.read = read  # a jobs.read_task.ReadFn when this group reads its own input
+    """Callable instance for stateless groups, run as Ray tasks (stages are set up once per worker process)."""
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         yield from self._run(build_group(self.specs), batch)
@@ -152,12 +148,9 @@ class StageGroupTask(_Group):
 class StageGroupActor(_Group):
     """Class for actor pools: stateful stages (models) are set up once in the constructor."""
 
-    def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None, batch_rows: int | None = None,
-                 read: Any = None):
-        self.group = build_group(specs)
-        self.timer_name = timer_name
-        self.batch_rows = batch_rows
-        self.read = read
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.group = build_group(self.specs)
 
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
         yield from self._run(self.group, batch)
