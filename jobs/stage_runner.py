@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from refinery.schema import FLAGGED_COL, concat, split_alive, to_dead
+from refinery.schema import FLAGGED_COL, concat, row_slices, split_alive, to_dead
 from refinery.stage import Stage, build_stage
 
 StageSpecT = tuple[str, str, dict[str, Any]]  # (label, stage name, params)
@@ -88,13 +88,6 @@ def report_seconds(timer_name: str | None, seconds: dict[str, float]) -> None:
         pass
 
 
-class _TimerMixin:
-    timer_name: str | None
-
-    def _report(self, seconds: dict[str, float]) -> None:
-        report_seconds(self.timer_name, seconds)
-
-
 class TimedWriter:
     """The writer with its seconds reported, so the report can tell our I/O code from Ray's own overhead."""
 
@@ -113,14 +106,11 @@ def apply_sliced(group: Sequence[tuple[str, Stage]], block: pa.Table, batch_rows
                  seconds: dict[str, float]) -> Iterator[pa.Table]:
     """Run the group on `block` in slices of `batch_rows` rows: Ray hands over whole blocks (its own row bundling
     would cost parallelism, see jobs/pipeline.py), while stages keep a bounded batch size."""
-    step = batch_rows or block.num_rows or 1
-    for start in range(0, max(block.num_rows, 1), step):
-        out = apply_group(group, block.slice(start, step), seconds)
-        if out.num_rows:
-            yield out
+    for part in row_slices(block, batch_rows or block.num_rows or 1):
+        yield apply_group(group, part, seconds)
 
 
-class _Group(_TimerMixin):
+class _Group:
     """Shared by the task and actor forms: optionally read the block's read tasks first, then run the group."""
 
     def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None, batch_rows: int | None = None,
@@ -135,7 +125,7 @@ class _Group(_TimerMixin):
         blocks = self.read(batch) if self.read is not None else [batch]
         for block in blocks:
             yield from apply_sliced(group, block, self.batch_rows, seconds)
-        self._report(seconds)
+        report_seconds(self.timer_name, seconds)
 
 
 class StageGroupTask(_Group):

@@ -213,6 +213,11 @@ def to_dead(table: pa.Table, reasons: pa.Array | None = None) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=DEAD_SCHEMA)
 
 
+def row_slices(table: pa.Table, rows: int) -> list[pa.Table]:
+    """Zero-copy slices of at most `rows` rows (none for an empty table)."""
+    return [table.slice(start, rows) for start in range(0, table.num_rows, rows)]
+
+
 def concat(tables: Sequence[pa.Table]) -> pa.Table:
     tables = [t for t in tables if t is not None]
     if len(tables) == 1:

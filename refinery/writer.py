@@ -30,6 +30,7 @@ from refinery.schema import (
     RAW_COL,
     SOURCE_TYPE,
     conform,
+    row_slices,
     split_alive,
 )
 
@@ -118,8 +119,7 @@ class PartWriter:
         n_parts = max(1, int(round(est / self.target_bytes)))
         if n_parts == 1:
             return [table]
-        step = -(-table.num_rows // n_parts)
-        return [table.slice(i, step) for i in range(0, table.num_rows, step)]
+        return row_slices(table, -(-table.num_rows // n_parts))
 
     def _write(self, fs, root: str, kind: str, table: pa.Table) -> dict[str, Any]:
         ids = table["id"].combine_chunks().fill_null("")

@@ -117,14 +117,9 @@ def run_ours(corpus: Path, work: Path, num_cpus: int) -> dict:
 
 
 def run_datatrove(corpus: Path, work: Path, workers: int) -> dict:
-    from eval_dedup import DATATROVE_SCRIPT
+    from eval_dedup import datatrove_workdir
 
-    dt_work = work / "datatrove"
-    shutil.rmtree(dt_work, ignore_errors=True)
-    dt_work.mkdir(parents=True)
-    script = dt_work / "run_dt.py"
-    script.write_text(DATATROVE_SCRIPT)
-    env = dict(os.environ, HF_HOME=str(dt_work / "hf"))
+    dt_work, script, env = datatrove_workdir(work)
     folders = [dt_work / "sigs", dt_work / "buckets", dt_work / "remove"]
     cmd = [sys.executable, str(script), str(corpus), "part-*.jsonl.gz", str(dt_work), "5", "14", "8", str(workers)]
     cp, s, wall = _watch(cmd, folders, env, dt_work)

@@ -161,16 +161,21 @@ if __name__ == "__main__":
 '''
 
 
-def run_datatrove(inp: Path, work: Path, ngram: int, bands: int, rows: int, workers: int = 2,
-                  pattern: str | None = None) -> tuple[set[str], dict]:
-    """datatrove's 4-step MinHash pipeline in its own process (input: a file, or a folder + glob pattern);
-    returns kept ids and per-step seconds."""
+def datatrove_workdir(work: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A fresh datatrove work folder holding the runner script; returns (folder, script, env)."""
     dt_work = work / "datatrove"
     shutil.rmtree(dt_work, ignore_errors=True)
     dt_work.mkdir(parents=True)
     script = dt_work / "run_dt.py"
     script.write_text(DATATROVE_SCRIPT)
-    env = dict(os.environ, HF_HOME=str(dt_work / "hf"))
+    return dt_work, script, dict(os.environ, HF_HOME=str(dt_work / "hf"))
+
+
+def run_datatrove(inp: Path, work: Path, ngram: int, bands: int, rows: int, workers: int = 2,
+                  pattern: str | None = None) -> tuple[set[str], dict]:
+    """datatrove's 4-step MinHash pipeline in its own process (input: a file, or a folder + glob pattern);
+    returns kept ids and per-step seconds."""
+    dt_work, script, env = datatrove_workdir(work)
     folder, pattern = (inp, pattern) if pattern else (inp.parent, inp.name)
     proc = subprocess.run([sys.executable, str(script), str(folder), pattern, str(dt_work), str(ngram), str(bands),
                            str(rows), str(workers)], capture_output=True, text=True, env=env, cwd=dt_work)

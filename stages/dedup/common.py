@@ -149,7 +149,7 @@ def partition_of(keys: pa.Array | np.ndarray, nparts: int) -> np.ndarray:
     return ((h * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)).astype(np.int64) % nparts
 
 
-def choose_partitions(ds: Any, params: DedupParams, ctx: Any) -> int:
+def choose_partitions(params: DedupParams, ctx: Any) -> int:
     """From the checkpoint's Parquet size: ~64 MB of in-memory rows per partition (Parquet shrinks text ~3x)."""
     if params.partitions:
         return params.partitions
@@ -429,8 +429,10 @@ class Sliced:
         self.rows = rows
 
     def __call__(self, block: pa.Table):
-        for start in range(0, block.num_rows, self.rows):
-            yield self.fn(block.slice(start, self.rows))
+        from refinery.schema import row_slices
+
+        for part in row_slices(block, self.rows):
+            yield self.fn(part)
 
 
 def map_step(ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int, **kwargs: Any) -> Any:

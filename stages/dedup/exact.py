@@ -204,7 +204,7 @@ class ExactDedup(GlobalStage):
 
     def apply(self, ds: Any, ctx: GlobalContext) -> Any:
         p: ExactDedupParams = self.params  # type: ignore[assignment]
-        store = Store(ctx.work_uri, ctx.storage_options, choose_partitions(ds, p, ctx))
+        store = Store(ctx.work_uri, ctx.storage_options, choose_partitions(p, ctx))
         for step in ("docs", "keys", "assign", "index"):
             store.clear(step)
         out = map_step(ds, _ExactMap(p, store), p.map_batch_rows)

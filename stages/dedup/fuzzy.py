@@ -241,7 +241,7 @@ class FuzzyDedup(GlobalStage):
 
     def apply(self, ds: Any, ctx: GlobalContext) -> Any:
         p: FuzzyDedupParams = self.params  # type: ignore[assignment]
-        store = Store(ctx.work_uri, ctx.storage_options, choose_partitions(ds, p, ctx))
+        store = Store(ctx.work_uri, ctx.storage_options, choose_partitions(p, ctx))
         for step in ("docs", "nodes", "bands", "pairs", "pairs2", "edges", "index", "published", "roots", "assign"):
             store.clear(step)
         device = self._device()
