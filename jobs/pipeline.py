@@ -129,6 +129,11 @@ def init_ray(cfg: RunConfig) -> None:
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     kwargs["num_cpus"] = cfg.ray.num_cpus or os.cpu_count() or 1
+    # Keep idle task workers for a while. Ray's default kills them after 1 s once the node has more workers than
+    # CPUs, and Ray Data's own actors alone are four; each global stage's next wave of tasks then started new
+    # worker processes (about 1 s of imports each) for every short step.
+    kwargs["_system_config"] = {"idle_worker_killing_time_threshold_ms": 60_000,
+                                "num_workers_soft_limit": int(kwargs["num_cpus"]) + 6}
     if cfg.ray.object_store_mb:
         kwargs["object_store_memory"] = cfg.ray.object_store_mb * (1 << 20)
     try:
@@ -315,7 +320,8 @@ def run_pipeline(
             stats = merge_stats(stats, {**s, "rows_kept": 0, "kept_lang": {}, "counters": {}, "flagged": {}})
             all_files += [x for x in f if not x["path"].split("/")[1] == "data"]
             data_files = [x for x in f if x["path"].split("/")[1] == "data"]
-            ds = _read_checkpoint([(join(work_uri, x["path"]), int(x["rows"])) for x in data_files], so)
+            ds = _read_checkpoint([(join(work_uri, x["path"]), int(x["rows"])) for x in data_files], so,
+                                  num_cpus=_cluster_cpus())
             ctx = GlobalContext(
                 work_uri=join(work_uri, f"{seg_name}-{seg.label}"),
                 state_uri=cfg.output.resolved_state_uri(),
@@ -390,21 +396,30 @@ def _read_dataset(items, read: Any):
 
 
 CHECKPOINT_ROW_GROUP = 8192  # rows per row group in checkpoints: the unit of parallelism of the next stage
+MIN_SLICE_ROWS = 256  # smallest slice of a row group read as its own task
 
 
 def _read_checkpoint(files: list[tuple[str, int]], storage_options: dict[str, Any],
-                     row_group_rows: int = CHECKPOINT_ROW_GROUP):
-    """A Dataset over checkpoint Parquet files (uri, rows), one read task per row group.
+                     row_group_rows: int = CHECKPOINT_ROW_GROUP, num_cpus: int = 1):
+    """A Dataset over checkpoint Parquet files (uri, rows), one read task per row group, or per slice of one.
 
     Per row group, not per file: a small run's checkpoint is one file, and one task per file would run the next
-    stage on one core. Not `ray.data.read_parquet`: on a 2-core machine its file-listing and metadata operators
-    took 6-19 s per call even for one small file (measured, Ray 2.60), once per global stage."""
+    stage on one core. When there are fewer row groups than twice the CPUs, each is cut into row slices (of at
+    least MIN_SLICE_ROWS) so the stage still gets a task per core; a slice re-reads its row group, which is
+    cheap at that size. Not `ray.data.read_parquet`: on a 2-core machine its file-listing and metadata
+    operators took 6-19 s per call even for one small file (measured, Ray 2.60), once per global stage."""
     import ray
 
     from jobs.read_task import ReadParquetFiles
 
-    items = [{"path": p, "row_group": g} for p, rows in files for g in range(-(-rows // row_group_rows))]
-    items = items or [{"path": None, "row_group": -1}]
+    groups = [(p, g, min(row_group_rows, rows - g * row_group_rows))
+              for p, rows in files for g in range(-(-rows // row_group_rows))]
+    cuts = -(-2 * num_cpus // max(1, len(groups)))
+    items = []
+    for path, g, n in groups:
+        step = -(-n // max(1, min(cuts, n // MIN_SLICE_ROWS)))
+        items += [{"path": path, "row_group": g, "offset": o, "length": min(step, n - o)} for o in range(0, n, step)]
+    items = items or [{"path": None, "row_group": -1, "offset": 0, "length": 0}]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
     return ds.map_batches(ReadParquetFiles(storage_options), batch_format="pyarrow", batch_size=1, zero_copy_batch=True)
 

@@ -94,7 +94,7 @@ class ReadFn:
 
 
 class ReadParquetFiles:
-    """One row group of a Parquet file per item (the checkpoints between stages)."""
+    """One row group of a Parquet file, or a slice of one, per item (the checkpoints between stages)."""
 
     def __init__(self, storage_options: dict):
         self.storage_options = storage_options
@@ -104,9 +104,10 @@ class ReadParquetFiles:
 
         from refinery.fsio import get_fs
 
-        for path, group in zip(batch["path"].to_pylist(), batch["row_group"].to_pylist(), strict=True):
-            if path is None:
+        for item in batch.to_pylist():
+            if item["path"] is None:
                 continue
-            fs, p = get_fs(path, self.storage_options)
+            fs, p = get_fs(item["path"], self.storage_options)
             with fs.open(p, "rb") as f:
-                yield pq.ParquetFile(f).read_row_group(group)
+                table = pq.ParquetFile(f).read_row_group(item["row_group"])
+            yield table.slice(item["offset"], item["length"])
