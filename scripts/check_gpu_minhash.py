@@ -5,7 +5,7 @@ Standalone: needs only numpy, torch (or CuPy) and the two module files, loaded b
 project install). Shingle hashes are random 64-bit values with realistic per-document counts; the signature step
 is the same function of them on both devices (shingling itself always runs on the CPU).
 
-    python scripts/check_gpu_minhash.py [--docs 20000] [--shingles-per-doc 400] [--bands 14] [--rows 8]
+    python scripts/check_gpu_minhash.py [--docs 20000] [--shingles-per-doc 400] [--bands 14] [--rows 8] [--backend all]
 
 Exit status 0 = identical (or no GPU: prints SKIP), 1 = mismatch.
 """
@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--bands", type=int, default=14)
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--backend", choices=["torch", "cupy", "all"], default="all")
     args = ap.parse_args()
     mh = _load("minhash")
     gpu = _load("minhash_gpu")
@@ -55,19 +56,28 @@ def main() -> int:
     t0 = time.perf_counter()
     cpu = mh.minhash_cpu(sh, off, a, b)
     t_cpu = time.perf_counter() - t0
-    gpu.minhash_gpu(sh[: off[100]], off[:101], a, b)  # warm-up (CUDA context, kernels)
-    t0 = time.perf_counter()
-    dev = gpu.minhash_gpu(sh, off, a, b)
-    t_gpu = time.perf_counter() - t0
-    same = np.array_equal(cpu, dev)
     print(f"docs={args.docs} shingles={len(sh)} permutations={len(a)}")
-    print(f"cpu: {args.docs / t_cpu:,.0f} signatures/s ({t_cpu:.2f}s)")
-    print(f"gpu: {args.docs / t_gpu:,.0f} signatures/s ({t_gpu:.2f}s), speedup {t_cpu / t_gpu:.1f}x")
-    print("bit-identical:", same)
-    if not same:
-        bad = np.argwhere(cpu != dev)
-        print("first mismatches (doc, perm):", bad[:5].tolist())
-    return 0 if same else 1
+    print(f"cpu: {args.docs / t_cpu:,.0f} signatures/s ({t_cpu:.2f}s, one core, numpy)")
+    backends = {"torch": lambda *x: gpu._minhash_torch(*x, "cuda", 1 << 20), "cupy": lambda *x: gpu._minhash_cupy(*x, 1 << 20)}
+    chosen = list(backends) if args.backend == "all" else [args.backend]
+    ok = True
+    for name in chosen:
+        try:
+            backends[name](sh[: off[100]], off[:101], a, b)  # warm-up (CUDA context, kernels)
+        except ImportError:
+            print(f"{name}: not installed")
+            continue
+        t0 = time.perf_counter()
+        dev = backends[name](sh, off, a, b)
+        t_gpu = time.perf_counter() - t0
+        same = np.array_equal(cpu, dev)
+        ok &= same
+        print(f"{name}: {args.docs / t_gpu:,.0f} signatures/s ({t_gpu:.2f}s), speedup {t_cpu / t_gpu:.1f}x, "
+              f"bit-identical: {same}")
+        if not same:
+            bad = np.argwhere(cpu != dev)
+            print("  first mismatches (doc, perm):", bad[:5].tolist())
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
