@@ -76,6 +76,9 @@ def duplicated_ngram_chars(words: np.ndarray, n: int) -> int:
     ids = ts.ngram_ids(words[:, ts.ORTH], n)
     if len(ids) < 2:
         return 0
+    ordered = np.sort(ids)
+    if not (ordered[1:] == ordered[:-1]).any():  # the common case: no n-gram repeats
+        return 0
     _, inv, counts = np.unique(ids, return_inverse=True, return_counts=True)
     cand = np.nonzero(counts[inv] > 1)[0]
     if len(cand) == 0:
@@ -162,8 +165,11 @@ class GopherRepetition(ts.RuleSetStage):
             if n in top_thr:
                 check(f"top_{n}_gram", chars / n_chars, top_thr[n])
         dup_thr = dict(r.dup_n_grams)
-        for n in self.dup_ns:
-            frac = duplicated_ngram_chars(words, n) / n_chars
+        repeats = True
+        for n in self.dup_ns:  # ascending: once no n-gram repeats, no longer one can (it would start with one)
+            chars = duplicated_ngram_chars(words, n) if repeats else 0
+            repeats = chars > 0
+            frac = chars / n_chars
             sig[f"rep_dup_{n}_gram_frac"][i] = frac
             if n in dup_thr:
                 check(f"duplicated_{n}_n_grams", frac, dup_thr[n])

@@ -92,6 +92,8 @@ class _Tokenizer:
         f_sent = vocab.add_flag(lambda s: s in sent_punct)
         getters = vocab.lex_attr_getters
         vocab.lex_attr_getters = {a: getters[a] for a in (IS_PUNCT, IS_SPACE, f_nonsym, f_alpha, f_sent)}
+        self.flag_getters = [(col, vocab.lex_attr_getters[a]) for col, a in
+                             ((SPACE, IS_SPACE), (PUNCT, IS_PUNCT), (NONSYM, f_nonsym), (ALPHA, f_alpha), (SENT_PUNCT, f_sent))]
         self.attrs = [S_ORTH, S_IDX, S_LENGTH, IS_SPACE, IS_PUNCT, f_nonsym, f_alpha, f_sent]
         self.tokenizer = self.nlp.tokenizer
         self.strings = vocab.strings
@@ -100,6 +102,69 @@ class _Tokenizer:
         self.hash_string = get_string_id
         # memoizing runs is exact only if no special case spans a whitespace boundary
         self.memoize = not any(any(c.isspace() for c in k) and not k.isspace() for k in self.rules)
+        self._special_patterns()
+
+    def _special_patterns(self) -> None:
+        """What spaCy's special-case phrase matcher could do across two runs.
+
+        spaCy matches the patterns of some special cases (e.g. "(:" = "(" ":") over the whole document, so a match
+        can also reach across the single space between two runs, as in "( :)". Such a match is never applied
+        (its text holds a space), but it can shadow a real special case beside it: "( :)" gives "(" ":" ")",
+        while ":)" alone is one token. Such a match needs a pattern's token pair on a run boundary
+        (`pair_keys`). The tokens there are ours, except where the matcher had fused a special case at the
+        run's edge; then spaCy saw the run's tokens without special cases (`bare`). Those fused tokens are
+        among `special_orths`."""
+        from spacy.attrs import ORTH as S_ORTH
+        from spacy.tokenizer import Tokenizer
+
+        t = self.tokenizer
+        self.bare = Tokenizer(self.nlp.vocab, rules={}, prefix_search=t.prefix_search, suffix_search=t.suffix_search,
+                              infix_finditer=t.infix_finditer, token_match=t.token_match, url_match=t.url_match)
+        pairs, fused = set(), set()
+        for rule, tokens in t.rules.items():  # the rules spaCy puts into its phrase matcher (add_special_case)
+            if not t.faster_heuristics or t.find_prefix(rule) or t.find_infix(rule) or t.find_suffix(rule) or " " in rule:
+                orth = [tok.orth for tok in self.bare(rule)]
+                pairs.update(_pair_keys(np.asarray(orth[:-1], dtype=np.uint64), np.asarray(orth[1:], dtype=np.uint64)).tolist())
+                fused.update({self.hash_string(tok[S_ORTH]) for tok in tokens} - set(orth))  # tokens it creates
+        self.pair_keys = np.array(sorted(pairs), dtype=np.uint64)
+        self.pair_set = pairs
+        self.fused: dict[str, tuple[int, int]] = {}  # runs with a fused special case: their bare edge tokens
+        self.special_orths = np.array(sorted(fused), dtype=np.uint64)
+
+    def _note_fusions(self, runs: list[str]) -> None:
+        """Remember the bare edge tokens of new runs in which the matcher fused a special case (their tokens
+        differ from the bare ones; only runs holding a token it creates can qualify)."""
+        parts = [self.runs[r][:, ORTH] for r in runs]
+        counts = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+        hits = np.add.reduceat(_member(np.concatenate(parts), self.special_orths), np.cumsum(counts) - counts)
+        for k in np.nonzero(hits)[0].tolist():
+            bare = [t.orth for t in self.bare(runs[k])]
+            if bare != parts[k].tolist():
+                self.fused[runs[k]] = (bare[0], bare[-1])
+
+    def _crosses(self, keys: list[str], out: np.ndarray, counts: np.ndarray) -> bool:
+        """True if a match across a run boundary could shadow a special case (see `_special_patterns`).
+
+        Shadowing needs a special case that the matcher fused in a run beside the boundary (most documents have
+        none). Any match across a boundary holds the two tokens on either side of it, and at the edges of a
+        fused run spaCy's matcher saw either our tokens or the bare ones, so both are tried."""
+        fused = [k for k, key in enumerate(keys) if key in self.fused]
+        if not fused:
+            return False
+        ends = np.cumsum(counts)
+
+        def edge(k: int, side: int) -> set[int]:  # side 0: first token, 1: last token
+            tokens = {int(out[ends[k] - counts[k] if side == 0 else ends[k] - 1, ORTH])}
+            if keys[k] in self.fused:
+                tokens.add(self.fused[keys[k]][side])
+            return tokens
+
+        for lft in sorted({j for k in fused for j in (k - 1, k) if 0 <= j < len(keys) - 1}):
+            for x in edge(lft, 1):
+                for y in edge(lft + 1, 0):
+                    if int(_pair_keys(np.uint64(x), np.uint64(y))) in self.pair_set:
+                        return True
+        return False
 
     def _spacy(self, text: str) -> np.ndarray:
         doc = self.tokenizer(text)
@@ -135,20 +200,26 @@ class _Tokenizer:
         memo = self.runs
         new = [k for k in keys if k not in memo]
         if new:
-            self._learn(list(dict.fromkeys(new)))
+            new = list(dict.fromkeys(new))
+            self._learn(new)
+            self._note_fusions(new)
         parts = list(map(memo.__getitem__, keys))
         if not parts:
             return np.zeros((0, 8), dtype=np.uint64)
+        counts = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
         out = np.concatenate(parts)
-        out[:, IDX] += np.repeat(starts.astype(np.uint64), np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)))
+        if len(parts) > 1 and self._crosses(keys, out, counts):
+            return self._spacy(text)
+        out[:, IDX] += np.repeat(starts.astype(np.uint64), counts)
         return out
 
     def _learn(self, runs: list[str]) -> None:
         """Token rows of new runs, offsets relative to the run.
 
-        - Plain ASCII words (letters only, no special case) are one token: English prefix, suffix and infix
-          rules all need a digit, punctuation or a symbol, so spaCy never splits them. Their rows are built
-          directly (the hash is spaCy's string hash), without creating lexemes.
+        - Words of letters only (`str.isalpha`, any script) that are not a special case are one token: the
+          prefix, suffix and infix rules all need a digit, punctuation, a hyphen or a symbol, so spaCy never
+          splits them. Their rows are built directly, without creating lexemes: the hash is spaCy's string hash
+          and the flags come from the same getter functions spaCy would call.
         - Other words go through spaCy in one call, each on a line of its own. A newline token between words,
           unlike a space, also keeps a special case's phrase match from reaching across two words; words hold no
           whitespace, so every whitespace token of that call is a separator.
@@ -156,7 +227,7 @@ class _Tokenizer:
         memo = self.runs
         plain, words = [], []
         for r in runs:
-            if r.isascii() and r.isalpha() and r not in self.rules:
+            if r.isalpha() and r not in self.rules:
                 plain.append(r)
             elif r[0].isspace():
                 memo[r] = self._spacy(r)
@@ -166,7 +237,8 @@ class _Tokenizer:
             rows = np.zeros((len(plain), 8), dtype=np.uint64)
             rows[:, ORTH] = np.fromiter(map(self.hash_string, plain), dtype=np.uint64, count=len(plain))
             rows[:, LENGTH] = np.fromiter(map(len, plain), dtype=np.uint64, count=len(plain))
-            rows[:, NONSYM] = rows[:, ALPHA] = 1
+            for col, getter in self.flag_getters:
+                rows[:, col] = np.fromiter(map(getter, plain), dtype=bool, count=len(plain))
             for k, w in enumerate(plain):
                 memo[w] = rows[k:k + 1]
         if not words:
@@ -182,6 +254,19 @@ class _Tokenizer:
 
     def hash(self, s: str) -> int:
         return int(self.strings.add(s))
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """np.isin for a small sorted set, without isin's per-call set-up (it dominated at ~300 values per call)."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    idx = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[idx] == values
+
+
+def _pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return a * _MULT + b
 
 
 _RUNS = re.compile(r"\S+|\s+")  # spaCy's runs: it splits on str.isspace(), which is what \s matches in str patterns
