@@ -328,17 +328,18 @@ def render_md(doc: dict[str, Any]) -> str:
         L.append(f"| {n} | {full1.get('stage_seconds', {}).get(n, '')} | {a.get('wall_s', '') if a.get('rc') == 0 else 'failed' if a else ''} | "
                  f"{a.get('docs_s_core', '') if a.get('rc') == 0 else ''} | {a.get('peak_pss_mb', '') if a.get('rc') == 0 else ''} |")
     L.append("\n## Ours: cost growth with corpus size (full pipeline)\n")
-    L.append("| size | docs | MiB text | wall s | docs/s/core | MB/s/core | wall ÷ (size × wall at 1) | peak PSS MB | PSS ÷ PSS at 1 | peak ΣRSS MB |")
-    L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("| size | docs | MiB text | wall s | docs/s/core | MB/s/core | wall ÷ (size × wall at 1) | peak PSS MB | PSS ÷ PSS at 1 | peak ΣRSS MB | share outside our code |")
+    L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     base = doc["ours_full"][0] if doc["ours_full"] else None
     for r in doc["ours_full"]:
         if r.get("rc") != 0:
-            L.append(f"| {r['size']} | {r['docs']} | {r['text_mb']} | failed | | | | | | |")
+            L.append(f"| {r['size']} | {r['docs']} | {r['text_mb']} | failed | | | | | | | |")
             continue
         g = r["wall_s"] / (r["size"] / base["size"] * base["wall_s"]) if base and base.get("rc") == 0 else float("nan")
         pr = r["peak_pss_mb"] / base["peak_pss_mb"] if base and base.get("peak_pss_mb") else float("nan")
         L.append(f"| {r['size']} | {r['docs']} | {r['text_mb']} | {r['wall_s']} | {r['docs_s_core']} | {r['mb_s_core']} | "
-                 f"{g:.2f} | {r['peak_pss_mb']} | {pr:.2f} | {r['peak_rss_sum_mb']} |")
+                 f"{g:.2f} | {r['peak_pss_mb']} | {pr:.2f} | {r['peak_rss_sum_mb']} | "
+                 f"{ray_overhead(r, cpus)['outside_our_code_share_pipeline']} |")
     o = doc.get("ray_overhead") or {}
     L.append("\n## Ray overhead (full pipeline, size 1)\n")
     if o:

@@ -164,11 +164,15 @@ class Pii(Stage):
     name = "pii"
     Params = PiiParams
     requires = ("id", "text")
-    stateful = True
     resources = Resources(num_cpus=1)
 
     def __init__(self, params=None) -> None:
         super().__init__(params)
+        p: PiiParams = self.params  # type: ignore[assignment]
+        # An actor pool only when there is a model to load once (NER, or presidio's engine). The pattern
+        # recognizers build in milliseconds, and as tasks they run on workers that are already warm instead
+        # of a new actor pool's processes.
+        self.stateful = p.engine == "presidio" or any(t in NER_TYPES for t in p.entities)  # type: ignore[misc]
         self.nlp = None
         self.analyzer = None
         self.model: str | None = None
