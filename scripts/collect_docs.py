@@ -23,8 +23,9 @@ HEADERS = {
         "docs/benchmarks",
         "# Benchmarks\n\nSpeed and memory, measured by scripts users can run. The machine is a shared 2-core, 24 GiB "
         "box, so absolute numbers are noisy: compare the ratios against the peer measured in the same run. Each "
-        "section names the exact command, versions and date. Regenerate this page with "
-        "`python scripts/collect_docs.py`.\n",
+        "section names the exact command, versions and date. `bash scripts/bench_all.sh` re-runs every benchmark "
+        "below and regenerates this page; `python scripts/collect_docs.py` only reassembles it from the pages in "
+        "docs/benchmarks/.\n",
     ),
 }
 

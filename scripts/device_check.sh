@@ -3,7 +3,7 @@
 # Writes its log to $OUT (or ./device-check.log). Usage: bash scripts/device_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-LOG="${OUT:-.}/device-check.log"
+LOG="${OUT:-.}/gpu_minhash.log"
 {
   date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python -c "import numpy, sys; print('python', sys.version.split()[0], 'numpy', numpy.__version__)"
