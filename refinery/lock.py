@@ -2,7 +2,8 @@
 
 The lock is one small JSON object `{"owner", "host", "pid", "acquired_at", "expires_at"}` (times in Unix seconds).
 
-- **Acquire** is a create-if-absent: locally `open(O_CREAT | O_EXCL)`, which the OS makes atomic; on S3 a
+- **Acquire** is a create-if-absent: locally a hard link of the fully written record to the lock path,
+  which the OS makes atomic and which fails if the lock exists; on S3 a
   `PutObject` with `If-None-Match: *` (S3 conditional writes, AWS since 2024-08; s3fs `pipe_file(mode="create")`),
   which fails with 412 when the object exists, so exactly one of two racing writers wins.
 - **Expiry.** A holder that died (SIGKILL, lost node) leaves its lock behind; once `expires_at` has passed, or, on
@@ -109,15 +110,21 @@ class LeaseLock:
     def _create(self) -> bool:
         data = self._record()
         if self.local:
+            # The record is written to a private file first and then hard-linked into place, which fails if the
+            # lock exists. With `O_CREAT | O_EXCL` on the lock itself, a racer could read the new file before its
+            # owner had written it, take the empty record for a stale lock and take it over: two winners.
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(fd, "wb") as f:
+            tmp = f"{self.path}.new-{uuid.uuid4().hex[:8]}"
+            with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
             return True
         self._probe_conditional()
         if self.fs.exists(self.path):  # cheap pre-check; the conditional PUT below is what makes it exclusive
