@@ -102,6 +102,8 @@ class _Tokenizer:
         self.hash_string = get_string_id
         # memoizing runs is exact only if no special case spans a whitespace boundary
         self.memoize = not any(any(c.isspace() for c in k) and not k.isspace() for k in self.rules)
+        # letters-only words skip spaCy: checked against the English prefix, suffix and infix rules only
+        self.plain_words = language == "en"
         self._special_patterns()
 
     def _special_patterns(self) -> None:
@@ -111,7 +113,7 @@ class _Tokenizer:
         can also reach across the single space between two runs, as in "( :)". Such a match is never applied
         (its text holds a space), but it can shadow a real special case beside it: "( :)" gives "(" ":" ")",
         while ":)" alone is one token. Such a match needs a pattern's token pair on a run boundary
-        (`pair_keys`). The tokens there are ours, except where the matcher had fused a special case at the
+        (`pair_set`). The tokens there are ours, except where the matcher had fused a special case at the
         run's edge; then spaCy saw the run's tokens without special cases (`bare`). Those fused tokens are
         among `special_orths`."""
         from spacy.attrs import ORTH as S_ORTH
@@ -126,7 +128,6 @@ class _Tokenizer:
                 orth = [tok.orth for tok in self.bare(rule)]
                 pairs.update(_pair_keys(np.asarray(orth[:-1], dtype=np.uint64), np.asarray(orth[1:], dtype=np.uint64)).tolist())
                 fused.update({self.hash_string(tok[S_ORTH]) for tok in tokens} - set(orth))  # tokens it creates
-        self.pair_keys = np.array(sorted(pairs), dtype=np.uint64)
         self.pair_set = pairs
         self.fused: dict[str, tuple[int, int]] = {}  # runs with a fused special case: their bare edge tokens
         self.special_orths = np.array(sorted(fused), dtype=np.uint64)
@@ -216,7 +217,7 @@ class _Tokenizer:
     def _learn(self, runs: list[str]) -> None:
         """Token rows of new runs, offsets relative to the run.
 
-        - Words of letters only (`str.isalpha`, any script) that are not a special case are one token: the
+        - Words of letters only (`str.isalpha`, any script) that are not a special case are one token: English
           prefix, suffix and infix rules all need a digit, punctuation, a hyphen or a symbol, so spaCy never
           splits them. Their rows are built directly, without creating lexemes: the hash is spaCy's string hash
           and the flags come from the same getter functions spaCy would call.
@@ -227,7 +228,7 @@ class _Tokenizer:
         memo = self.runs
         plain, words = [], []
         for r in runs:
-            if r.isalpha() and r not in self.rules:
+            if self.plain_words and r.isalpha() and r not in self.rules:
                 plain.append(r)
             elif r[0].isspace():
                 memo[r] = self._spacy(r)
