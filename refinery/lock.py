@@ -61,7 +61,7 @@ class LeaseLock:
         self.fs, self.path = get_fs(uri, storage_options)
         self.local = protocol_of(self.fs) == "file"
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.mode = "exclusive-create" if self.local else "s3-conditional"
+        self.mode = "link-create" if self.local else "s3-conditional"
         self.held = False
 
     # -- record -----------------------------------------------------------------------------------------------
@@ -123,6 +123,14 @@ class LeaseLock:
                 os.link(tmp, self.path)
             except FileExistsError:
                 return False
+            except OSError:  # a file system without hard links: exclusive create, then write (a narrow window)
+                self.mode = "exclusive-create"
+                try:
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    return False
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
             finally:
                 os.unlink(tmp)
             return True
