@@ -129,11 +129,6 @@ def init_ray(cfg: RunConfig) -> None:
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     kwargs["num_cpus"] = cfg.ray.num_cpus or os.cpu_count() or 1
-    # Keep idle task workers for a while. Ray's default kills them after 1 s once the node has more workers than
-    # CPUs, and Ray Data's own actors alone are four; each global stage's next wave of tasks then started new
-    # worker processes (about 1 s of imports each) for every short step.
-    kwargs["_system_config"] = {"idle_worker_killing_time_threshold_ms": 60_000,
-                                "num_workers_soft_limit": int(kwargs["num_cpus"]) + 6}
     if cfg.ray.object_store_mb:
         kwargs["object_store_memory"] = cfg.ray.object_store_mb * (1 << 20)
     try:
