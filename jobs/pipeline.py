@@ -315,13 +315,14 @@ def run_pipeline(
             stats = merge_stats(stats, {**s, "rows_kept": 0, "kept_lang": {}, "counters": {}, "flagged": {}})
             all_files += [x for x in f if not x["path"].split("/")[1] == "data"]
             data_files = [x for x in f if x["path"].split("/")[1] == "data"]
+            cpus = _cluster_cpus()
             ds = _read_checkpoint([(join(work_uri, x["path"]), int(x["rows"])) for x in data_files], so,
-                                  num_cpus=_cluster_cpus())
+                                  num_cpus=cpus)
             ctx = GlobalContext(
                 work_uri=join(work_uri, f"{seg_name}-{seg.label}"),
                 state_uri=cfg.output.resolved_state_uri(),
                 storage_options=so,
-                num_cpus=_cluster_cpus(),
+                num_cpus=cpus,
                 label=seg.label,
                 input_bytes=sum(int(x["bytes"]) for x in data_files),
             )

@@ -44,7 +44,7 @@ def write_html_report(cfg, result) -> str | None:
     """The offline monitoring page of a committed run, beside report.json (outside data/, so `verify` ignores it).
 
     Best effort: the output is already committed, so a failure here is printed and never fails the run."""
-    from refinery.fsio import get_fs, join
+    from refinery.fsio import get_fs, join, write_bytes
     from refinery.monitoring import build_profile
     from refinery.report_html import render
 
@@ -55,8 +55,7 @@ def write_html_report(cfg, result) -> str | None:
         page = render(result.run_id, profile, None, [], {"new_inputs": inputs}, kind="Run")
         uri = join(result.output_uri, "report.html")
         fs, path = get_fs(uri, so)
-        with fs.open(path, "wb") as f:
-            f.write(page.encode())
+        write_bytes(fs, path, page.encode())
         return uri
     except Exception as e:
         print(f"refinery: warning: no HTML report ({type(e).__name__}: {scrub(str(e), cfg.secrets())[:300]})",

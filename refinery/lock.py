@@ -43,6 +43,12 @@ class LockHeld(Exception):
         )
 
 
+def _write_durably(f: Any, data: bytes) -> None:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -116,9 +122,7 @@ class LeaseLock:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             tmp = f"{self.path}.new-{uuid.uuid4().hex[:8]}"
             with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+                _write_durably(f, data)
             try:
                 os.link(tmp, self.path)
             except FileExistsError:
@@ -130,7 +134,7 @@ class LeaseLock:
                 except FileExistsError:
                     return False
                 with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                    _write_durably(f, data)
             finally:
                 os.unlink(tmp)
             return True

@@ -147,7 +147,8 @@ def ensure_peer(name: str) -> tuple[Path | None, str]:
     spec = PEER_SPECS[name]
     # compiled like ours (scripts/install.sh): without .pyc files, PYTHONDONTWRITEBYTECODE makes every process
     # compile its imports from source, and neither tool should pay that in a benchmark
-    if py.exists() and marker.is_file() and marker.read_text() == json.dumps({"spec": spec, "bytecode": True}):
+    stamp = json.dumps({"spec": spec, "bytecode": True})
+    if py.exists() and marker.is_file() and marker.read_text() == stamp:
         return py, ""
     PEERS_DIR.mkdir(exist_ok=True)
     log = PEERS_DIR / f"{name}.install.log"
@@ -168,7 +169,7 @@ def ensure_peer(name: str) -> tuple[Path | None, str]:
             if rc != 0:
                 tail = log.read_text()[-1500:]
                 return None, f"install failed (rc={rc}): {shlex.join(cmd)}\n{tail}"
-    marker.write_text(json.dumps({"spec": spec, "bytecode": True}))
+    marker.write_text(stamp)
     return py, ""
 
 

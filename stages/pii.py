@@ -172,7 +172,8 @@ class Pii(Stage):
         # An actor pool only when there is a model to load once (NER, or presidio's engine). The pattern
         # recognizers build in milliseconds, and as tasks they run on workers that are already warm instead
         # of a new actor pool's processes.
-        self.stateful = p.engine == "presidio" or any(t in NER_TYPES for t in p.entities)  # type: ignore[misc]
+        self.wants_ner = any(t in NER_TYPES for t in p.entities)
+        self.stateful = p.engine == "presidio" or self.wants_ner  # type: ignore[misc]
         self.nlp = None
         self.analyzer = None
         self.model: str | None = None
@@ -188,8 +189,7 @@ class Pii(Stage):
 
     def setup(self) -> None:
         p: PiiParams = self.params  # type: ignore[assignment]
-        wants_ner = any(t in NER_TYPES for t in p.entities)
-        self.model = resolve_model(p.ner_model) if wants_ner else None
+        self.model = resolve_model(p.ner_model) if self.wants_ner else None
         ops = {t: p.operators.get(t, p.default_operator) for t in p.entities}
         if "hash" in ops.values():
             secret = os.environ.get(p.hash_secret_env)
@@ -217,7 +217,7 @@ class Pii(Stage):
         key = f"{p.engine}|{p.ner_model}|{self.model}|{','.join(self.active)}"
         if key not in _ANNOUNCED:
             _ANNOUNCED.add(key)
-            if wants_ner and not self.model:
+            if self.wants_ner and not self.model:
                 log.warning("pii: no spaCy NER model installed (ner_model=%s); NER entity types %s run only as "
                             "heuristic rules (titles, street addresses). Active: %s",
                             p.ner_model, [t for t in p.entities if t in NER_TYPES], ", ".join(self.active))

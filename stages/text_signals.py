@@ -81,8 +81,6 @@ class _Tokenizer:
         from spacy.attrs import LENGTH as S_LENGTH
         from spacy.attrs import ORTH as S_ORTH
         from spacy.pipeline.sentencizer import Sentencizer
-        from spacy.strings import get_string_id
-
         self.language = language
         self.nlp = spacy.blank(language)
         sent_punct = frozenset(Sentencizer.default_punct_chars)
@@ -96,10 +94,8 @@ class _Tokenizer:
                              ((SPACE, IS_SPACE), (PUNCT, IS_PUNCT), (NONSYM, f_nonsym), (ALPHA, f_alpha), (SENT_PUNCT, f_sent))]
         self.attrs = [S_ORTH, S_IDX, S_LENGTH, IS_SPACE, IS_PUNCT, f_nonsym, f_alpha, f_sent]
         self.tokenizer = self.nlp.tokenizer
-        self.strings = vocab.strings
         self.runs: dict[str, np.ndarray] = {}
         self.rules = frozenset(self.tokenizer.rules)
-        self.hash_string = get_string_id
         # memoizing runs is exact only if no special case spans a whitespace boundary
         self.memoize = not any(any(c.isspace() for c in k) and not k.isspace() for k in self.rules)
         # letters-only words skip spaCy: checked against the English prefix, suffix and infix rules only
@@ -127,7 +123,7 @@ class _Tokenizer:
             if not t.faster_heuristics or t.find_prefix(rule) or t.find_infix(rule) or t.find_suffix(rule) or " " in rule:
                 orth = [tok.orth for tok in self.bare(rule)]
                 pairs.update(_pair_keys(np.asarray(orth[:-1], dtype=np.uint64), np.asarray(orth[1:], dtype=np.uint64)).tolist())
-                fused.update({self.hash_string(tok[S_ORTH]) for tok in tokens} - set(orth))  # tokens it creates
+                fused.update({self.hash(tok[S_ORTH]) for tok in tokens} - set(orth))  # tokens it creates
         self.pair_set = pairs
         self.fused: dict[str, tuple[int, int]] = {}  # runs with a fused special case: their bare edge tokens
         self.special_orths = np.array(sorted(fused), dtype=np.uint64)
@@ -236,7 +232,7 @@ class _Tokenizer:
                 words.append(r)
         if plain:
             rows = np.zeros((len(plain), 8), dtype=np.uint64)
-            rows[:, ORTH] = np.fromiter(map(self.hash_string, plain), dtype=np.uint64, count=len(plain))
+            rows[:, ORTH] = np.fromiter(map(self.hash, plain), dtype=np.uint64, count=len(plain))
             rows[:, LENGTH] = np.fromiter(map(len, plain), dtype=np.uint64, count=len(plain))
             for col, getter in self.flag_getters:
                 rows[:, col] = np.fromiter(map(getter, plain), dtype=bool, count=len(plain))
@@ -253,8 +249,12 @@ class _Tokenizer:
         for k, w in enumerate(words):
             memo[w] = arr[cuts[k]:cuts[k + 1]]
 
-    def hash(self, s: str) -> int:
-        return int(self.strings.add(s))
+    @staticmethod
+    def hash(s: str) -> int:
+        """spaCy's hash of a string (a token's ORTH), without adding it to the string store."""
+        from spacy.strings import get_string_id
+
+        return int(get_string_id(s))
 
 
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
