@@ -8,11 +8,13 @@ The driver only ever holds file lists and per-part records, never rows.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,9 +27,10 @@ import pyarrow as pa
 
 import refinery
 from refinery.accounting import build_report, check_accounting, empty_stats, merge_stats
-from refinery.commit import WORK_DIR, check_output, commit, probe_writable
+from refinery.commit import WORK_DIR, check_output, commit, probe_writable, remove_tree
 from refinery.config import RunConfig
 from refinery.fsio import InputFile, StorageError, join, list_inputs
+from refinery.ids import id_partitions
 from refinery.redact import scrub
 from refinery.schema import FLAGGED_FIELD, base_schema, merge_fields
 from refinery.stage import GlobalContext, GlobalStage, Stage, build_stage
@@ -99,8 +102,9 @@ def compute_run_id(cfg: RunConfig, files: list[InputFile]) -> str:
     return h.hexdigest()[:16]
 
 
-def _rows_per_shard(tasks: list[ReadTask], cfg: RunConfig, run_id: str) -> int:
-    """Estimate rows per writer batch from a small sample, so parts land near output.target_shard_mb.
+def _rows_per_shard(tasks: list[ReadTask], cfg: RunConfig, run_id: str) -> tuple[int, int]:
+    """Estimate rows per writer batch from a small sample, so parts land near output.target_shard_mb; and the
+    in-memory bytes per row of that sample.
 
     A writer batch is held in a worker's memory, so it is also capped at output.max_batch_mb of in-memory Arrow
     data: memory must not grow with the shard target (parts are then smaller than the target)."""
@@ -113,8 +117,31 @@ def _rows_per_shard(tasks: list[ReadTask], cfg: RunConfig, run_id: str) -> int:
             continue
         if batch is not None and batch.num_rows:
             per_row = max(64, batch.nbytes // batch.num_rows)
-            return int(min(5_000_000, max(256, target // per_row)))
-    return 100_000
+            return int(min(5_000_000, max(256, target // per_row))), per_row
+    return 100_000, 1024
+
+
+class Stopped(BaseException):  # noqa: N818 (like KeyboardInterrupt, not an error of the run)
+    """SIGTERM or SIGINT reached the driver: stop where we are; nothing is published without `_SUCCESS`."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame: Any) -> None:
+    raise Stopped(signum)
+
+
+def catch_stop_signals() -> None:
+    """Turn SIGTERM/SIGINT into `Stopped` in the driver. `ray.init` installs a SIGTERM handler that calls
+    sys.exit, which tears Ray down under its running threads and dies by SIGABRT with a C++ stack; so this runs
+    after it."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_stopped)
+        signal.signal(signal.SIGINT, _raise_stopped)
 
 
 def init_ray(cfg: RunConfig) -> None:
@@ -126,6 +153,7 @@ def init_ray(cfg: RunConfig) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:
         ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+        catch_stop_signals()
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
     kwargs["num_cpus"] = cfg.ray.num_cpus or os.cpu_count() or 1
@@ -139,6 +167,7 @@ def init_ray(cfg: RunConfig) -> None:
         log.warning("local Ray did not start in time (overloaded machine?); trying once more")
         ray.shutdown()
         ray.init(**kwargs)
+    catch_stop_signals()
 
 
 def _cluster_cpus() -> int:
@@ -246,6 +275,7 @@ def run_pipeline(
     config_source: str = "<config>",
     finalize_state: bool = True,
     manifest_extra: dict[str, Any] | None = None,
+    progress: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run and commit. With finalize_state=False the caller (the nightly refresh) commits the state generations
     written by global stages itself, after it has published its pointer. `manifest_extra` adds keys to the
@@ -271,7 +301,16 @@ def run_pipeline(
     tasks, unclaimed = plan_reads(files, cfg.input, run_id)
     planned = plan_stages(cfg)
     labels = [p.label for p in planned]
-    rows_per_shard = _rows_per_shard(tasks, cfg, run_id)
+    rows_per_shard, row_bytes = _rows_per_shard(tasks, cfg, run_id)
+    dup_policy = cfg.input.on_duplicate_id if cfg.input.id_field else None
+    if dup_policy == "quarantine":  # first occurrence (input order) kept, the others quarantined, before any stage
+        planned_all = [duplicate_id_check(), *planned]
+    else:
+        planned_all = planned
+    ids_uri = join(work_uri, "ids") if dup_policy in ("keep", "error") else None
+    if ids_uri:
+        remove_tree(ids_uri, so)  # hashes of a crashed attempt would be counted twice
+    id_parts = id_partitions(sum(f.size for f in files) * 3 // row_bytes)
     print(
         f"[refinery] run {run_id}: {len(files)} input file(s), {len(tasks)} read task(s), "
         f"{len(planned)} stage(s) → {out_uri}"
@@ -282,16 +321,21 @@ def run_pipeline(
     import ray
 
     init_ray(cfg)
+    from jobs.read_task import pack_read_tasks
     from jobs.stage_timer import StageTimer
+
+    units = pack_read_tasks(tasks, _cluster_cpus())
 
     timer_name = f"refinery-timer-{run_id}-{uuid.uuid4().hex[:6]}"
     timer = StageTimer.options(name=timer_name, num_cpus=0).remote()
     try:
         from jobs.read_task import ReadFn
 
-        read = ReadFn(cfg.input, run_id, timer_name)
-        segments = _group_stages(planned)
-        items = _read_items(tasks)
+        raw_policy = cfg.raw_policy()
+        input_cfg = cfg.input if raw_policy != "drop" else cfg.input.model_copy(update={"quarantine_raw_bytes": 0})
+        read = ReadFn(input_cfg, run_id, timer_name)
+        segments = _group_stages(planned_all)
+        items = _read_items(units)
         # the first group of per-batch stages reads its own input; otherwise a read operator does
         ds = items if segments and isinstance(segments[0], list) else _read_dataset(items, read)
         all_files: list[dict[str, Any]] = []
@@ -308,7 +352,7 @@ def run_pipeline(
             seg_index += 1
             writer = PartWriter(join(work_uri, seg_name), so, output_schema(so_far), cfg.output.compression,
                                 int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in so_far],
-                                row_group_rows=CHECKPOINT_ROW_GROUP)
+                                row_group_rows=CHECKPOINT_ROW_GROUP, ids_uri=ids_uri, id_parts=id_parts)
             t0 = time.time()
             f, s = _collect(_write(ds, writer, rows_per_shard, cfg.output.max_batch_mb, timer_name), seg_name)
             print(f"[refinery] checkpointed {s['rows_kept']} live rows before {seg.label} in {time.time() - t0:.1f}s")
@@ -332,12 +376,15 @@ def run_pipeline(
             so_far.append(seg)
         schema = output_schema(planned)
         writer = PartWriter(join(work_uri, "final"), so, schema, cfg.output.compression,
-                            int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in planned])
+                            int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in planned],
+                            ids_uri=ids_uri, id_parts=id_parts)
         f, s = _collect(_write(ds, writer, rows_per_shard, cfg.output.max_batch_mb, timer_name), "final")
         all_files += f
         stats = merge_stats(stats, s)
+        duplicate_ids = _count_duplicate_ids(ids_uri, so, id_parts, stats)
         seconds = ray.get(timer.totals.remote())
         task_counts = ray.get(timer.task_counts.remote())
+        reads = ray.get(timer.reads.remote())
     finally:
         try:
             ray.kill(timer)
@@ -347,13 +394,24 @@ def run_pipeline(
     from jobs.stage_runner import READ_LABEL, WRITE_LABEL
 
     io = {"read": round(seconds.get(READ_LABEL, 0.0), 3), "write": round(seconds.get(WRITE_LABEL, 0.0), 3)}
-    # read_tasks planned vs Ray tasks that read: equal unless Ray Data bundled read items into fewer tasks
-    report = build_report(stats, labels, seconds, extra={"run_id": run_id, "wall_seconds": round(wall, 3),
-                                                        "io_seconds": io, "read_tasks": len(tasks),
-                                                        "read_ray_tasks": task_counts.get(READ_LABEL, 0)})
-    problems = check_accounting(report)
+    rows_read, input_counts = _read_totals(tasks, reads)
+    if duplicate_ids and dup_policy == "error":
+        raise DuplicateIdsError(f"the input holds {duplicate_ids} duplicate id(s) in {cfg.input.id_field!r} "
+                                "(input.on_duplicate_id: error); nothing was published. Set on_duplicate_id to keep "
+                                "or quarantine (quarantine/ then lists every repeat with its source location)")
+    if duplicate_ids and dup_policy == "keep":
+        log.warning("the input holds %d duplicate id(s) in %r; all rows are kept (input.on_duplicate_id: keep)",
+                    duplicate_ids, cfg.input.id_field)
+    # read_units planned vs Ray tasks that read: equal unless Ray Data bundled read items into fewer tasks
+    report = build_report(stats, labels, seconds, rows_read=rows_read,
+                          extra={"run_id": run_id, "wall_seconds": round(wall, 3), "io_seconds": io,
+                                 "input": {"files": len(files), **input_counts},
+                                 "duplicate_ids": duplicate_ids,
+                                 "read_tasks": len(tasks), "read_units": len(units),
+                                 "read_ray_tasks": task_counts.get(READ_LABEL, 0)})
+    problems = check_accounting(report) + check_files(all_files, rows_read)
     if problems:
-        raise RuntimeError("accounting does not balance: " + "; ".join(problems))
+        raise RuntimeError("accounting does not balance, nothing was published: " + "; ".join(problems))
     manifest = {
         "run_id": run_id,
         "name": cfg.name,
@@ -370,21 +428,77 @@ def run_pipeline(
             "dropped": report["dropped_total"],
             "quarantined": sum(report["quarantined"].values()),
             "skipped": sum(report.get("skipped", {}).values()),
+            "duplicate_ids": duplicate_ids,
         },
         **(manifest_extra or {}),
     }
     manifest = commit(out_uri, so, work_uri, all_files, manifest, report)
+    if progress is not None:  # lets the entry point tell a stop after the commit from one before it
+        progress["committed"] = run_id
     if finalize_state:
         commit_generations(cfg.output.resolved_state_uri(), run_id, so)
     return RunResult(out_uri, run_id, "committed", report, manifest)
 
 
-def _read_items(tasks: list[ReadTask]):
-    """One block per read task, so each read task can be its own Ray task."""
+def _read_items(units: list[list[tuple[int, ReadTask]]]):
+    """One block per read unit (a few packed small files, or one big file or byte range), so each unit is one
+    Ray task."""
     import ray
 
-    items = [{"task": t.to_json()} for t in tasks]
+    items = [{"task": json.dumps([[k, dataclasses.asdict(t)] for k, t in unit])} for unit in units]
     return ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+
+
+class DuplicateIdsError(RuntimeError):
+    """The input repeats ids and `input.on_duplicate_id` is `error`."""
+
+
+def duplicate_id_check() -> PlannedStage:
+    """The implicit global step of `on_duplicate_id: quarantine`: exact dedup keyed by id, earliest record kept,
+    the repeats marked `quarantine:duplicate_id` (its label is the quarantine prefix, so they count as quarantined,
+    not as a stage's drops)."""
+    params = {"by": "id", "priority": ["earliest"], "update_index": False}
+    return PlannedStage("quarantine", "exact_dedup", params, build_stage("exact_dedup", params))
+
+
+def _count_duplicate_ids(ids_uri: str | None, storage_options: dict[str, Any], nparts: int,
+                         stats: dict[str, Any]) -> int:
+    """Rows whose id an earlier row already had: counted from the writers' id hashes, or, when repeats were
+    quarantined, the number quarantined."""
+    if ids_uri is None:
+        return int(stats.get("drop", {}).get("quarantine:duplicate_id", 0))
+    from refinery.ids import count_duplicates
+    from stages.dedup.common import run_wave
+
+    return sum(run_wave(count_duplicates, [(ids_uri, storage_options, k) for k in range(nparts)]))
+
+
+def _read_totals(tasks: list[ReadTask], reads: dict[int, dict[str, Any]]) -> tuple[int, dict[str, int]]:
+    """Rows the readers produced, and their counters (blank lines …), from the ledger; every planned read task
+    must have reported, or rows may be missing."""
+    missing = [t.uri for i, t in enumerate(tasks) if i not in reads]
+    if missing:
+        raise RuntimeError(f"{len(missing)} read task(s) never reported what they read (first: {missing[0]}); "
+                           "nothing was published")
+    counters: dict[str, int] = {}
+    for r in reads.values():
+        for k, v in (r.get("counters") or {}).items():
+            counters[k] = counters.get(k, 0) + int(v)
+    return sum(int(r["rows"]) for r in reads.values()), counters
+
+
+def check_files(files: list[dict[str, Any]], rows_read: int) -> list[str]:
+    """The files about to be published must be distinct and hold every row the readers produced (each read
+    row ends in exactly one data, quarantine or droplog part)."""
+    problems = []
+    published = [f["path"].split("/", 1)[1] for f in files]
+    if len(set(published)) != len(published):
+        dup = next(p for p in published if published.count(p) > 1)
+        problems.append(f"two staged parts would publish as {dup}")
+    held = sum(int(f["rows"]) for f in files)
+    if held != rows_read:
+        problems.append(f"the staged parts hold {held} rows, the readers produced {rows_read}")
+    return problems
 
 
 def _read_dataset(items, read: Any):

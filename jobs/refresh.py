@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import posixpath
+import signal
 import sys
 import time
 import uuid
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from refinery import runlog
-from refinery.commit import SUCCESS, committed_manifest, read_json
+from refinery.commit import SUCCESS, OutputExistsError, committed_manifest, read_json
 from refinery.config import RunConfig
 from refinery.datacard import render as render_datacard
 from refinery.drift import compare_profiles
@@ -43,6 +45,9 @@ from refinery.redact import scrub
 from refinery.report_html import render as render_html
 from refinery.report_html import render_run
 from refinery.snapshots import (
+    LATEST,
+    REFRESH_STATE,
+    SNAPSHOTS,
     clear_pending,
     committed_snapshots,
     diff_inputs,
@@ -91,11 +96,27 @@ def derive_config(cfg: RunConfig, files: list[str], snap_uri: str) -> RunConfig:
     return RunConfig.model_validate(raw)
 
 
+def check_refresh_root(root: str, so: dict[str, Any]) -> None:
+    """A refresh writes only into an empty folder or one a refresh made (its `latest`, `snapshots/` or
+    `_state/refresh/`): recovery deletes uncommitted snapshots, and that must never reach someone else's files."""
+    fs, path = get_fs(root, so)
+    try:
+        names = {posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)}
+    except FileNotFoundError:
+        return
+    names.discard(posixpath.basename(path.rstrip("/")))
+    ours = bool(names & {SNAPSHOTS, LATEST}) or fs.exists(join(path, REFRESH_STATE))
+    if names and not ours:
+        raise OutputExistsError(f"{root} is not empty and holds no refresh output ({', '.join(sorted(names)[:5])}); "
+                                "refusing to publish snapshots there. Choose an empty folder as output.uri")
+
+
 def refresh(cfg: RunConfig, config_source: str = "<config>", date: dt.date | None = None,
             lock_ttl_s: float = 6 * 3600) -> RefreshResult:
     root = cfg.output.uri.rstrip("/")
     so = cfg.output.storage_options
     state_uri = refresh_state_uri(root)
+    check_refresh_root(root, so)
     lock = LeaseLock(join(state_uri, "LOCK"), ttl_s=lock_ttl_s, storage_options=so)
     refresh_id = uuid.uuid4().hex[:12]
     try:
@@ -355,16 +376,29 @@ def refresh_from_args(args: argparse.Namespace) -> int:
         print(f"refinery: error: --date: {e}", file=sys.stderr)
         return EXIT_CONFIG
     secrets = cfg.secrets()
+    from jobs.pipeline import Stopped, catch_stop_signals
+    from jobs.run import root_cause
+
+    catch_stop_signals()
     try:
         result = refresh(cfg, path, date=date, lock_ttl_s=args.lock_ttl)
     except LockHeld as e:
         print(f"refinery: refresh refused: {scrub(str(e), secrets)}", file=sys.stderr)
         return EXIT_BUSY
-    except StorageError as e:
-        print(f"refinery: error: {scrub(str(e), secrets)}", file=sys.stderr)
-        return EXIT_CONFIG
+    except (Stopped, KeyboardInterrupt, SystemExit) as e:
+        if isinstance(e, SystemExit) and e.code != signal.SIGTERM:  # ray.init's own SIGTERM handler exits 15
+            raise
+        signum = getattr(e, "signum", signal.SIGTERM if isinstance(e, SystemExit) else signal.SIGINT)
+        print(f"refinery: refresh stopped by {signal.Signals(signum).name}; the next refresh recovers "
+              "(rolls the pending snapshot forward or back)", file=sys.stderr)
+        return 128 + int(signum)
     except Exception as e:
-        print(f"refinery: refresh failed: {type(e).__name__}: {scrub(str(e), secrets)[:2000]}", file=sys.stderr)
+        cause = root_cause(e)
+        if isinstance(cause, StorageError | OutputExistsError):
+            print(f"refinery: error: {scrub(str(cause), secrets)}", file=sys.stderr)
+            return EXIT_CONFIG
+        print(f"refinery: refresh failed: {type(cause).__name__}: {scrub(str(cause), secrets)[:2000]}",
+              file=sys.stderr)
         return EXIT_FAIL
     root = cfg.output.uri.rstrip("/")
     print(f"refresh: {result.outcome}; latest = {result.snapshot_id} (previous {result.previous_snapshot})")

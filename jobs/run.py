@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
+from jobs.pipeline import DuplicateIdsError
 from refinery.commit import OutputExistsError
 from refinery.config import ConfigError
 from refinery.fsio import StorageError
@@ -20,15 +22,30 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(e.render(), file=sys.stderr)
         return EXIT_CONFIG
     secrets = cfg.secrets()
-    try:
-        from jobs.pipeline import print_summary, run_pipeline
+    from jobs.pipeline import Stopped, catch_stop_signals, print_summary, run_pipeline
 
-        result = run_pipeline(cfg, path)
-    except (StorageError, OutputExistsError) as e:
-        print(f"refinery: error: {scrub(str(e), secrets)}", file=sys.stderr)
-        return EXIT_CONFIG
+    progress: dict[str, str] = {}
+    catch_stop_signals()
+    try:
+        result = run_pipeline(cfg, path, progress=progress)
+    except (Stopped, KeyboardInterrupt, SystemExit) as e:
+        if isinstance(e, SystemExit) and e.code != signal.SIGTERM:  # ray.init's own SIGTERM handler exits 15
+            raise
+        signum = getattr(e, "signum", signal.SIGTERM if isinstance(e, SystemExit) else signal.SIGINT)
+        state = (f"run {progress['committed']} had committed" if "committed" in progress else
+                 "the run did not commit, so nothing of it is published (run it again to redo it)")
+        print(f"refinery: stopped by {signal.Signals(signum).name}; {state}", file=sys.stderr)
+        _shutdown_ray()
+        return 128 + int(signum)
     except Exception as e:
-        print(f"refinery: run failed: {type(e).__name__}: {scrub(str(e), secrets)[:2000]}", file=sys.stderr)
+        cause = root_cause(e)
+        if isinstance(cause, StorageError | OutputExistsError):
+            print(f"refinery: error: {scrub(str(cause), secrets)}", file=sys.stderr)
+            return EXIT_CONFIG
+        text = scrub(str(cause), secrets)
+        if isinstance(cause, DuplicateIdsError):  # an expected outcome, not a crash
+            text = text.splitlines()[0] if text else ""
+        print(f"refinery: run failed: {type(cause).__name__}: {text[:2000]}", file=sys.stderr)
         return EXIT_FAIL
     print_summary(result)
     print(f"output: {result.output_uri}/data  (manifest: {result.output_uri}/manifest.json, "
@@ -38,6 +55,29 @@ def run_from_args(args: argparse.Namespace) -> int:
         if html:
             print(f"html report: {html}")
     return EXIT_OK
+
+
+def root_cause(e: BaseException) -> BaseException:
+    """The exception a worker raised, out of Ray's wrappers (RayTaskError, UserCodeException), so the user sees
+    one line about their file, not a remote traceback: the first of our own errors in the chain, else the
+    innermost."""
+    seen: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and cur not in seen and len(seen) < 20:
+        seen.append(cur)
+        if isinstance(cur, StorageError | OutputExistsError | DuplicateIdsError):
+            return cur
+        cur = getattr(cur, "cause", None) or cur.__cause__ or cur.__context__
+    return seen[-1]
+
+
+def _shutdown_ray() -> None:
+    try:
+        import ray
+
+        ray.shutdown()
+    except Exception:
+        pass
 
 
 def write_html_report(cfg, result) -> str | None:

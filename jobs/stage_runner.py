@@ -88,6 +88,16 @@ def report_seconds(timer_name: str | None, seconds: dict[str, float]) -> None:
         pass
 
 
+def report_reads(timer_name: str | None, key: int, ledger: dict[str, Any]) -> None:
+    """Record how many rows read task `key` produced. Unlike timings this must arrive: a lost count fails the
+    run's accounting check (which is the point: rows must never go missing unnoticed)."""
+    if not timer_name:
+        return
+    import ray
+
+    ray.get(ray.get_actor(timer_name).record_read.remote(key, ledger), timeout=120)
+
+
 class TimedWriter:
     """The writer with its seconds reported, so the report can tell our I/O code from Ray's own overhead."""
 

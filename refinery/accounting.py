@@ -71,12 +71,15 @@ def build_report(
     stage_labels: Sequence[str],
     seconds: dict[str, float],
     extra: dict[str, Any] | None = None,
+    rows_read: int | None = None,
 ) -> dict[str, Any]:
     """Per-stage {rows_in, rows_out, dropped, seconds} derived from committed counts, plus run totals.
 
     Walking the stages backwards: rows_out(last) = rows committed; rows_in(stage) = rows_out + its drops;
-    rows_out(previous) = rows_in(next). So the per-stage identity holds by construction *and* the run-level
-    total is checked against what the readers produced.
+    rows_out(previous) = rows_in(next). So the per-stage identity holds by construction. `rows_read` is what
+    the readers reported producing, counted where rows are born: check_accounting compares it with the rows
+    the writers account for, so a part lost on the way cannot balance. Without it (old callers), it is derived
+    from the written rows and the check is only internal.
     """
     drops = stats.get("drop", {})
     quarantined = {k[len(QUARANTINE_PREFIX) :]: v for k, v in drops.items() if k.startswith(QUARANTINE_PREFIX)}
@@ -127,7 +130,8 @@ def build_report(
             kept_by_lang[lang] = kept_by_lang.get(lang, 0) + sum(d.values())
         rows_out = rows_in
     stages_report.reverse()
-    rows_read = rows_out + sum(quarantined.values()) + sum(skipped.values())
+    if rows_read is None:
+        rows_read = rows_out + sum(quarantined.values()) + sum(skipped.values())
     report = {
         "rows_read": rows_read,
         "rows_out": stats.get("rows_kept", 0),
@@ -155,7 +159,8 @@ def check_accounting(report: dict[str, Any]) -> list[str]:
     total = report["rows_out"] + report["dropped_total"] + sum(report["quarantined"].values())
     total += sum(report.get("skipped", {}).values())
     if report["rows_read"] != total:
-        problems.append("rows_read != output + dropped + quarantined + skipped")
+        problems.append(f"the readers produced {report['rows_read']} rows but the output accounts for {total} "
+                        "(kept + dropped + quarantined + skipped)")
     return problems
 
 

@@ -11,12 +11,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from refinery.redact import redact_mapping
+from refinery.redact import redact_mapping, redact_uri, uri_has_userinfo
 
 FORMATS = ("auto", "jsonl", "parquet", "text", "html", "warc", "image", "audio")
 
@@ -25,11 +25,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _no_credentials(uri: str | None) -> str | None:
+    """A URI is written to logs, manifests and every row's `source`: it must not carry a password."""
+    if uri and uri_has_userinfo(uri) and ":" in uri.split("://", 1)[1].split("@", 1)[0]:
+        raise ValueError(f"{redact_uri(uri)}: credentials inside a URI are not accepted (they would end up in logs "
+                         "and manifests); put them in storage_options (key, secret), which are redacted, or use "
+                         "the environment's credential chain")
+    return uri
+
+
+SafeUri = Annotated[str, AfterValidator(_no_credentials)]
+
+
 class InputConfig(_Strict):
-    uri: str = Field(description="file, folder, glob or any fsspec URL (s3://bucket/prefix/)")
+    uri: SafeUri = Field(description="file, folder, glob or any fsspec URL (s3://bucket/prefix/)")
     format: Literal["auto", "jsonl", "parquet", "text", "html", "warc", "image", "audio"] = "auto"
     text_field: str = "text"
     id_field: str | None = None
+    # Ids are the user's and may repeat (ids numbered per shard are common); nothing relies on them being unique.
+    # Repeats are counted in report.json (duplicate_ids); keep them (warning), quarantine every repeat after the
+    # first in input order (reason duplicate_id), or fail the run before anything is published.
+    on_duplicate_id: Literal["keep", "quarantine", "error"] = "keep"
     storage_options: dict[str, Any] = Field(default_factory=dict)
     # Records bigger than this are quarantined (reason record_too_large) instead of blowing up a worker.
     max_record_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
@@ -44,11 +60,11 @@ class InputConfig(_Strict):
     exclude: list[str] = Field(default_factory=list, description="glob patterns of files to skip")
     # Explicit input files (full URIs). When set, the pipeline reads exactly these instead of listing `uri`
     # (the nightly refresh passes the new and changed objects here). Default: list `uri`.
-    files: list[str] | None = None
+    files: list[SafeUri] | None = None
 
 
 class OutputConfig(_Strict):
-    uri: str
+    uri: SafeUri
     storage_options: dict[str, Any] = Field(default_factory=dict)
     target_shard_mb: float = Field(default=128.0, gt=0)
     # In-memory Arrow data one writer batch may hold; bounds worker memory whatever the shard target.
@@ -58,7 +74,7 @@ class OutputConfig(_Strict):
     # (The same config on the same input is recognised and is a no-op.)
     if_exists: Literal["error", "overwrite"] = "error"
     # Persisted state shared across runs (dedup indexes, refresh state). Default: <uri>/_state.
-    state_uri: str | None = None
+    state_uri: SafeUri | None = None
 
     def resolved_state_uri(self) -> str:
         return self.state_uri or self.uri.rstrip("/") + "/_state"
@@ -99,12 +115,20 @@ class StageSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class QuarantineConfig(_Strict):
+    # Keep the raw bytes of a bad record (capped at input.quarantine_raw_bytes) for inspection. Default: yes,
+    # unless a `pii` stage is configured: then quarantine must not become the one place personal data survives,
+    # so raw is dropped; set true to keep it scrubbed by the pii stage's pattern recognizers instead.
+    keep_raw: bool | None = None
+
+
 class RunConfig(_Strict):
     name: str = "refinery"
     input: InputConfig
     output: OutputConfig
     ray: RayConfig = Field(default_factory=RayConfig)
     stages: list[StageSpec] = Field(default_factory=list)
+    quarantine: QuarantineConfig = Field(default_factory=QuarantineConfig)
     licenses: dict[str, str] = Field(default_factory=dict, description="source uri prefix → licence, for data cards")
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
@@ -119,6 +143,12 @@ class RunConfig(_Strict):
             public.get("input", {}).pop("files", None)
         blob = json.dumps(public, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()
+
+    def raw_policy(self) -> Literal["keep", "scrub", "drop"]:
+        """What happens to quarantined records' raw bytes (see QuarantineConfig)."""
+        has_pii = any(s.stage == "pii" for s in self.stages)
+        keep = self.quarantine.keep_raw if self.quarantine.keep_raw is not None else not has_pii
+        return "drop" if not keep else ("scrub" if has_pii else "keep")
 
     def public_dict(self) -> dict[str, Any]:
         return redact_mapping(self.model_dump(mode="json"))
@@ -170,7 +200,7 @@ def parse_config(text: str, source: str = "<config>", overrides: list[str] | Non
         try:
             _apply_override(raw, ov)
         except ValueError as e:
-            errors.append((f"--set {ov}", str(e)))
+            errors.append((f"--set {redact_uri(ov)}", str(e)))
 
     def where(loc: tuple[Any, ...]) -> str:
         path = _dotted(loc)
@@ -187,6 +217,8 @@ def parse_config(text: str, source: str = "<config>", overrides: list[str] | Non
         errors += [(where(err["loc"]), _message(err)) for err in e.errors()]
 
     errors += _validate_stages(raw.get("stages"), where)
+    if cfg is not None:
+        errors += [(where(loc), msg) for loc, msg in overlapping_locations(cfg)]
     if errors or cfg is None:
         raise ConfigError(source, errors)
     return cfg
@@ -224,6 +256,46 @@ def _validate_stages(stages: Any, where) -> list[tuple[str, str]]:
             )
         available.update(f.name for f in inst.output_fields())
     return errors
+
+
+def overlapping_locations(cfg: RunConfig) -> list[tuple[tuple[Any, ...], str]]:
+    """Outputs that overlap an input: an output inside an input is read back as input by the next run (its
+    rows committed twice), and an input inside the output is at the mercy of the output's commit."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    outputs = [(("output", "uri"), cfg.output.uri)]
+    if cfg.output.state_uri:
+        outputs.append((("output", "state_uri"), cfg.output.state_uri))
+    inputs = [(("input", "uri"), cfg.input.uri)]
+    inputs += [(("input", "files", i), u) for i, u in enumerate(cfg.input.files or [])]
+    for out_loc, out_uri in outputs:
+        out = _location(out_uri, cfg.output.storage_options)
+        for in_loc, in_uri in inputs:
+            inp = _location(in_uri, cfg.input.storage_options)
+            if out[:2] != inp[:2]:
+                continue
+            if out[2] == inp[2] or out[2].startswith(inp[2].rstrip("/") + "/"):
+                problems.append((out_loc, f"{out_uri} is the input or inside it ({in_uri}): a run would read its "
+                                          "own output back; choose an output outside the input"))
+            elif inp[2].startswith(out[2].rstrip("/") + "/"):
+                problems.append((in_loc, f"{in_uri} is inside the output ({out_uri}): choose an output folder "
+                                         "that does not hold the input"))
+    return problems
+
+
+def _location(uri: str, storage_options: dict[str, Any]) -> tuple[str, str, str]:
+    """(protocol, endpoint, path) with links resolved for local paths and anything from the first glob
+    character on dropped, so that two spellings of one place compare equal."""
+    proto, sep, rest = uri.partition("://")
+    if not sep:
+        proto, rest = "file", uri
+    proto = {"local": "file", "s3a": "s3"}.get(proto.lower(), proto.lower())
+    glob = min((i for i in (rest.find(c) for c in "*?[") if i >= 0), default=-1)
+    if glob >= 0:
+        rest = rest[: rest.rfind("/", 0, glob) + 1] or "."
+    if proto == "file":
+        return proto, "", os.path.realpath(os.path.expanduser(rest))
+    endpoint = storage_options.get("endpoint_url") or (storage_options.get("client_kwargs") or {}).get("endpoint_url")
+    return proto, str(endpoint or ""), "/" + rest.strip("/")
 
 
 def _message(err: dict[str, Any]) -> str:

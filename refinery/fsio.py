@@ -224,6 +224,8 @@ def list_inputs(uri: str, storage_options: dict[str, Any] | None = None, exclude
                 else:
                     entries.append((p, info))
             return entries
+        if protocol_of(fs) == "file" and os.path.isdir(path):
+            return _walk_local(path)
         if fs.isdir(path):  # one flat, paginated listing (ListObjectsV2 without delimiter on S3)
             return list(fs.find(path, detail=True).items())
         if fs.exists(path):
@@ -263,8 +265,54 @@ def list_inputs(uri: str, storage_options: dict[str, Any] | None = None, exclude
     files.sort(key=lambda f: f.uri)
     if not files:
         raise StorageError(f"input {uri} holds no readable files")
+    if protocol_of(fs) == "file":
+        for f in files:
+            if os.path.lexists(f.uri) and os.path.exists(f.uri) and not os.access(f.uri, os.R_OK):
+                raise StorageError(f"cannot read input {f.uri}: permission denied (check the file's permissions)")
     probe_readable(fs, files[0].uri)
     return files
+
+
+def _walk_local(root: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every file under a local folder, following symbolic links to folders and files.
+
+    A folder reached twice (a link loop, or two links to one folder) is walked once, and a file reached twice
+    (a link to a file that is also listed) is listed once, under the first path met (folders are walked in name
+    order, a folder's files before its subfolders): the same bytes read twice would be committed twice. A link
+    to nothing is listed (size 0) so that reading it quarantines it with a reason instead of it vanishing
+    unseen. Hidden folders (`.x`, `_x`) are not entered; hidden files are filtered by the caller."""
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    out: list[tuple[str, dict[str, Any]]] = []
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        st = os.stat(d)
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            log.warning("not following %s again: it leads to a folder already read (symbolic link loop?)", d)
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        with os.scandir(d) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        subdirs = []
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=True):
+                    if not _is_hidden(e.name):
+                        subdirs.append(e.path)
+                    continue
+                est = e.stat(follow_symlinks=True)
+            except FileNotFoundError:  # a dangling link
+                out.append((e.path, {"type": "file", "size": 0, "mtime": None}))
+                continue
+            key = (est.st_dev, est.st_ino)
+            if key in seen_files:
+                log.info("%s is the same file as one already listed; read once", e.path)
+                continue
+            seen_files.add(key)
+            out.append((e.path, {"type": "file", "size": est.st_size, "mtime": est.st_mtime}))
+        stack.extend(reversed(subdirs))
+    return out
 
 
 def fatal_hint(exc: BaseException, op: str = "") -> str:

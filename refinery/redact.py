@@ -13,6 +13,21 @@ _SECRET_KEY = re.compile(r"(secret|password|passwd|token|session|credential|priv
 MASK = "***"
 
 
+# user:password@ inside a URL ("s3://KEY:SECRET@bucket/…", "https://user:pw@host/…")
+_URI_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/?#@\s]+)@")
+
+
+def redact_uri(text: str) -> str:
+    """Mask the user-info part of every URL in `text`; a credential inside a URI is still a credential."""
+    if "@" not in text:
+        return text
+    return _URI_USERINFO.sub(lambda m: m.group("scheme") + MASK + "@", text)
+
+
+def uri_has_userinfo(uri: str) -> bool:
+    return bool(_URI_USERINFO.match(uri.strip()))
+
+
 def is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY.search(key))
 
@@ -22,6 +37,8 @@ def redact_mapping(obj: Any) -> Any:
         return {k: (MASK if is_secret_key(str(k)) and v not in (None, "") else redact_mapping(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [redact_mapping(v) for v in obj]
+    if isinstance(obj, str):
+        return redact_uri(obj)
     return obj
 
 
@@ -41,7 +58,8 @@ def secret_values(obj: Any) -> list[str]:
 
 
 def scrub(text: str, secrets: list[str]) -> str:
+    """Remove credential values and URL user-info from free text (errors, logs)."""
     for s in sorted(set(secrets), key=len, reverse=True):
         if s:
             text = text.replace(s, MASK)
-    return text
+    return redact_uri(text)

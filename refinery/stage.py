@@ -15,10 +15,17 @@ import importlib
 import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+# Value types for params, so an impossible value (a negative count, a share above 1) is a config error with
+# its location instead of a filter that silently keeps or drops everything.
+Fraction = Annotated[float, Field(ge=0, le=1)]  # a share or a probability
+NonNegFloat = Annotated[float, Field(ge=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PosInt = Annotated[int, Field(gt=0)]
 
 
 class Resources(BaseModel):

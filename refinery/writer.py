@@ -3,8 +3,9 @@
 Runs inside Ray tasks but does not import Ray: it is a callable on `pyarrow.Table` that returns a small table
 of file records (path, rows, bytes, sha256) plus one stats record. The driver only ever sees those records.
 
-File names are content hashes of the ids they hold, so a retried task rewrites the same name instead of leaving
-an orphan, and a re-run of the same input and config produces the same rows.
+A part is named by the sha256 of its own bytes. Everything that makes a part unique is in its content (rows with
+their source locations and run id), so two different parts can never share a name, even when the input repeats
+ids, while a retried task rewrites the same bytes under the same name instead of leaving an orphan.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import xxhash
 
 from refinery.accounting import batch_stats
 from refinery.fsio import get_fs, join, protocol_of, put_file
+from refinery.ids import document_rows, write_id_hashes
 from refinery.schema import (
     DETAIL_COL,
     DROP_COL,
@@ -54,6 +55,8 @@ DROPLOG_SCHEMA = pa.schema(
         pa.field("reason", pa.string()),
         pa.field("lang", pa.string()),
         pa.field("domain", pa.string()),  # host of the row's URL (refinery.schema.row_domain); null if none
+        # where the record was in its source (byte offset / row index): ids may repeat, locations do not
+        pa.field("source_offset", pa.int64()),
     ]
 )
 RECORD_SCHEMA = pa.schema(
@@ -80,6 +83,8 @@ class PartWriter:
         target_bytes: int = 128 << 20,
         summarizers: list[Any] | None = None,
         row_group_rows: int = 64 * 1024,
+        ids_uri: str | None = None,
+        id_parts: int = 1,
     ):
         self.staging_uri = staging_uri
         self.row_group_rows = row_group_rows  # checkpoints use small groups: each is one parallel read item
@@ -88,9 +93,13 @@ class PartWriter:
         self.compression = None if compression == "none" else compression
         self.target_bytes = target_bytes
         self.summarizers = summarizers or []  # (label, stage) pairs whose summarize() feeds report counters
+        self.ids_uri = ids_uri  # where to leave id hashes for the duplicate-id count (refinery/ids.py), if counted
+        self.id_parts = id_parts
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         fs, root = get_fs(self.staging_uri, self.storage_options)
+        if self.ids_uri:
+            write_id_hashes(self.ids_uri, self.storage_options, document_rows(batch), self.id_parts)
         alive, dead = split_alive(batch)
         records: list[dict[str, Any]] = []
         counters: dict[str, float] = {}
@@ -122,11 +131,8 @@ class PartWriter:
         return row_slices(table, -(-table.num_rows // n_parts))
 
     def _write(self, fs, root: str, kind: str, table: pa.Table) -> dict[str, Any]:
-        ids = table["id"].combine_chunks().fill_null("")
-        name = f"part-{xxhash.xxh3_128_hexdigest(chr(10).join(ids.to_pylist()).encode())[:24]}.parquet"
-        dest = join(root, kind, name)
         local = protocol_of(fs) == "file"
-        tmp_dir = os.path.dirname(dest) if local else None
+        tmp_dir = join(root, kind) if local else None
         if tmp_dir:
             os.makedirs(tmp_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=tmp_dir)
@@ -135,7 +141,8 @@ class PartWriter:
             pq.write_table(table, tmp, compression=self.compression, row_group_size=self.row_group_rows)
             digest = _sha256_file(tmp)
             size = os.path.getsize(tmp)
-            put_file(fs, tmp, dest)
+            name = f"part-{digest[:32]}.parquet"
+            put_file(fs, tmp, join(root, kind, name))
             if _TEST_WRITE_DELAY:
                 time.sleep(_TEST_WRITE_DELAY)
         finally:
@@ -165,6 +172,7 @@ def _droplog_table(d: pa.Table) -> pa.Table:
     stage = pc.list_element(parts, 0)
     reason = pc.list_element(parts, 1)
     return pa.Table.from_arrays(
-        [d["id"], pc.struct_field(d["source"], "uri"), stage, reason, d["lang"], d["domain"]],
+        [d["id"], pc.struct_field(d["source"], "uri"), stage, reason, d["lang"], d["domain"],
+         pc.struct_field(d["source"], "offset")],
         schema=DROPLOG_SCHEMA,
     )

@@ -20,6 +20,7 @@ import re
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from refinery.schema import set_struct_fields
 from refinery.stage import FilterParams, StageResult, register
@@ -36,9 +37,9 @@ _LINE_CAUSES = ("too_long_word", "no_terminal_punct", "too_few_words", "javascri
 class C4QualityRules(ts.RuleSet):
     remove_citations: bool = True
     filter_no_terminal_punct: bool = True
-    min_num_sentences: int = 5  # -1 disables
-    min_words_per_line: int = 3  # -1 disables
-    max_word_length: int = 1000  # -1 disables
+    min_num_sentences: int = Field(default=5, ge=-1)  # -1 disables
+    min_words_per_line: int = Field(default=3, ge=-1)  # -1 disables
+    max_word_length: int = Field(default=1000, ge=-1)  # -1 disables
     filter_lorem_ipsum: bool = True
     filter_javascript: bool = True
     filter_curly_bracket: bool = True

@@ -14,20 +14,20 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from refinery.schema import set_struct_fields
-from refinery.stage import FilterParams, StageResult, register
+from refinery.stage import FilterParams, Fraction, NonNegFloat, NonNegInt, StageResult, register
 from stages import text_signals as ts
 
 _RULES = ("empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "list_ratio")
 
 
 class FineWebQualityRules(ts.RuleSet):
-    line_punct_thr: float | None = 0.12
+    line_punct_thr: Fraction | None = 0.12
     line_punct_exclude_zero: bool = False
     stop_chars: list[str] | None = Field(default=None, description="line-final marks; default: datatrove's TERMINAL_PUNCTUATION")
-    short_line_thr: float | None = 0.67
-    short_line_length: int = 30
-    char_duplicates_ratio: float | None = 0.01
-    new_line_ratio: float | None = 0.3
+    short_line_thr: Fraction | None = 0.67
+    short_line_length: NonNegInt = 30
+    char_duplicates_ratio: Fraction | None = 0.01
+    new_line_ratio: NonNegFloat | None = 0.3  # newlines per word: may exceed 1
 
     @classmethod
     def rule_names(cls) -> tuple[str, ...]:

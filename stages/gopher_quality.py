@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from refinery.schema import set_struct_fields
-from refinery.stage import FilterParams, StageResult, register
+from refinery.stage import FilterParams, Fraction, NonNegFloat, NonNegInt, StageResult, register
 from stages import text_signals as ts
 
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
@@ -37,16 +37,16 @@ _RULES = (
 
 
 class GopherQualityRules(ts.RuleSet):
-    min_doc_words: int | None = 50
-    max_doc_words: int | None = 100_000
-    min_avg_word_length: float | None = 3
-    max_avg_word_length: float | None = 10
-    max_symbol_word_ratio: float | None = 0.1
-    max_bullet_lines_ratio: float | None = 0.9
-    max_ellipsis_lines_ratio: float | None = 0.3
+    min_doc_words: NonNegInt | None = 50
+    max_doc_words: NonNegInt | None = 100_000
+    min_avg_word_length: NonNegFloat | None = 3
+    max_avg_word_length: NonNegFloat | None = 10
+    max_symbol_word_ratio: NonNegFloat | None = 0.1  # symbols per word: may exceed 1
+    max_bullet_lines_ratio: Fraction | None = 0.9
+    max_ellipsis_lines_ratio: Fraction | None = 0.3
     # datatrove's name; it is the *minimum* share of words that contain a letter
-    max_non_alpha_words_ratio: float | None = 0.8
-    min_stop_words: int | None = 2
+    max_non_alpha_words_ratio: Fraction | None = 0.8
+    min_stop_words: NonNegInt | None = 2
     stop_words: list[str] = Field(default_factory=lambda: list(STOP_WORDS))
 
     @classmethod

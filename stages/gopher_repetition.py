@@ -13,6 +13,7 @@ dup_line_char_frac, top_<n>_gram, duplicated_<n>_n_grams.
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
 import numpy as np
 import pyarrow as pa
@@ -20,22 +21,24 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from refinery.schema import set_struct_fields
-from refinery.stage import FilterParams, StageResult, register
+from refinery.stage import FilterParams, Fraction, StageResult, register
 from stages import text_signals as ts
 
 _PARA = re.compile(r"\n{2,}")
 _LINES = re.compile("\n+")
+NGramSize = Annotated[int, Field(ge=1, le=20)]
 TOP_N_GRAMS = ((2, 0.2), (3, 0.18), (4, 0.16))
 DUP_N_GRAMS = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
 
 
 class GopherRepetitionRules(ts.RuleSet):
-    dup_line_frac: float | None = 0.3
-    dup_para_frac: float | None = 0.3
-    dup_line_char_frac: float | None = 0.2
-    dup_para_char_frac: float | None = 0.2
-    top_n_grams: list[tuple[int, float]] = Field(default_factory=lambda: [tuple(x) for x in TOP_N_GRAMS])
-    dup_n_grams: list[tuple[int, float]] = Field(default_factory=lambda: [tuple(x) for x in DUP_N_GRAMS])
+    dup_line_frac: Fraction | None = 0.3
+    dup_para_frac: Fraction | None = 0.3
+    dup_line_char_frac: Fraction | None = 0.2
+    dup_para_char_frac: Fraction | None = 0.2
+    # (n, largest share of characters) pairs, n from 1 to 20
+    top_n_grams: list[tuple[NGramSize, Fraction]] = Field(default_factory=lambda: [tuple(x) for x in TOP_N_GRAMS])
+    dup_n_grams: list[tuple[NGramSize, Fraction]] = Field(default_factory=lambda: [tuple(x) for x in DUP_N_GRAMS])
 
     @classmethod
     def rule_names(cls) -> tuple[str, ...]:

@@ -108,6 +108,10 @@ class LangIdParams(FilterParams):
     @field_validator("min_score")
     @classmethod
     def _scores(cls, v: float | dict[str, float]) -> float | dict[str, float]:
+        scores = v.values() if isinstance(v, dict) else [v]
+        bad = [s for s in scores if not 0.0 <= float(s) <= 1.0]
+        if bad:
+            raise ValueError(f"min_score is a probability, from 0 to 1 (got {bad[0]})")
         if isinstance(v, dict):
             return {(_norm_code(k) if k != "*" else k): float(s) for k, s in v.items()}
         return v

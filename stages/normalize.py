@@ -11,7 +11,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from refinery.stage import Stage, StageParams, StageResult, register
+from refinery.stage import NonNegInt, Stage, StageParams, StageResult, register
 
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x{200b}\x{feff}]"
 _HSPACE = r"[ \t\x{00a0}\x{2000}-\x{200a}\x{202f}\x{205f}\x{3000}]+"
@@ -21,7 +21,7 @@ class NormalizeParams(StageParams):
     form: Literal["NFC", "NFKC", "none"] = "NFC"
     remove_control: bool = True
     collapse_whitespace: bool = True
-    max_blank_lines: int = 1
+    max_blank_lines: NonNegInt = 1
 
 
 @register

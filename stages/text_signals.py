@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from refinery.stage import Stage
 
@@ -403,7 +403,11 @@ def resolve_rule_sets(
         merged = {**base_values, **dict(over)}
         if "skip" in over:
             merged["skip"] = sorted(set(base.skip) | set(over["skip"]))
-        out[lang] = rules_cls(**merged)
+        try:
+            out[lang] = rules_cls(**merged)
+        except ValidationError as e:  # point at the override, not at the base key of the same name
+            errors = [{**err, "loc": ("per_language", lang, *err["loc"])} for err in e.errors()]
+            raise ValidationError.from_exception_data(e.title, errors) from None  # type: ignore[arg-type]
     return out
 
 

@@ -41,12 +41,14 @@ DUP_TYPE = pa.struct(
     ]
 )
 # Internal columns carried through the dedup steps; never returned to the pipeline.
-NODE = "_node"  # priority key: "<priority parts>\x00<id>"; the smallest key in a cluster is the doc to keep
+NODE = "_node"  # priority key: "<priority parts>\x00<id>\x00<row key>"; a cluster keeps its smallest key
+ROW_KEY = "_rk"  # which row: a hash of its source location. Ids may repeat in the input; locations never do.
 SEP = "\x01"
 ID_SEP = "\x00"
+ROW_KEY_CHARS = 32
 ASSIGN_SCHEMA = pa.schema(
     [
-        pa.field("id", pa.string()),
+        pa.field("rk", pa.string()),
         pa.field("cluster_id", pa.string()),
         pa.field("cluster_size", pa.int64()),
         pa.field("kept", pa.bool_()),
@@ -102,15 +104,33 @@ def priority_keys(batch: pa.Table, params: DedupParams) -> pa.Array:
             for i, prefix in reversed(list(enumerate(params.source_priority))):
                 rank = pc.if_else(pc.starts_with(uri, prefix), pa.scalar(i, pa.int64()), rank)
             parts.append(pc.utf8_lpad(pc.cast(rank, pa.string()), 6, "0"))
-    ids = _combine(batch["id"]).cast(pa.string())
+    ids = pc.replace_substring(_combine(batch["id"]).cast(pa.string()), ID_SEP, "")
     head = pc.binary_join_element_wise(*parts, SEP) if parts else pa.array([""] * n, pa.string())
-    return pc.binary_join_element_wise(head, ids, ID_SEP).cast(pa.string())
+    return pc.binary_join_element_wise(head, ids, row_keys(batch), ID_SEP).cast(pa.string())
+
+
+def row_keys(batch: pa.Table) -> pa.Array:
+    """A unique key per row: the hash of its source location (uri, offset), as `refinery.schema.stable_id`.
+
+    Dedup joins its verdicts back onto rows by this key, never by `id`: ids are the user's and may repeat (ids
+    numbered per shard are common), and joining by a repeated id would give every row with that id one verdict."""
+    from refinery.schema import stable_id
+
+    src = _combine(batch["source"])
+    uris = pc.struct_field(src, "uri").to_pylist()
+    offsets = pc.struct_field(src, "offset").to_pylist()
+    return pa.array([stable_id(u or "", o or 0) for u, o in zip(uris, offsets, strict=True)], pa.string())
 
 
 def id_of_node(node: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """The document id inside a priority key (everything after the first NUL)."""
-    parts = pc.split_pattern(_combine(node), ID_SEP, max_splits=1)
-    return pc.list_element(parts, 1)
+    """The document id inside a priority key (between the first NUL and the row key)."""
+    rest = pc.list_element(pc.split_pattern(_combine(node), ID_SEP, max_splits=1), 1)
+    return pc.utf8_slice_codeunits(rest, 0, -(ROW_KEY_CHARS + 1))
+
+
+def row_key_of_node(node: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The row key at the end of a priority key."""
+    return pc.utf8_slice_codeunits(_combine(node), -ROW_KEY_CHARS)
 
 
 def _doc_length(batch: pa.Table) -> pa.Array:
@@ -232,7 +252,8 @@ class Store:
 
 
 def batch_tag(keys: pa.Array | pa.ChunkedArray, salt: str = "") -> str:
-    """A content tag for a map task's output files, so a retried task overwrites its own files."""
+    """A content tag for a map task's output files, so a retried task overwrites its own files. `keys` must be
+    unique to the batch (row keys, not ids: two batches holding the same ids would overwrite each other)."""
     h = hash_strings(_combine(keys).cast(pa.string()))
     return xxhash.xxh3_64_hexdigest(h.tobytes() + salt.encode())
 
@@ -334,7 +355,7 @@ def clear_generation(index_uri: str, run_id: str, storage_options: dict[str, Any
 # ----------------------------------------------------------------------------------------------------------
 # The last step: put each document's assignment on it (both stages)
 
-INTERNAL = (NODE, "_xkey", "_bands")
+INTERNAL = (NODE, ROW_KEY, "_xkey", "_bands")
 
 
 class FinalJoin:
@@ -365,7 +386,7 @@ class FinalJoin:
         ids = docs["id"].combine_chunks()
         n = docs.num_rows
         if assign is not None and assign.num_rows:
-            pos = lookup(ids, assign["id"])
+            pos = lookup(docs[ROW_KEY], assign["rk"])
             hit = pc.is_valid(pos)
             cid = pc.if_else(hit, pc.take(assign["cluster_id"], pos), ids)
             size = pc.if_else(hit, pc.take(assign["cluster_size"], pos), pa.scalar(1, pa.int64()))

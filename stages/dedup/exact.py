@@ -25,6 +25,7 @@ from refinery.stage import GlobalContext, GlobalStage, register
 from stages.dedup.common import (
     DUP_TYPE,
     NODE,
+    ROW_KEY,
     DedupParams,
     Store,
     _combine,
@@ -42,6 +43,8 @@ from stages.dedup.common import (
     priority_keys,
     read_index_partitioned,
     resolve_index_uri,
+    row_key_of_node,
+    row_keys,
     run_wave,
 )
 
@@ -50,8 +53,9 @@ KEY_TYPE = pa.binary(16)
 
 
 class ExactDedupParams(DedupParams):
-    # What makes two rows duplicates: their normalized text (media rows: media.sha256), or their URL.
-    by: Literal["text", "url"] = "text"
+    # What makes two rows duplicates: their normalized text (media rows: media.sha256), their URL, or their id
+    # (rows repeating an earlier row's id; `input.on_duplicate_id: quarantine` runs this first, implicitly).
+    by: Literal["text", "url", "id"] = "text"
     # Text normalization before hashing (by=text):
     nfkc: bool = True  # Unicode NFKC (compatibility forms, e.g. full-width letters, ligatures)
     lowercase: bool = True
@@ -115,6 +119,9 @@ def exact_keys(batch: pa.Table, p: ExactDedupParams) -> tuple[pa.Array, pa.Array
     """(16-byte key or null, reason) per row. Null = this row takes part in no group (empty text, no URL)."""
     n = batch.num_rows
     modality = _combine(pc.fill_null(batch["modality"], "text")) if "modality" in batch.column_names else pa.array(["text"] * n)
+    if p.by == "id":
+        ids = _combine(batch["id"]).cast(pa.string()).to_pylist()
+        return _hash128([None if i is None else b"id\0" + i.encode() for i in ids]), pa.array(["duplicate_id"] * n, pa.string())
     if p.by == "url":
         metas = batch["meta"].to_pylist() if "meta" in batch.column_names else [None] * n
         vals: list[bytes | None] = []
@@ -158,9 +165,10 @@ class _ExactMap:
     def __call__(self, batch: pa.Table) -> pa.Table:
         keys, reason = exact_keys(batch, self.params)
         node = priority_keys(batch, self.params)
-        tag = batch_tag(batch["id"])
-        docs = batch.append_column("_xkey", keys)
-        parts = self.store.write("docs", docs, partition_of(batch["id"], self.store.nparts), tag)
+        rk = row_keys(batch)
+        tag = batch_tag(rk)
+        docs = batch.append_column("_xkey", keys).append_column(ROW_KEY, rk)
+        parts = self.store.write("docs", docs, partition_of(rk, self.store.nparts), tag)
         kt = pa.table({"key": keys, NODE: node, "reason": reason}).filter(pc.is_valid(keys))
         self.store.write("keys", kt, partition_of(kt["key"], self.store.nparts), tag)
         return pa.table({"rows": [batch.num_rows], "parts": [parts], "run_id": [first_run_id(batch)]})
@@ -186,10 +194,10 @@ def _exact_reduce(store: Store, k: int, against: bool) -> dict[str, Any]:
     kept = pc.and_(pc.equal(node, best), pc.invert(pub))
     reason = pc.if_else(pub, pa.scalar("dup_of_published"), pc.if_else(kept, pa.nulls(len(node), pa.string()), keys["reason"]))
     cluster = pc.if_else(pub, pub_id, id_of_node(best))
-    ids = id_of_node(node)
     sel = pc.or_(pc.greater(size, 1), pub)
-    out = pa.table({"id": ids, "cluster_id": cluster, "cluster_size": size, "kept": kept, "reason": reason}).filter(sel)
-    store.write("assign", out, partition_of(out["id"], store.nparts), f"r{k:05d}")
+    out = pa.table({"rk": row_key_of_node(node), "cluster_id": cluster, "cluster_size": size, "kept": kept,
+                    "reason": reason}).filter(sel)
+    store.write("assign", out, partition_of(out["rk"], store.nparts), f"r{k:05d}")
     return {"groups": g.num_rows, "dups": int(pc.sum(pc.invert(kept)).as_py() or 0)}
 
 

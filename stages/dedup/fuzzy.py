@@ -26,6 +26,7 @@ from refinery.stage import GlobalContext, GlobalStage, Resources, register
 from stages.dedup.common import (
     DUP_TYPE,
     NODE,
+    ROW_KEY,
     DedupParams,
     Store,
     _combine,
@@ -43,6 +44,8 @@ from stages.dedup.common import (
     priority_keys,
     read_index_partitioned,
     resolve_index_uri,
+    row_key_of_node,
+    row_keys,
     run_wave,
     unique_table,
 )
@@ -85,9 +88,10 @@ class _FuzzyMap:
             pa.array(np.arange(0, (n + 1) * p.bands, p.bands, dtype=np.int32)), pa.array(keys.reshape(-1), pa.uint64()),
             mask=pa.array(~has),
         )
-        tag = batch_tag(batch["id"])
-        docs = batch.append_column(NODE, node).append_column("_bands", bands_col)
-        parts = self.store.write("docs", docs, partition_of(batch["id"], self.store.nparts), tag)
+        rk = row_keys(batch)
+        tag = batch_tag(rk)
+        docs = batch.append_column(NODE, node).append_column("_bands", bands_col).append_column(ROW_KEY, rk)
+        parts = self.store.write("docs", docs, partition_of(rk, self.store.nparts), tag)
         idx = np.flatnonzero(has)
         node_sel = node.take(pa.array(idx))
         lens = np.diff(sb.offsets)[idx]
@@ -210,9 +214,9 @@ def _assign_b(store: Store, k: int) -> dict[str, Any]:
     size = pc.take(g["cand_count"], pos)
     kept = pc.fill_null(pc.equal(rt["node"], best), False)
     reason = pc.if_else(pub, pa.scalar("dup_of_published"), pc.if_else(kept, pa.nulls(rt.num_rows, pa.string()), pa.scalar("near_dup")))
-    out = pa.table({"id": id_of_node(rt["node"]), "cluster_id": id_of_node(rt["root"]), "cluster_size": size,
+    out = pa.table({"rk": row_key_of_node(rt["node"]), "cluster_id": id_of_node(rt["root"]), "cluster_size": size,
                     "kept": kept, "reason": reason})
-    store.write("assign", out, partition_of(out["id"], store.nparts), f"c{k:05d}")
+    store.write("assign", out, partition_of(out["rk"], store.nparts), f"c{k:05d}")
     return {"clusters": g.num_rows}
 
 
