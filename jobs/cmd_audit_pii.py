@@ -2,9 +2,12 @@
 
 Why independent: an audit that reuses the scrubber's own regexes can only confirm the scrubber's blind spots. These
 detectors are written separately and kept simple: emails, Luhn-valid card numbers, IBANs with a valid mod-97
-checksum, and phone-number shapes. It reads only the data files listed in manifest.json (what downstream readers
-trust), reports residual counts per type and the ids of the rows where they occur — never the values.
-Exit code 0 when clean, 3 (alert) when residuals are found, 2 when the output is not a committed run.
+checksum, and phone-number shapes. It reads only the files listed in manifest.json: in the data files, `text` and
+every string of the `meta` JSON (URLs also percent-decoded), since both are published; in the quarantine files,
+the `raw` input records (decoded as UTF-8 with replacement), reported apart. It reports residual counts per type,
+per column, and the ids of the rows where they occur — never the values.
+Exit code 0 when clean, 3 (alert) when residuals are found in the data or the quarantine, 2 when the output is not
+a committed run.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import json
 import re
 import sys
 from typing import Any
+from urllib.parse import unquote_plus
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 _DIGITS = re.compile(r"(?<![\w\-])\d(?:[ \-]?\d){12,18}(?![\w\-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
+TYPES = ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "PHONE_NUMBER")
 _PHONE = re.compile(r"(?<![\w.])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{2,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){2,4}(?![\w])")
 
 
@@ -39,7 +44,7 @@ def _iban_valid(v: str) -> bool:
 
 def scan_text(text: str) -> dict[str, int]:
     """Residual counts per type in one text (values are never returned)."""
-    found = {"EMAIL_ADDRESS": 0, "CREDIT_CARD": 0, "IBAN_CODE": 0, "PHONE_NUMBER": 0}
+    found = dict.fromkeys(TYPES, 0)
     found["EMAIL_ADDRESS"] = len(_EMAIL.findall(text))
     for m in _DIGITS.finditer(text):
         d = re.sub(r"\D", "", m.group())
@@ -53,7 +58,51 @@ def scan_text(text: str) -> dict[str, int]:
     return found
 
 
+def meta_strings(meta: str) -> list[str]:
+    """Every string value of a `meta` JSON at any depth (keys too), URLs percent-decoded; the whole string when it
+    is not JSON. Its own walk and its own parser (stdlib json), like its detectors."""
+    try:
+        todo: list[Any] = [json.loads(meta)]
+    except (ValueError, RecursionError):
+        return [meta]
+    out: list[str] = []
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str):
+            out.append(unquote_plus(v) if v[:8].lower().startswith(("http://", "https://")) else v)
+        elif isinstance(v, dict):
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+    return out
+
+
+class _Tally:
+    """Residual counts per type and the first row ids per type, for one place (a column, the quarantine)."""
+
+    def __init__(self, max_ids: int) -> None:
+        self.max_ids = max_ids
+        self.counts = dict.fromkeys(TYPES, 0)
+        self.ids: dict[str, list[str]] = {k: [] for k in TYPES}
+
+    def add(self, rid: str, texts: list[str]) -> None:
+        for text in texts:
+            for k, v in scan_text(text).items():
+                if v:
+                    self.counts[k] += v
+                    if len(self.ids[k]) < self.max_ids and (not self.ids[k] or self.ids[k][-1] != rid):
+                        self.ids[k].append(rid)
+
+    def report(self) -> dict[str, Any]:
+        return {"residual": self.counts, "row_ids": self.ids, "clean": not any(self.counts.values())}
+
+
 def audit(output_uri: str, storage_options: dict[str, Any] | None = None, max_ids: int = 100) -> dict[str, Any]:
+    """Scan the committed data (`text` and every string of `meta`) and the quarantine's `raw` records.
+
+    `residual`/`row_ids`/`clean` cover the data files (text + meta); `by_column` splits them; `quarantine` is
+    reported apart (raw input records, decoded as UTF-8 with replacement)."""
     import pyarrow.parquet as pq
 
     from refinery.fsio import get_fs, join
@@ -63,25 +112,37 @@ def audit(output_uri: str, storage_options: dict[str, Any] | None = None, max_id
         raise FileNotFoundError("output is not committed (no _SUCCESS)")
     with fs.open(join(root, "manifest.json"), "rb") as f:
         manifest = json.load(f)
-    counts = {"EMAIL_ADDRESS": 0, "CREDIT_CARD": 0, "IBAN_CODE": 0, "PHONE_NUMBER": 0}
-    ids: dict[str, list[str]] = {k: [] for k in counts}
-    rows = 0
-    files = [e for e in manifest.get("files", []) if e.get("kind") == "data"]
-    for entry in files:
+    entries = manifest.get("files", [])
+    cols = {"text": _Tally(max_ids), "meta": _Tally(max_ids)}
+    quarantine = _Tally(max_ids)
+    rows = q_rows = 0
+    files = [e for e in entries if e.get("kind") == "data"]
+    q_files = [e for e in entries if e.get("kind") == "quarantine"]
+    for entry in files + q_files:
+        is_data = entry.get("kind") == "data"
         with fs.open(join(root, entry["path"]), "rb") as f:
             pf = pq.ParquetFile(f)
-            for batch in pf.iter_batches(columns=["id", "text"], batch_size=4096):
-                for rid, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
-                    rows += 1
-                    if not text:
-                        continue
-                    for k, v in scan_text(text).items():
-                        if v:
-                            counts[k] += v
-                            if len(ids[k]) < max_ids:
-                                ids[k].append(rid)
+            wanted = [c for c in (("text", "meta") if is_data else ("raw",)) if c in pf.schema_arrow.names]
+            for batch in pf.iter_batches(columns=["id", *wanted], batch_size=4096):
+                ids = batch.column(0).to_pylist()
+                if is_data:
+                    rows += len(ids)
+                else:
+                    q_rows += len(ids)
+                for j, c in enumerate(wanted, start=1):
+                    for rid, value in zip(ids, batch.column(j).to_pylist(), strict=True):
+                        if not value:
+                            continue
+                        if c == "raw":
+                            quarantine.add(rid, [value.decode("utf-8", "replace")])
+                        else:
+                            cols[c].add(rid, [value] if c == "text" else meta_strings(value))
+    residual = {k: cols["text"].counts[k] + cols["meta"].counts[k] for k in TYPES}
+    row_ids = {k: list(dict.fromkeys(cols["text"].ids[k] + cols["meta"].ids[k]))[:max_ids] for k in TYPES}
     return {"output": output_uri, "run_id": manifest.get("run_id"), "files": len(files), "rows": rows,
-            "residual": counts, "row_ids": ids, "clean": not any(counts.values())}
+            "residual": residual, "row_ids": row_ids, "clean": not any(residual.values()),
+            "by_column": {c: t.report() for c, t in cols.items()},
+            "quarantine": {"files": len(q_files), "rows": q_rows, **quarantine.report()}}
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -102,7 +163,7 @@ def _register() -> None:
             print(f"audit-pii: {e}", file=sys.stderr)
             return EXIT_CONFIG
         print(json.dumps(result, indent=2))
-        return EXIT_OK if result["clean"] else EXIT_ALERT
+        return EXIT_OK if result["clean"] and result["quarantine"]["clean"] else EXIT_ALERT
 
 
 _register()

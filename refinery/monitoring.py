@@ -136,8 +136,9 @@ def build_profile(snapshot_uri: str, so: dict[str, Any] | None, mon: Any, snapsh
         if _is_pii_stage(s["name"]):
             for k, v in s.get("counters", {}).items():
                 pii[k] += v
-    # The pii stage's counters are hits per type plus a few document/media tallies (docs_with_pii, media_*).
-    pii_types = {k: v for k, v in pii.items() if not k.startswith(("docs", "media"))}
+    # The pii stage's counters are hits per type (text + meta) plus tallies (docs_with_pii, media_*, meta_pii: the
+    # share of the hits found in meta, already in the per-type counts).
+    pii_types = {k: v for k, v in pii.items() if not k.startswith(("docs", "media", "meta"))}
     pii_total = sum(pii_types.values())
     profile = {
         "snapshot_id": snapshot_id,

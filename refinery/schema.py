@@ -73,7 +73,7 @@ DEAD_SCHEMA = pa.schema(DEAD_FIELDS)
 
 # RE2 patterns (pyarrow.compute): the scheme and authority of an http(s) URL, and the top-level-looking "url" key of
 # the JSON `meta` string (readers write it with orjson: compact, `/` not escaped).
-_URL_HOST_RE = r"^(?i:https?)://(?:[^@/?#]*@)?(?P<host>[^:/?#@\[\]]+)"
+URL_HOST_RE = r"^(?i:https?)://(?:[^@/?#]*@)?(?P<host>[^:/?#@\[\]]+)"
 _META_URL_RE = r'"url"\s*:\s*"(?P<url>[^"\\]*)'
 
 FLAGGED_FIELD = pa.field(FLAGGED_COL, pa.list_(pa.string()))
@@ -170,7 +170,7 @@ def url_host(urls: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """
     if not (pa.types.is_string(urls.type) or pa.types.is_large_string(urls.type)):
         urls = urls.cast(pa.string())
-    host = pc.struct_field(pc.extract_regex(urls, _URL_HOST_RE), "host")
+    host = pc.struct_field(pc.extract_regex(urls, URL_HOST_RE), "host")
     host = pc.replace_substring_regex(pc.utf8_lower(host), r"^www\.", "")
     return pc.if_else(pc.equal(host, ""), pa.scalar(None, host.type), host).cast(pa.string())
 

@@ -16,6 +16,12 @@ read from the environment variable named in params, so equal values get equal ps
 with more than ``max_entities`` findings is dropped (``too_much_pii``). Only counts per type are recorded (the
 ``pii`` struct and report.json), never the values.
 
+``meta`` (the JSON of a record's other fields: an author's e-mail, a page title, the URL) is published with the row,
+so its string values are scrubbed too (``scrub_meta``, per key with ``meta_fields``/``meta_exclude``): one detection
+pass over the batch's values with the same detectors and operators; URLs keep their scheme and host so per-domain
+reports still work (stages/pii_meta.py). ``scrub_text``/``scrub_texts`` expose the scrubber to other parts of the
+system, and ``Pii.patterns_only(params)`` builds one without NER, for bulk raw bytes.
+
 Image/audio rows: ``text`` (caption/transcript) goes through the same scrubber, and the media bytes lose their
 identifying metadata (stages/media_metadata.py; pixels and samples untouched). When bytes change,
 ``media.sha256`` is recomputed so it always describes the committed bytes (``phash`` stays valid: the decoded
@@ -29,14 +35,17 @@ import hmac
 import logging
 import os
 import re
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from refinery.schema import set_struct_fields
 from refinery.stage import FilterParams, Resources, Stage, StageResult, register
+from stages.pii_meta import DEFAULT_META_EXCLUDE, is_web_url, string_slots, url_spans, url_view
 from stages.pii_names import NameRules
 from stages.pii_patterns import PATTERN_TYPES, Span, candidate_masks, find_patterns, resolve_overlaps
 
@@ -64,6 +73,8 @@ def struct_name(entity_type: str) -> str:
 PII_STRUCT_FIELDS = [pa.field(struct_name(t), pa.int32()) for t in ALL_TYPES] + [
     pa.field("total", pa.int32()),
     pa.field("media_removed", pa.list_(pa.string())),
+    # How many of `total` (and of the per-type counts) were found in `meta` rather than in `text`.
+    pa.field("meta_total", pa.int32()),
 ]
 
 
@@ -94,6 +105,12 @@ class PiiParams(FilterParams):
     max_entities: int | None = Field(default=None, ge=0, description="drop a document with more findings")
     presidio_score_threshold: float = Field(default=0.4, ge=0, le=1)
     scrub_media: bool = True
+    # Scrub the string values of the `meta` JSON (any depth) with the same detectors and operators as the text.
+    scrub_meta: bool = True
+    # Top-level meta keys to scan; null = every key not in meta_exclude (which is then ignored when this is set).
+    meta_fields: list[str] | None = None
+    # Top-level keys never scanned: machine data the readers write (ids, dates, codes), not personal data.
+    meta_exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_META_EXCLUDE))
 
     @field_validator("entities")
     @classmethod
@@ -172,7 +189,8 @@ class Pii(Stage):
         # An actor pool only when there is a model to load once (NER, or presidio's engine). The pattern
         # recognizers build in milliseconds, and as tasks they run on workers that are already warm instead
         # of a new actor pool's processes.
-        self.wants_ner = any(t in NER_TYPES for t in p.entities)
+        # ner_model: null asks for no model (patterns only): nothing to load, so no actor pool either.
+        self.wants_ner = bool(p.ner_model) and any(t in NER_TYPES for t in p.entities)
         self.stateful = p.engine == "presidio" or self.wants_ner  # type: ignore[misc]
         self.nlp = None
         self.analyzer = None
@@ -180,7 +198,16 @@ class Pii(Stage):
         self.secret: bytes | None = None
         self._ready = False
         self.names: NameRules | None = None
-        self.stats = {"docs": 0, "pattern_scanned": 0, "ner_scanned": 0, "ner_recased": 0}
+        self.stats = {"docs": 0, "pattern_scanned": 0, "ner_scanned": 0, "ner_recased": 0, "meta_values": 0}
+        self._meta_fields = frozenset(p.meta_fields) if p.meta_fields is not None else None
+        self._meta_exclude = frozenset(p.meta_exclude)
+
+    @classmethod
+    def patterns_only(cls, params: PiiParams | Mapping[str, Any] | None = None) -> Pii:
+        """The same entity types and operators without NER (validated patterns and title/street rules only):
+        two orders of magnitude faster than with a model, for bulk text such as quarantined raw records."""
+        p = params if isinstance(params, PiiParams) else PiiParams(**(params or {}))
+        return cls(p.model_copy(update={"ner_model": None, "engine": "fast"}))
 
     # ------------------------------------------------------------ contract
 
@@ -245,7 +272,7 @@ class Pii(Stage):
                 counts[s.type][i] += 1
             totals[i] = len(doc_spans)
             new_texts.append(self.anonymize(text, doc_spans))
-            if p.max_entities is not None and totals[i] > p.max_entities:
+            if p.max_entities is not None and totals[i] > p.max_entities:  # text findings only
                 reasons[i] = "too_much_pii"
         self.stats["docs"] += n
         text_field = batch.schema.field("text")
@@ -254,9 +281,18 @@ class Pii(Stage):
         removed: list[list[str] | None] = [None] * n
         if p.scrub_media and "media" in out.column_names and "modality" in out.column_names:
             out, removed = self._scrub_media(out)
+        meta_totals = [0] * n
+        if p.scrub_meta and "meta" in out.column_names:
+            out, meta_types = self._scrub_meta(out)
+            for i, types in meta_types.items():
+                for t in types:
+                    counts[t][i] += 1
+                meta_totals[i] = len(types)
+                totals[i] += len(types)
         values: dict[str, pa.Array] = {struct_name(t): pa.array(counts[t], pa.int32()) for t in ALL_TYPES}
         values["total"] = pa.array(totals, pa.int32())
         values["media_removed"] = pa.array(removed, pa.list_(pa.string()))
+        values["meta_total"] = pa.array(meta_totals, pa.int32())
         out = set_struct_fields(out, "pii", values)
         drop = pa.array(reasons, pa.string()) if any(r is not None for r in reasons) else None
         return out, drop
@@ -276,6 +312,11 @@ class Pii(Stage):
         if "total" in names:
             tot = col.field(names["total"])
             out["docs_with_pii"] = float(pc.sum(pc.greater(pc.fill_null(tot, 0), 0).cast(pa.int64())).as_py() or 0)
+        if "meta_total" in names:
+            meta = pc.fill_null(col.field(names["meta_total"]), 0)
+            if v := pc.sum(meta).as_py():
+                out["meta_pii"] = float(v)
+                out["docs_with_meta_pii"] = float(pc.sum(pc.greater(meta, 0).cast(pa.int64())).as_py() or 0)
         if "media_removed" in names:
             lens = pc.list_value_length(col.field(names["media_removed"]))
             out["media_items_scrubbed"] = float(pc.sum(pc.greater(pc.fill_null(lens, 0), 0).cast(pa.int64())).as_py() or 0)
@@ -285,10 +326,27 @@ class Pii(Stage):
                     out[f"media_removed.{item['values']}"] = float(item["counts"])
         return out
 
+    # ------------------------------------------------------------ one text, for other parts of the system
+
+    def scrub_texts(self, texts: Sequence[str | None]) -> list[str | None]:
+        """Each text with its PII anonymized by the configured types and operators (no counts, no drop): one
+        detection pass, so callers with many strings (a writer's quarantined records) pass them together."""
+        if not self._ready:
+            self.setup()
+        values = list(texts)
+        spans = self.detect(pa.array(values, pa.large_string()), values)
+        return [self.anonymize(t, s) if s and t else t for t, s in zip(values, spans, strict=True)]
+
+    def scrub_text(self, text: str) -> str:
+        """One text with its PII anonymized (see scrub_texts)."""
+        return self.scrub_texts([text])[0] or text
+
     # ------------------------------------------------------------ detection
 
-    def detect(self, text_col: pa.ChunkedArray | pa.Array, texts: list[str | None]) -> list[list[Span]]:
-        """Resolved, non-overlapping spans per document."""
+    def detect(self, text_col: pa.ChunkedArray | pa.Array, texts: list[str | None],
+               ner: Sequence[bool] | None = None) -> list[list[Span]]:
+        """Resolved, non-overlapping spans per document; ``ner`` (default: all) says which documents NER and the
+        name rules may see (patterns run on all)."""
         p: PiiParams = self.params  # type: ignore[assignment]
         n = len(texts)
         found: list[list[Span]] = [[] for _ in range(n)]
@@ -307,7 +365,8 @@ class Pii(Stage):
                 if not text or not (ner_mask[i] or any(masks[t][i] for t in pattern_types)):
                     continue
                 self.stats["pattern_scanned"] += 1
-                for r in self.analyzer.analyze(text, language="en", entities=want,
+                ents = want if ner is None or ner[i] else pattern_types
+                for r in self.analyzer.analyze(text, language="en", entities=ents,
                                                score_threshold=p.presidio_score_threshold):
                     if r.entity_type in PRESIDIO_TYPES:
                         found[i].append(Span(r.start, r.end, PRESIDIO_TYPES[r.entity_type], r.score))
@@ -320,7 +379,8 @@ class Pii(Stage):
                 self.stats["pattern_scanned"] += 1
                 found[i].extend(find_patterns(text, types))
         if self.nlp is not None and self.ner_active:
-            self._ner(texts, ner_mask, has_cap, found)
+            allowed = texts if ner is None else [t if ok else None for t, ok in zip(texts, ner, strict=True)]
+            self._ner(allowed, ner_mask, has_cap, found)
         return [resolve_overlaps(s) for s in found]
 
     def _ner(self, texts: list[str | None], ner_mask: list[bool], has_cap: list[bool],
@@ -403,6 +463,54 @@ class Pii(Stage):
             pos = s.end
         parts.append(text[pos:])
         return "".join(parts)
+
+    # ------------------------------------------------------------ meta
+
+    def _scrub_meta(self, table: pa.Table) -> tuple[pa.Table, dict[int, list[str]]]:
+        """Anonymize the selected string values of each row's ``meta`` JSON in one detection pass over the batch;
+        per row with findings, the entity type of each. Rows without a change keep their JSON byte for byte."""
+        col = table["meta"]
+        n = table.num_rows
+        if col.null_count == n or pa.types.is_null(col.type):
+            return table, {}
+        raws = col.to_pylist()
+        boxes: dict[int, list[Any]] = {}
+        plain: set[int] = set()
+        slots: list[tuple[int, Any, Any]] = []
+        for i, raw in enumerate(raws):
+            if not raw:
+                continue
+            try:
+                box = [orjson.loads(raw)]
+            except orjson.JSONDecodeError:  # not JSON (a hand-written Parquet column): scan it as one string
+                box = [raw]
+                plain.add(i)
+            found = string_slots(box, self._meta_fields, self._meta_exclude)
+            if found:
+                boxes[i] = box
+                slots.extend((i, parent, key) for parent, key in found)
+        if not slots:
+            return table, {}
+        values: list[str] = [parent[key] for _, parent, key in slots]
+        urls = [is_web_url(v) for v in values]
+        views = [url_view(v) if u else None for v, u in zip(values, urls, strict=True)]
+        seen: list[str | None] = [view[0] if view is not None else v for v, view in zip(values, views, strict=True)]
+        self.stats["meta_values"] += len(seen)
+        # URLs get the patterns only: NER on a URL's slug masked whole paths (docs/evaluation/pii.md).
+        spans = self.detect(pa.array(seen, pa.large_string()), seen, ner=[not u for u in urls])
+        types: dict[int, list[str]] = {}
+        for (i, parent, key), value, url, view, found_spans in zip(slots, values, urls, views, spans, strict=True):
+            if url and found_spans:
+                found_spans = url_spans(value, found_spans, view)
+            if found_spans:
+                parent[key] = self.anonymize(value, found_spans)
+                types.setdefault(i, []).extend(s.type for s in found_spans)
+        if not types:
+            return table, {}
+        for i in types:
+            raws[i] = boxes[i][0] if i in plain else orjson.dumps(boxes[i][0]).decode()
+        field = table.schema.field("meta")
+        return table.set_column(table.schema.get_field_index("meta"), field, pa.array(raws, field.type)), types
 
     # ------------------------------------------------------------ media
 
