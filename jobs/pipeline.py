@@ -333,6 +333,7 @@ def run_pipeline(
 
         raw_policy = cfg.raw_policy()
         input_cfg = cfg.input if raw_policy != "drop" else cfg.input.model_copy(update={"quarantine_raw_bytes": 0})
+        raw_scrub = _raw_scrubber(planned) if raw_policy == "scrub" else None
         read = ReadFn(input_cfg, run_id, timer_name)
         segments = _group_stages(planned_all)
         items = _read_items(units)
@@ -352,7 +353,8 @@ def run_pipeline(
             seg_index += 1
             writer = PartWriter(join(work_uri, seg_name), so, output_schema(so_far), cfg.output.compression,
                                 int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in so_far],
-                                row_group_rows=CHECKPOINT_ROW_GROUP, ids_uri=ids_uri, id_parts=id_parts)
+                                row_group_rows=CHECKPOINT_ROW_GROUP, ids_uri=ids_uri, id_parts=id_parts,
+                                raw_scrub=raw_scrub)
             t0 = time.time()
             f, s = _collect(_write(ds, writer, rows_per_shard, cfg.output.max_batch_mb, timer_name), seg_name)
             print(f"[refinery] checkpointed {s['rows_kept']} live rows before {seg.label} in {time.time() - t0:.1f}s")
@@ -377,7 +379,7 @@ def run_pipeline(
         schema = output_schema(planned)
         writer = PartWriter(join(work_uri, "final"), so, schema, cfg.output.compression,
                             int(cfg.output.target_shard_mb * (1 << 20)), [(p.label, p.stage) for p in planned],
-                            ids_uri=ids_uri, id_parts=id_parts)
+                            ids_uri=ids_uri, id_parts=id_parts, raw_scrub=raw_scrub)
         f, s = _collect(_write(ds, writer, rows_per_shard, cfg.output.max_batch_mb, timer_name), "final")
         all_files += f
         stats = merge_stats(stats, s)
@@ -447,6 +449,12 @@ def _read_items(units: list[list[tuple[int, ReadTask]]]):
 
     items = [{"task": json.dumps([[k, dataclasses.asdict(t)] for k, t in unit])} for unit in units]
     return ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+
+
+def _raw_scrubber(planned: list[PlannedStage]):
+    from stages.pii import RawScrubber
+
+    return RawScrubber(next(p.params for p in planned if p.name == "pii"))
 
 
 class DuplicateIdsError(RuntimeError):

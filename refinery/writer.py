@@ -15,6 +15,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -85,6 +86,7 @@ class PartWriter:
         row_group_rows: int = 64 * 1024,
         ids_uri: str | None = None,
         id_parts: int = 1,
+        raw_scrub: Callable[[list[bytes | None]], list[bytes | None]] | None = None,
     ):
         self.staging_uri = staging_uri
         self.row_group_rows = row_group_rows  # checkpoints use small groups: each is one parallel read item
@@ -95,6 +97,7 @@ class PartWriter:
         self.summarizers = summarizers or []  # (label, stage) pairs whose summarize() feeds report counters
         self.ids_uri = ids_uri  # where to leave id hashes for the duplicate-id count (refinery/ids.py), if counted
         self.id_parts = id_parts
+        self.raw_scrub = raw_scrub  # applied to quarantined raw bytes before they are written (PII)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         fs, root = get_fs(self.staging_uri, self.storage_options)
@@ -115,7 +118,11 @@ class PartWriter:
             q = dead.filter(is_q)
             d = dead.filter(pc.invert(is_q))
             if q.num_rows:
-                records.append(self._write(fs, root, "quarantine", _quarantine_table(q)))
+                table = _quarantine_table(q)
+                if self.raw_scrub is not None:
+                    raw = pa.array(self.raw_scrub(table["raw"].to_pylist()), pa.large_binary())
+                    table = table.set_column(table.schema.get_field_index("raw"), "raw", raw)
+                records.append(self._write(fs, root, "quarantine", table))
             if d.num_rows:
                 records.append(self._write(fs, root, "droplog", _droplog_table(d)))
         stats = batch_stats(alive if alive.num_rows else None, dead, counters)

@@ -576,3 +576,23 @@ def _expand_lists(text: str, spans: list[Span]) -> list[Span]:
 
 
 __all__ = ["Pii", "PiiParams", "ALL_TYPES"]
+
+
+class RawScrubber:
+    """Scrubs quarantined records' raw bytes in the writer (`quarantine.keep_raw: true` with a `pii` stage):
+    the pii stage's pattern recognizers and operators, without NER (raw records are mostly broken JSON, and the
+    writer must stay light). Raw bytes that are mostly not text (an undecodable image) cannot be scrubbed and
+    are withheld."""
+
+    def __init__(self, params: Mapping[str, Any]):
+        self.params = dict(params)
+        self._pii: Pii | None = None
+
+    def __call__(self, raws: list[bytes | None]) -> list[bytes | None]:
+        if self._pii is None:
+            self._pii = Pii.patterns_only(self.params)
+        texts: list[str | None] = []
+        for r in raws:
+            t = None if r is None else r.decode("utf-8", errors="replace")
+            texts.append(None if t is None or t.count("\ufffd") > len(t) // 10 else t)
+        return [None if t is None else t.encode() for t in self._pii.scrub_texts(texts)]

@@ -380,3 +380,88 @@ def test_verify_rejects_a_manifest_listing_a_part_twice(tmp_path):
     for deep in (True, False):
         problems = verify(str(out), deep=deep)
         assert any("listed 2 times" in p for p in problems), problems
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PII wherever something is published
+
+
+def real_pii_values() -> dict[str, list[str]]:
+    """Labelled e-mails, phones and card numbers from presidio-research's synthetic sentences (MIT)."""
+    import gzip
+
+    path = Path(__file__).parent / "fixtures" / "pii_text" / "presidio_synth_v2_first500.jsonl.gz"
+    out: dict[str, list[str]] = {"EMAIL_ADDRESS": [], "PHONE_NUMBER": [], "CREDIT_CARD": []}
+    for line in gzip.open(path, "rt", encoding="utf-8"):
+        r = json.loads(line)
+        for s in r["spans"]:
+            if s["type"] in out:
+                out[s["type"]].append(r["text"][s["start"]:s["end"]])
+    return out
+
+
+def plant_pii(folder: Path) -> tuple[dict[tuple[str, int], str], list[str]]:
+    """Good records whose meta holds PII, and broken records (quarantined) that hold PII."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pii = real_pii_values()
+    emails, phones, cards = pii["EMAIL_ADDRESS"][:12], pii["PHONE_NUMBER"][:12], pii["CREDIT_CARD"][:6]
+    texts = real_texts()
+    recs, lines = [], []
+    for i in range(12):
+        recs.append({"text": texts[i], "author_email": emails[i], "phone": phones[i],
+                     "url": f"https://shop.example.org/p?email={emails[(i + 1) % 12]}&ref={i}",
+                     "title": f"Contact {emails[(i + 2) % 12]} for details"})
+    for i, r in enumerate(recs):
+        lines.append(json.dumps(r, ensure_ascii=False))
+        if i < 6:  # a broken record after each of the first six: quarantined with its raw bytes
+            lines.append(f'{{"text": "call {phones[i]} or mail {emails[i]}, card {cards[i]}", ')
+    data = ("\n".join(lines) + "\n").encode()
+    (folder / "mixed.jsonl").write_bytes(data)
+    planted, pos = {}, 0
+    for line in data.splitlines(keepends=True):
+        planted[("mixed.jsonl", pos)] = line.decode()
+        pos += len(line)
+    secrets = emails + phones + cards
+    return planted, secrets
+
+
+@pytest.mark.parametrize("keep_raw", [None, True])
+def test_pii_never_survives_in_meta_or_quarantine(run_config, tmp_path, keep_raw):
+    from jobs.cmd_audit_pii import audit
+
+    planted, secrets = plant_pii(tmp_path / "in")
+    cfg = {"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(tmp_path / "out")},
+           "stages": [{"stage": "pii", "params": {"ner_model": None}}]}
+    if keep_raw is not None:
+        cfg["quarantine"] = {"keep_raw": keep_raw}
+    res = run_config(cfg)
+    rows = published(tmp_path / "out")
+    assert locations(rows) == Counter(planted.keys())  # 12 kept, 6 quarantined
+    assert len(rows["data"]) == 12 and Counter(r["reason"] for r in rows["quarantine"]) == {"malformed_json": 6}
+    everything = json.dumps([rows, res.report], default=repr, ensure_ascii=False)
+    everything += (tmp_path / "out" / "manifest.json").read_text() + (tmp_path / "out" / "report.json").read_text()
+    leaked = [s for s in secrets if s in everything]
+    assert leaked == []
+    raws = [r["raw"] for r in rows["quarantine"]]
+    if keep_raw:  # kept, scrubbed
+        assert all(r and b"<EMAIL_ADDRESS>" in r and b"<CREDIT_CARD>" in r for r in raws)
+    else:  # the default with a pii stage: withheld
+        assert raws == [None] * 6
+    hosts = {json.loads(r["meta"])["url"].split("/")[2] for r in rows["data"]}
+    assert hosts == {"shop.example.org"}  # the domain survives scrubbing
+    verdict = audit(str(tmp_path / "out"))
+    assert verdict["clean"] and verdict["quarantine"]["clean"], verdict
+
+
+def test_without_pii_stage_raw_is_kept_and_the_audit_sees_meta(run_config, tmp_path):
+    from jobs.cmd_audit_pii import audit
+
+    planted, secrets = plant_pii(tmp_path / "in")
+    run_config({"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(tmp_path / "out")}})
+    rows = published(tmp_path / "out")
+    assert locations(rows) == Counter(planted.keys())
+    assert all(r["raw"] for r in rows["quarantine"])  # no pii stage: the record is kept verbatim for inspection
+    verdict = audit(str(tmp_path / "out"))
+    assert not verdict["clean"] and verdict["by_column"]["meta"]["residual"]["EMAIL_ADDRESS"] >= 12
+    assert not verdict["quarantine"]["clean"]
+    assert not any(s in json.dumps(verdict) for s in secrets)  # the audit names rows, never values

@@ -110,7 +110,7 @@ class RowBuilder:
         c["meta"].append(None)
         c["run_id"].append(self.run_id)
         c[DROP_COL].append(QUARANTINE_PREFIX + reason)
-        c[RAW_COL].append(raw[:cap] if raw is not None else None)
+        c[RAW_COL].append(raw[:cap] if raw is not None and cap > 0 else None)
         c[DETAIL_COL].append(detail)
 
     def skip(self, *, offset: int, reason: str, uri: str | None = None) -> None:
