@@ -669,6 +669,7 @@ def test_zip_member_headers_are_checked_and_cannot_lie(tmp_path):
         ("secret.txt", 8, deflate(text), zlib.crc32(text), len(text), 1),  # encrypted flag
         ("lzma.txt", 14, b"\0" * 10, 0, 10, 0),  # LZMA: not supported
         ("ok.txt", 0, text, zlib.crc32(text), len(text), 0),
+        ("zstd.txt", 93, zstandard.ZstdCompressor().compress(text), zlib.crc32(text), len(text), 0),
     ]
     (tmp_path / "h.zip").write_bytes(raw_zip(entries))
     rows, _ = read(tmp_path / "h.zip", max_record_bytes=cap)
@@ -681,6 +682,7 @@ def test_zip_member_headers_are_checked_and_cannot_lie(tmp_path):
         ("secret.txt", "quarantine:encrypted_member"): 1,
         ("lzma.txt", "quarantine:unsupported_compression"): 1,
         ("ok.txt", None): 1,
+        ("zstd.txt", None): 1,
     })
     assert all("CRC" in r["_detail"] for r in rows if r["_drop"] and "badcrc" in r["source"]["uri"])
 
@@ -700,7 +702,8 @@ def test_member_uris_use_the_member_name_for_extensions():
 
     uri = "zip://dir/a.b/docs.jsonl.gz::s3://bucket/x.zip"
     assert extension_of(uri) == ".jsonl"
-    assert strip_compression(uri) == ("dir/a.b/docs.jsonl", "gzip")
+    assert strip_compression(uri) == ("zip://dir/a.b/docs.jsonl::s3://bucket/x.zip", "gzip")
+    assert strip_compression("zip://dir/a.txt::s3://bucket/x.zip") == ("zip://dir/a.txt::s3://bucket/x.zip", None)
     assert extension_of("s3://bucket/x.zip") == ".zip"
     assert extension_of("/d/x.jsonl.bz2") == ".jsonl"
 

@@ -12,9 +12,11 @@ bytes are inflated by stages/readers/compression.py, never by zipfile (whose bz2
   ``corrupt_compressed_stream``. Record-stream members (JSONL, WARC, Parquet) keep their per-record caps;
 - Parquet members are read seekable: stored ones in place, compressed ones spooled to a temporary file;
 - directories, ``__MACOSX/`` and hidden members are skipped; nested archives and members no reader claims are
-  ``unsupported_format``; encrypted ones ``encrypted_member``; unknown compression methods
-  ``unsupported_compression``; an archive zipfile cannot open is ``unreadable_archive`` (at read time: planning
-  never opens it).
+  ``unsupported_format``; encrypted ones ``encrypted_member``; methods other than stored, deflate, bzip2 and zstd
+  ``unsupported_compression``; members overlapping another's data ``decompression_bomb``; an archive zipfile
+  cannot open is ``unreadable_archive`` (at read time: planning never opens it).
+
+One read task per archive (planning runs on the driver and never opens archives).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ ARCHIVE_EXTENSIONS = (".zip", ".tar", ".tgz", ".7z", ".rar", ".jar", ".whl", ".x
 # Formats read as one record per file: a member of these is capped by its declared size.
 ONE_RECORD_FORMATS = ("text", "html", "image", "audio")
 # zip compression method → compression.py codec (None: stored).
-_METHODS: dict[int, str | None] = {zipfile.ZIP_STORED: None, zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bz2"}
+_METHODS: dict[int, str | None] = {zipfile.ZIP_STORED: None, zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bz2", 93: "zstd"}
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, …, file name length, extra field length
 _SPOOL_IN_MEMORY = 8 << 20
 
@@ -224,14 +226,18 @@ class ZipReader(Reader):
 
     def _read_member(self, rows: RowBuilder, reader: Reader, info: zipfile.ZipInfo, f: InputFile) -> Iterator[pa.Table]:
         task = ReadTask(uri=f.uri, format=reader.format, size=info.file_size)
+        emitted = False  # once rows came out, the error row sits at the member's end so ids stay distinct
         try:
-            yield from reader.read(task)
+            for table in reader.read(task):
+                emitted = True
+                yield table
         except DecompressionError as e:  # a reader that let one through (e.g. while opening the member)
-            rows.quarantine(offset=0, reason=e.reason, detail=e.detail, uri=f.uri)
+            rows.quarantine(offset=info.file_size if emitted else 0, reason=e.reason, detail=e.detail, uri=f.uri)
         except Exception as e:
             if is_transient(e) or is_fatal(e):
                 raise
-            rows.quarantine(offset=0, reason="unreadable_archive", detail=f"{type(e).__name__} reading this member", uri=f.uri)
+            detail = f"{type(e).__name__} reading this member"
+            rows.quarantine(offset=info.file_size if emitted else 0, reason="unreadable_archive", detail=detail, uri=f.uri)
 
 
 def _overlapping(infos: list[zipfile.ZipInfo]) -> set[str]:

@@ -285,18 +285,22 @@ def in_folder(folder: str, name: str) -> str:
 
 
 def strip_compression(uri: str) -> tuple[str, str | None]:
-    """("x.jsonl.gz") -> ("x.jsonl", "gzip"); a zip member is judged by its member name."""
-    name = logical_name(uri)
+    """("x.jsonl.gz") -> ("x.jsonl", "gzip"); a zip member by its member name:
+    ("zip://a.jsonl.gz::s3://b/x.zip") -> ("zip://a.jsonl::s3://b/x.zip", "gzip")."""
+    parts = split_member(uri)
+    name = parts[0] if parts is not None else uri
     lower = name.lower()
     for ext, comp in FILE_CODECS:
         if lower.endswith(ext):
-            return name[: -len(ext)], comp
-    return name, None
+            base = name[: -len(ext)]
+            return (member_uri(base, parts[1]) if parts is not None else base), comp
+    return uri, None
 
 
 def extension_of(uri: str) -> str:
+    """Lower-case extension under any compression suffix: ".jsonl" for x.jsonl.gz and zip://x.jsonl.gz::a.zip."""
     base, _ = strip_compression(uri)
-    return posixpath.splitext(base)[1].lower()
+    return posixpath.splitext(logical_name(base))[1].lower()
 
 
 def blank_line_count(data: bytes) -> int:

@@ -34,7 +34,14 @@ import orjson
 import pyarrow as pa
 
 from stages.readers import register_reader
-from stages.readers.base import COMPRESSED_TRUNCATION_ERRORS, Reader, ReadTask, RowBuilder, strip_compression
+from stages.readers.base import (
+    COMPRESSED_TRUNCATION_ERRORS,
+    Reader,
+    ReadTask,
+    RowBuilder,
+    extension_of,
+    strip_compression,
+)
 from stages.readers.compression import DEFAULT_MAX_RATIO, DecompressionError, decode_content
 from stages.readers.extract import python_codec
 from stages.readers.html import add_html_row
@@ -77,8 +84,8 @@ class WarcReader(Reader):
     def read(self, task: ReadTask) -> Iterator[pa.Table]:
         rows = RowBuilder(task, self.cfg, self.run_id)
         alts: dict[str, str] = {}
-        base, comp = strip_compression(task.uri)
-        is_arc = base.lower().endswith(".arc")
+        _, comp = strip_compression(task.uri)
+        is_arc = extension_of(task.uri) == ".arc"
         last = 0
         seen = 0
         with self.open_raw(task.uri) as raw:
