@@ -245,6 +245,17 @@ def _bomb_zip_members(d: Path) -> tuple[Path, int, dict[str, int]]:
     return p, 30 + 5 + 1, {"quarantine:decompression_bomb": 2}
 
 
+def _bomb_parquet_dictionary(d: Path) -> tuple[Path, int, dict[str, int]]:
+    """A dictionary-typed text column whose 4,096 rows all point at one 1 MiB value: 4 GiB of text from ~1 KB."""
+    good = pa.table({"text": pa.array(TEXTS[:5]).dictionary_encode()})
+    bomb = pa.table({"text": pa.DictionaryArray.from_arrays(pa.array([0] * 4096, pa.int32()), pa.array(["a" * MIB]))})
+    p = d / "dict.parquet"
+    with pq.ParquetWriter(p, good.schema, compression="zstd") as w:
+        w.write_table(good)
+        w.write_table(bomb)
+    return p, 5, {"quarantine:decompression_bomb": 1}
+
+
 BOMBS = {
     "jsonl_gz": _bomb_jsonl_gz,
     "jsonl_gz_blank_lines": _bomb_blank_lines_gz,
@@ -254,6 +265,7 @@ BOMBS = {
     "warc_content_encoding": _bomb_warc_content_encoding,
     "warc_huge_record": _bomb_warc_huge_record,
     "zip_members": _bomb_zip_members,
+    "parquet_dictionary": _bomb_parquet_dictionary,
 }
 
 
@@ -524,6 +536,11 @@ def test_parquet_value_over_the_cap_and_row_group_bomb(tmp_path):
     rows, _ = read(tmp_path / "values.parquet", max_record_bytes=20_000)
     assert [r["_drop"] for r in rows] == [None, "quarantine:record_too_large", None]
     assert f"of {len(big_doc.encode())} bytes" in rows[1]["_detail"] and rows[1]["_raw"] is None
+    pq.write_table(pa.table({"text": pa.array([TEXTS[0], big_doc, big_doc, TEXTS[1]]).dictionary_encode()}),
+                   tmp_path / "values.parquet")  # an Arrow dictionary column: sizes come from its dictionary
+    rows, _ = read(tmp_path / "values.parquet", max_record_bytes=20_000)
+    assert [r["_drop"] for r in rows] == [None, "quarantine:record_too_large", "quarantine:record_too_large", None]
+    assert [r["text"] for r in live(rows)] == TEXTS[:2]
 
     path = tmp_path / "bomb" / "groups.parquet"
     path.parent.mkdir()
@@ -641,6 +658,14 @@ def test_zip_members_are_read_by_their_own_readers(tmp_path):
         assert f.read() == b"A plain text document inside the archive."
     texts = [r["text"] for r in rows if r["source"]["uri"] == f"zip://data/docs_a.jsonl::{archive}"]
     assert texts == TEXTS
+    # a member task read on its own opens its archive itself
+    from stages.readers.base import ReadTask
+
+    cfg = InputConfig(uri=archive)
+    for fmt, member, n in [("jsonl", "data/docs_a.jsonl", 100), ("parquet", "data/deflated.parquet", 50)]:
+        task = ReadTask(uri=f"zip://{member}::{archive}", format=fmt, size=0)
+        got = [r for t in load_readers()[fmt](cfg, "test").read(task) for r in t.to_pylist()]
+        assert len(got) == n and all(r["_drop"] is None for r in got)
 
 
 def test_zip_planning_never_opens_the_archive(tmp_path):

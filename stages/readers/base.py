@@ -226,9 +226,22 @@ class Reader:
             return None
 
     def _archive_for(self, uri: str) -> ZipSource:
+        """The open archive holding member `uri`: the zip reader's, or (a member task read on its own) the archive
+        opened here once and kept for this reader's later member and sidecar reads."""
         parts = split_member(uri)
-        if self.archive is None or parts is None or parts[1] != self.archive.uri:
-            raise FileNotFoundError(f"zip member read outside its archive: {uri}")
+        assert parts is not None
+        if self.archive is None or parts[1] != self.archive.uri:
+            import zipfile
+
+            from stages.readers.archive import ZipSource
+
+            fs, path = get_fs(parts[1], self.cfg.storage_options)
+            fh = open_input(fs, path)
+            try:
+                self.archive = ZipSource(parts[1], fh, zipfile.ZipFile(fh), self.cfg.max_compression_ratio)
+            except Exception:
+                fh.close()
+                raise
         return self.archive
 
 
