@@ -49,6 +49,10 @@ class InputConfig(_Strict):
     storage_options: dict[str, Any] = Field(default_factory=dict)
     # Records bigger than this are quarantined (reason record_too_large) instead of blowing up a worker.
     max_record_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # Compressed input that inflates more than this many times (output / compressed bytes, once over 4 MiB) is a
+    # decompression bomb (quarantined, earlier records kept). Real text, JSON and HTML compress 3-20x, repetitive
+    # logs up to ~100x; gzip of a single repeated byte reaches ~1030x, so 500 catches gzip bombs with margin.
+    max_compression_ratio: float = Field(default=500.0, gt=1)
     # Uncompressed JSONL files larger than this are read as several parallel byte ranges.
     split_bytes: int = Field(default=128 * 1024 * 1024, gt=0)
     # How many rows a reader puts in one block.

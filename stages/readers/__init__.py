@@ -11,7 +11,7 @@ import pkgutil
 
 from refinery.config import InputConfig
 from refinery.fsio import InputFile
-from stages.readers.base import Reader, ReadTask, extension_of
+from stages.readers.base import Reader, ReadTask, extension_of, logical_name, split_member
 
 READERS: dict[str, type[Reader]] = {}
 _LOADED = False
@@ -35,11 +35,15 @@ def load_readers() -> dict[str, type[Reader]]:
 
 
 def reader_class_for(f: InputFile, cfg: InputConfig) -> type[Reader] | None:
+    """The reader of a file: zip archives always by the zip reader (which applies `format` to the members),
+    others by `input.format` or, with `auto`, by extension (a zip member's by its member name)."""
     readers = load_readers()
+    ext = extension_of(f.uri)
+    if ext == ".zip" and split_member(f.uri) is None:
+        return readers["zip"]
     if cfg.format != "auto":
         return readers[cfg.format]
-    ext = extension_of(f.uri)
-    lower = f.uri.lower()
+    lower = logical_name(f.uri).lower()
     for cls in readers.values():
         if ext in cls.extensions or any(lower.endswith(e) for e in cls.extensions if e.count(".") > 1):
             return cls

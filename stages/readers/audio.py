@@ -1,6 +1,7 @@
 """Audio files (WAV, FLAC, MP3, OGG/Opus, M4A) → one ``audio`` row per file, transcript in ``text``.
 
-mutagen reads the stream headers (duration, sample rate, channels) without decoding the audio; a file mutagen
+Files are read up to ``input.max_record_bytes`` (bigger ones are ``record_too_large``). mutagen reads the stream
+headers (duration, sample rate, channels) without decoding the audio; a file mutagen
 cannot parse is quarantined as ``undecodable_audio``. Bytes are inline up to ``input.inline_max_bytes``, by URI
 above it (``media.uri`` is always set).
 
@@ -22,14 +23,25 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from refinery.config import InputConfig
 from refinery.fsio import InputFile, get_fs
 from stages.readers import register_reader
-from stages.readers.base import Reader, ReadTask, RowBuilder
+from stages.readers.base import (
+    Reader,
+    ReadTask,
+    RowBuilder,
+    folder_and_name,
+    in_folder,
+    split_member,
+    stem_and_ext,
+)
 from stages.readers.image import CAPTION_EXTENSIONS, read_sidecar_caption, same_stem_sidecars
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a")
 TRANSCRIPT_KEYS = ("transcript", "text", "caption")
 TRANSCRIPTS_FILE = "transcripts.jsonl"
+# A folder's transcript list is read whole (cached per folder): bounded, so a hostile one cannot blow memory.
+_TRANSCRIPTS_MAX_BYTES = 256 << 20
 _MIME = {
     "WAVE": "audio/wav",
     "FLAC": "audio/flac",
@@ -58,50 +70,67 @@ class AudioReader(Reader):
     format = "audio"
     extensions = AUDIO_EXTENSIONS
 
+    def __init__(self, cfg: InputConfig, run_id: str = ""):
+        super().__init__(cfg, run_id)
+        self._member_transcripts: dict[str, dict[str, dict[str, Any]]] = {}
+
     def sidecars(self, files: list[InputFile]) -> set[str]:
         side = same_stem_sidecars(files, AUDIO_EXTENSIONS, CAPTION_EXTENSIONS)
-        audio_dirs = {posixpath.dirname(f.uri) for f in files if posixpath.splitext(f.uri)[1].lower() in AUDIO_EXTENSIONS}
-        side |= {f.uri for f in files if posixpath.basename(f.uri) == TRANSCRIPTS_FILE and posixpath.dirname(f.uri) in audio_dirs}
+        audio_dirs = {folder_and_name(f.uri)[0] for f in files if stem_and_ext(f.uri)[1] in AUDIO_EXTENSIONS}
+        side |= {f.uri for f in files if folder_and_name(f.uri)[1] == TRANSCRIPTS_FILE and folder_and_name(f.uri)[0] in audio_dirs}
         return side
 
     def read(self, task: ReadTask) -> Iterator[pa.Table]:
         rows = RowBuilder(task, self.cfg, self.run_id)
+        data = self.read_document(task, rows)
+        if data is None:
+            yield rows.flush()  # type: ignore[misc]
+            return
         transcript, source = read_sidecar_caption(self, task.uri, TRANSCRIPT_KEYS)
         lang = None
         if transcript is None:
-            entry = self._transcripts(posixpath.dirname(task.uri)).get(posixpath.basename(task.uri))
+            folder, name = folder_and_name(task.uri)
+            entry = self._transcripts(folder).get(name)
             if entry:
                 transcript, lang, source = entry.get("transcript"), entry.get("lang"), TRANSCRIPTS_FILE
-        with self.open_raw(task.uri) as f:
-            data = f.read()
         meta: dict[str, Any] = {"transcript_lang": lang} if lang else {}
         add_audio_row(rows, data, offset=0, inline_max=self.cfg.inline_max_bytes, media_uri=task.uri,
                       transcript=transcript, transcript_source=source, meta=meta,
-                      ext=posixpath.splitext(task.uri)[1].lower())
+                      ext=stem_and_ext(task.uri)[1])
         yield rows.flush()  # type: ignore[misc]
 
     def _transcripts(self, folder: str) -> dict[str, dict[str, Any]]:
-        return _load_transcripts(folder + "/" + TRANSCRIPTS_FILE, orjson.dumps(self.cfg.storage_options).decode())
+        uri = in_folder(folder, TRANSCRIPTS_FILE)
+        if split_member(uri) is None:
+            return _load_transcripts(uri, orjson.dumps(self.cfg.storage_options).decode())
+        if uri not in self._member_transcripts:  # inside a zip: read once per archive folder
+            self._member_transcripts[uri] = _parse_transcripts(self.read_sidecar(uri) or b"")
+        return self._member_transcripts[uri]
 
 
 @functools.lru_cache(maxsize=64)
 def _load_transcripts(uri: str, storage_options_json: str) -> dict[str, dict[str, Any]]:
     """file name → entry of a folder's transcripts.jsonl (cached: every clip in the folder asks for it)."""
     fs, path = get_fs(uri, orjson.loads(storage_options_json))
-    out: dict[str, dict[str, Any]] = {}
     try:
         if not fs.exists(path):
-            return out
+            return {}
         with fs.open(path, "rb") as f:
-            for line in f:
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                if isinstance(obj, dict) and isinstance(obj.get("file"), str):
-                    out[posixpath.basename(obj["file"])] = obj
+            data = f.read(_TRANSCRIPTS_MAX_BYTES)
     except OSError:
         return {}
+    return _parse_transcripts(data)
+
+
+def _parse_transcripts(data: bytes) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for line in data.splitlines():
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("file"), str):
+            out[posixpath.basename(obj["file"])] = obj
     return out
 
 

@@ -8,13 +8,12 @@ still counted. Readers stream: they hold at most one batch of rows in memory.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import posixpath
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, BinaryIO, ClassVar
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import pyarrow as pa
 
@@ -29,13 +28,20 @@ from refinery.schema import (
     RAW_COL,
     stable_id,
 )
+from stages.readers.compression import FILE_CODECS, DecompressionError, open_stream
+
+if TYPE_CHECKING:
+    from stages.readers.archive import ZipSource
 
 READ_SCHEMA = pa.schema(
     BASE_FIELDS
     + [pa.field(DROP_COL, pa.string()), pa.field(RAW_COL, pa.large_binary()), pa.field(DETAIL_COL, pa.string())]
 )
 
+# What the WARC libraries (FastWARC, warcio) raise for a gzip stream they cannot finish.
 COMPRESSED_TRUNCATION_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+# Members of zip archives are addressed by fsspec's chained form, zip://<member>::<archive uri>.
+MEMBER_PREFIX = "zip://"
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,13 @@ class ReadTask:
         return cls(**json.loads(s))
 
 
+# A reader's batch is also emitted once its text, raw and media bytes reach this, so batch_rows rows of records
+# near max_record_bytes never pile up in one worker.
+BATCH_BYTES = 64 << 20
+
+
 class RowBuilder:
-    """Accumulates rows column-wise and emits a unified-schema table every `batch_rows` rows."""
+    """Accumulates rows column-wise and emits a unified-schema table every `batch_rows` rows (or BATCH_BYTES)."""
 
     def __init__(self, task: ReadTask, cfg: InputConfig, run_id: str, fmt: str | None = None):
         self.task = task
@@ -69,6 +80,7 @@ class RowBuilder:
 
     def _reset(self) -> None:
         self.cols: dict[str, list[Any]] = {f.name: [] for f in READ_SCHEMA}
+        self.nbytes = 0
 
     def __len__(self) -> int:
         return len(self.cols["id"])
@@ -88,6 +100,7 @@ class RowBuilder:
         uri: str | None = None,
     ) -> None:
         c = self.cols
+        self.nbytes += len(text or "") + len((media or {}).get("bytes") or b"")
         c["id"].append(doc_id if doc_id is not None else stable_id(uri or self.task.uri, offset))
         c["text"].append(text)
         c["modality"].append(modality)
@@ -111,6 +124,7 @@ class RowBuilder:
         c["run_id"].append(self.run_id)
         c[DROP_COL].append(QUARANTINE_PREFIX + reason)
         c[RAW_COL].append(raw[:cap] if raw is not None and cap > 0 else None)
+        self.nbytes += min(len(raw), cap) if raw is not None else 0
         c[DETAIL_COL].append(detail)
 
     def skip(self, *, offset: int, reason: str, uri: str | None = None) -> None:
@@ -123,7 +137,7 @@ class RowBuilder:
         self.cols[DROP_COL][-1] = SKIP_PREFIX + reason
 
     def full(self) -> bool:
-        return len(self) >= self.cfg.batch_rows
+        return len(self) >= self.cfg.batch_rows or self.nbytes >= BATCH_BYTES
 
     def flush(self) -> pa.Table | None:
         if not len(self):
@@ -136,10 +150,15 @@ class RowBuilder:
 class Reader:
     format: ClassVar[str]
     extensions: ClassVar[tuple[str, ...]] = ()
+    # Whether read() needs a seekable file (Parquet); zip members are then given one.
+    needs_seekable: ClassVar[bool] = False
 
     def __init__(self, cfg: InputConfig, run_id: str = ""):
         self.cfg = cfg
         self.run_id = run_id
+        self.counters: dict[str, int] = {}
+        # The open zip archive whose members this reader is reading (set by the zip reader).
+        self.archive: ZipSource | None = None
 
     def plan(self, f: InputFile) -> list[ReadTask]:
         return [ReadTask(uri=f.uri, format=self.format, size=f.size, etag=f.etag)]
@@ -152,19 +171,21 @@ class Reader:
         return set()
 
     def read_document(self, task: ReadTask, rows: RowBuilder, blank_is_empty: bool = False) -> bytes | None:
-        """Read a one-document-per-file input whole (up to max_record_bytes); quarantine it and return None when
-        it is truncated, empty or too large."""
+        """Read a one-document-per-file input whole (up to max_record_bytes, decompressed with the ratio cap);
+        quarantine it and return None when it is truncated, a bomb, empty or too large."""
         cap = self.cfg.max_record_bytes
-        _, comp = strip_compression(task.uri)
         with self.open_raw(task.uri) as raw:
-            stream = decompress(raw, comp)
+            stream = self.open_decompressed(raw, task.uri)
             try:
                 data = stream.read(cap + 1)
-            except COMPRESSED_TRUNCATION_ERRORS as e:
-                rows.quarantine(offset=0, reason="truncated_compressed_stream", detail=f"{type(e).__name__} while decompressing")
+            except DecompressionError as e:
+                rows.quarantine(offset=0, reason=e.reason, detail=e.detail)
                 return None
-        if not (data.strip() if blank_is_empty else data):
+        if not data:
             rows.quarantine(offset=0, reason="empty_file", detail="file is empty")
+            return None
+        if blank_is_empty and len(data) <= cap and not data.strip():
+            rows.quarantine(offset=0, reason="empty_file", detail=f"whitespace only: {blank_line_count(data)} blank lines")
             return None
         if len(data) > cap:
             rows.quarantine(offset=0, reason="record_too_large", raw=data, detail=f"file exceeds max_record_bytes={cap}")
@@ -172,29 +193,131 @@ class Reader:
         return data
 
     def open_raw(self, uri: str) -> BinaryIO:
+        """The bytes of `uri` as stored (a zip member: inflated from its archive, bounded; its own .gz stays)."""
+        if split_member(uri) is not None:
+            return self._archive_for(uri).open_member(uri, seekable=self.needs_seekable)
         fs, path = get_fs(uri, self.cfg.storage_options)
         return open_input(fs, path)
 
+    def open_decompressed(self, raw: BinaryIO, uri: str) -> BinaryIO:
+        """`raw` decompressed by the file name's suffix (.gz/.zst/.bz2), with the ratio cap (compression.py)."""
+        _, codec = strip_compression(uri)
+        return open_stream(raw, codec, max_ratio=self.cfg.max_compression_ratio)
+
+    def read_sidecar(self, uri: str) -> bytes | None:
+        """A companion file (caption, transcript list) up to max_record_bytes, or None when there is none."""
+        limit = self.cfg.max_record_bytes
+        if split_member(uri) is not None:
+            archive = self._archive_for(uri)
+            if not archive.has(uri):
+                return None
+            try:
+                with archive.open_member(uri) as f:
+                    return f.read(limit)
+            except DecompressionError:
+                return None
+        fs, path = get_fs(uri, self.cfg.storage_options)
+        try:
+            if not fs.exists(path):
+                return None
+            with fs.open(path, "rb") as f:
+                return f.read(limit)
+        except OSError:
+            return None
+
+    def _archive_for(self, uri: str) -> ZipSource:
+        """The open archive holding member `uri`: the zip reader's, or (a member task read on its own) the archive
+        opened here once and kept for this reader's later member and sidecar reads."""
+        parts = split_member(uri)
+        assert parts is not None
+        if self.archive is None or parts[1] != self.archive.uri:
+            import zipfile
+
+            from stages.readers.archive import ZipSource
+
+            fs, path = get_fs(parts[1], self.cfg.storage_options)
+            fh = open_input(fs, path)
+            try:
+                self.archive = ZipSource(parts[1], fh, zipfile.ZipFile(fh), self.cfg.max_compression_ratio)
+            except Exception:
+                fh.close()
+                raise
+        return self.archive
+
+
+def split_member(uri: str) -> tuple[str, str] | None:
+    """("zip://dir/a.jsonl::s3://b/x.zip") -> ("dir/a.jsonl", "s3://b/x.zip"); None for other URIs."""
+    if not uri.startswith(MEMBER_PREFIX) or "::" not in uri:
+        return None
+    member, _, archive = uri[len(MEMBER_PREFIX) :].partition("::")
+    return member, archive
+
+
+def member_uri(member: str, archive: str) -> str:
+    return f"{MEMBER_PREFIX}{member}::{archive}"
+
+
+def logical_name(uri: str) -> str:
+    """The name whose extension says what a URI holds: the member name for a zip member, else the URI."""
+    parts = split_member(uri)
+    return parts[0] if parts is not None else uri
+
+
+def stem_and_ext(uri: str) -> tuple[str, str]:
+    """(key shared by files with the same stem in the same folder or archive, lower-case extension)."""
+    parts = split_member(uri)
+    if parts is None:
+        stem, ext = posixpath.splitext(uri)
+        return stem, ext.lower()
+    stem, ext = posixpath.splitext(parts[0])
+    return member_uri(stem, parts[1]), ext.lower()
+
+
+def with_extension(uri: str, ext: str) -> str:
+    """The same-stem sibling of `uri` with extension `ext` (inside the same archive for a member)."""
+    parts = split_member(uri)
+    if parts is None:
+        return posixpath.splitext(uri)[0] + ext
+    return member_uri(posixpath.splitext(parts[0])[0] + ext, parts[1])
+
+
+def folder_and_name(uri: str) -> tuple[str, str]:
+    """(folder key, base name); members of an archive live in folders of that archive."""
+    parts = split_member(uri)
+    if parts is None:
+        return posixpath.dirname(uri), posixpath.basename(uri)
+    return member_uri(posixpath.dirname(parts[0]), parts[1]), posixpath.basename(parts[0])
+
+
+def in_folder(folder: str, name: str) -> str:
+    """Inverse of folder_and_name."""
+    parts = split_member(folder)
+    if parts is None:
+        return folder + "/" + name
+    return member_uri(posixpath.join(parts[0], name), parts[1])
+
 
 def strip_compression(uri: str) -> tuple[str, str | None]:
-    """("x.jsonl.gz") -> ("x.jsonl", "gzip")."""
-    lower = uri.lower()
-    for ext, comp in ((".gz", "gzip"), (".zst", "zstd"), (".zstd", "zstd")):
+    """("x.jsonl.gz") -> ("x.jsonl", "gzip"); a zip member by its member name:
+    ("zip://a.jsonl.gz::s3://b/x.zip") -> ("zip://a.jsonl::s3://b/x.zip", "gzip")."""
+    parts = split_member(uri)
+    name = parts[0] if parts is not None else uri
+    lower = name.lower()
+    for ext, comp in FILE_CODECS:
         if lower.endswith(ext):
-            return uri[: -len(ext)], comp
+            base = name[: -len(ext)]
+            return (member_uri(base, parts[1]) if parts is not None else base), comp
     return uri, None
 
 
-def decompress(raw: BinaryIO, compression: str | None) -> BinaryIO:
-    if compression == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    if compression == "zstd":
-        import zstandard
-
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True))  # type: ignore[arg-type]
-    return raw
-
-
 def extension_of(uri: str) -> str:
+    """Lower-case extension under any compression suffix: ".jsonl" for x.jsonl.gz and zip://x.jsonl.gz::a.zip."""
     base, _ = strip_compression(uri)
-    return posixpath.splitext(base)[1].lower()
+    return posixpath.splitext(logical_name(base))[1].lower()
+
+
+def blank_line_count(data: bytes) -> int:
+    """Lines in a whitespace-only blob (a last line without a newline counts)."""
+    if not data:
+        return 0
+    return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)

@@ -11,8 +11,9 @@ Three extractors, chosen with ``input.extractor``:
   trafilatura when the fast path returns almost nothing (F1 0.950, ~440 pages/s per core; more permissive than
   trafilatura on non-article crawl pages).
 
-Charsets are decided once here (``decode_html``): BOM, then the declared charset (HTTP header, then ``<meta>``),
-each only if the bytes really decode with it, then strict UTF-8, then uchardet. Legacy labels are mapped to the
+Charsets are decided once here (``decode_html``): BOM; then strict UTF-8 when the page holds multi-byte UTF-8
+(whatever it declares); then the declared charset (HTTP header, then ``<meta>``), each only if the bytes really
+decode with it (UTF-16/32 declarations only when the bytes are wide); then strict UTF-8, then uchardet. Legacy labels are mapped to the
 superset codecs browsers use (GB2312→GB18030, Shift_JIS→CP932, EUC-KR→CP949 …), so EUC-JP, Shift-JIS and GB18030
 pages come out right. Scores and speeds are in docs/evaluation/extraction.md (scripts/eval_extraction.py).
 """
@@ -58,6 +59,8 @@ _CODEC_SUPERSETS = {
 }
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_:.\-]+)""", re.I)
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+# Python codec names of UTF-16/32 labels: never ASCII-compatible, so a declaration of one needs checking.
+_WIDE_CODECS = ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be")
 
 # Boilerplate removed before resiliparse's main-content pass in `combined` mode. The vocabulary follows
 # trafilatura's discard lists (xpaths.py: captions, consent, newsletter, timestamps, page header/footer); each
@@ -135,15 +138,29 @@ def python_codec(label: str | None) -> str | None:
 
 
 def decode_html(data: bytes, declared: str | None = None) -> tuple[str, str]:
-    """Decode an HTML page; returns (text, codec used). Never raises for bad bytes."""
+    """Decode an HTML page; returns (text, codec used). Never raises for bad bytes.
+
+    Declarations are checked against the bytes: a UTF-16/32 label in ``<meta>`` means UTF-8 (WHATWG: the meta
+    prescan only finds it in an ASCII-compatible page), an HTTP one counts only when the bytes look like UTF-16/32
+    (NUL bytes); bytes that are valid UTF-8 and hold multi-byte sequences are UTF-8 whatever the declaration says
+    (a single-byte legacy codec would turn them into mojibake). Pure 7-bit pages keep their declaration, so
+    ISO-2022-JP pages decode.
+    """
     for bom, enc in _BOMS:
         if data.startswith(bom):
             return data.decode(enc, errors="replace"), enc
     candidates: list[str] = []
-    for label in (declared, _meta_charset(data)):
+    for label, from_meta in ((declared, False), (_meta_charset(data), True)):
         codec = python_codec(label)
+        if codec in _WIDE_CODECS:
+            codec = "utf-8" if from_meta else _wide_codec(data, codec)
         if codec and codec not in candidates:
             candidates.append(codec)
+    if not data.isascii() and not any(c in _WIDE_CODECS for c in candidates):
+        try:
+            return data.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            pass
     for codec in candidates + ["utf-8"]:
         try:
             return data.decode(codec), codec
@@ -159,6 +176,21 @@ def decode_html(data: bytes, declared: str | None = None) -> tuple[str, str]:
     # Nothing decodes cleanly: trust the declaration (a few bad bytes in a real page), else the guess.
     codec = candidates[0] if candidates else guess
     return data.decode(codec, errors="replace"), codec
+
+
+def _wide_codec(data: bytes, codec: str) -> str | None:
+    """The UTF-16/32 byte order an HTTP-declared wide charset really has, or None when the bytes are not wide
+    (no NUL bytes: an ASCII-compatible page whose header lies)."""
+    head = data[:4096]
+    if head.count(0) < max(2, len(head) // 64):  # wide markup puts a NUL beside every ASCII character
+        return None
+    unit = 4 if codec.startswith("utf-32") else 2
+    if codec.endswith(("-le", "-be")):
+        return codec
+    # ASCII characters put their NULs after the letter in little-endian, before it in big-endian.
+    big = sum(1 for i in range(0, len(head) - unit + 1, unit) if head[i] == 0)
+    little = sum(1 for i in range(unit - 1, len(head), unit) if head[i] == 0)
+    return f"utf-{unit * 8}-{'be' if big > little else 'le'}"
 
 
 def _meta_charset(data: bytes) -> str | None:

@@ -1,6 +1,7 @@
 """Image files (JPEG, PNG, GIF, TIFF, WebP, BMP) → one ``image`` row per file, caption in ``text``.
 
-Pillow decodes the whole image (a truncated or corrupt file is quarantined as ``undecodable_image``, a
+Files are read up to ``input.max_record_bytes`` (bigger ones are ``record_too_large``, never loaded whole). Pillow
+decodes the whole image (a truncated or corrupt file is quarantined as ``undecodable_image``, a pixel
 decompression bomb as ``image_too_large``); the row gets width, height, mime, sha256 of the file bytes and a
 64-bit difference hash (dHash) as a perceptual hash. Bytes are inline in ``media.bytes`` when the file is at most
 ``input.inline_max_bytes``, otherwise only ``media.uri`` points at it (``media.uri`` is always set).
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import posixpath
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +25,7 @@ import pyarrow as pa
 from refinery.config import InputConfig
 from refinery.fsio import InputFile
 from stages.readers import register_reader
-from stages.readers.base import Reader, ReadTask, RowBuilder
+from stages.readers.base import Reader, ReadTask, RowBuilder, stem_and_ext, with_extension
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".tif", ".tiff", ".webp", ".bmp")
 CAPTION_EXTENSIONS = (".txt", ".json")
@@ -51,11 +51,11 @@ class ImageReader(Reader):
 
     def read(self, task: ReadTask) -> Iterator[pa.Table]:
         rows = RowBuilder(task, self.cfg, self.run_id)
-        caption, source = read_sidecar_caption(self, task.uri, CAPTION_KEYS)
-        with self.open_raw(task.uri) as f:
-            data = f.read()
-        add_image_row(rows, data, offset=0, cfg=self.cfg, media_uri=task.uri, caption=caption,
-                      caption_source=source, meta={})
+        data = self.read_document(task, rows)
+        if data is not None:
+            caption, source = read_sidecar_caption(self, task.uri, CAPTION_KEYS)
+            add_image_row(rows, data, offset=0, cfg=self.cfg, media_uri=task.uri, caption=caption,
+                          caption_source=source, meta={})
         yield rows.flush()  # type: ignore[misc]
 
 
@@ -122,12 +122,11 @@ def dhash(img, size: int = 8) -> str:
 
 
 def same_stem_sidecars(files: list[InputFile], media_exts: tuple[str, ...], sidecar_exts: tuple[str, ...]) -> set[str]:
-    """URIs of `stem.<sidecar ext>` files that sit next to a `stem.<media ext>` file."""
+    """URIs of `stem.<sidecar ext>` files that sit next to a `stem.<media ext>` file (or member, in an archive)."""
     by_stem: dict[str, list[str]] = {}
     media_stems: set[str] = set()
     for f in files:
-        stem, ext = posixpath.splitext(f.uri)
-        ext = ext.lower()
+        stem, ext = stem_and_ext(f.uri)
         if ext in media_exts:
             media_stems.add(stem)
         elif ext in sidecar_exts:
@@ -137,19 +136,9 @@ def same_stem_sidecars(files: list[InputFile], media_exts: tuple[str, ...], side
 
 def read_sidecar_caption(reader: Reader, uri: str, keys: tuple[str, ...]) -> tuple[str | None, str | None]:
     """(text, "sidecar_txt"|"sidecar_json") from `stem.txt` / `stem.json` next to `uri`, else (None, None)."""
-    from refinery.fsio import get_fs
-
-    stem, _ = posixpath.splitext(uri)
-    fs, _ = get_fs(uri, reader.cfg.storage_options)
     for ext, kind in ((".txt", "sidecar_txt"), (".json", "sidecar_json")):
-        side = stem + ext
-        _, path = get_fs(side, reader.cfg.storage_options)
-        try:
-            if not fs.exists(path):
-                continue
-            with fs.open(path, "rb") as f:
-                raw = f.read(reader.cfg.max_record_bytes)
-        except OSError:
+        raw = reader.read_sidecar(with_extension(uri, ext))
+        if raw is None:
             continue
         text = raw.decode("utf-8", errors="replace")
         if ext == ".json":

@@ -14,16 +14,19 @@ What each record becomes (every record is accounted for in report.json):
 - ``conversion`` (WET plain text) → a ``text`` row as it is.
 - ``warcinfo``, ``request``, ``metadata`` (incl. all WAT records), ``revisit``, ``continuation`` and payloads of
   other types → skipped and counted as ``skip:<warc type>`` / ``skip:unsupported_payload``.
-- Undecodable images, oversized records (``record_too_large``), records cut off by the end of the file
-  (``truncated_record``) and archives the parser gives up on (``broken_archive``, earlier records kept) →
-  quarantine with a reason.
+- Undecodable images, oversized records (``record_too_large``, also for an HTTP body whose
+  ``Content-Encoding`` inflates past ``input.max_record_bytes``), bodies inflating past the ratio cap
+  (``decompression_bomb``), records cut off by the end of the file (``truncated_record``) and archives the parser
+  gives up on (``broken_archive``, earlier records kept) → quarantine with a reason.
+
+Bodies are decoded through stages/readers/compression.py (bounded). ``.warc.gz`` members are inflated by
+FastWARC itself (it streams: a record is read up to the cap and the rest skipped without being held);
+``.warc.zst`` and ``.warc.bz2`` go through compression.py first (their offsets are then decompressed offsets).
 """
 
 from __future__ import annotations
 
-import gzip
 import io
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -31,7 +34,15 @@ import orjson
 import pyarrow as pa
 
 from stages.readers import register_reader
-from stages.readers.base import COMPRESSED_TRUNCATION_ERRORS, Reader, ReadTask, RowBuilder, strip_compression
+from stages.readers.base import (
+    COMPRESSED_TRUNCATION_ERRORS,
+    Reader,
+    ReadTask,
+    RowBuilder,
+    extension_of,
+    strip_compression,
+)
+from stages.readers.compression import DEFAULT_MAX_RATIO, DecompressionError, decode_content
 from stages.readers.extract import python_codec
 from stages.readers.html import add_html_row
 from stages.readers.image import add_image_row
@@ -73,11 +84,13 @@ class WarcReader(Reader):
     def read(self, task: ReadTask) -> Iterator[pa.Table]:
         rows = RowBuilder(task, self.cfg, self.run_id)
         alts: dict[str, str] = {}
-        base, _ = strip_compression(task.uri)
-        is_arc = base.lower().endswith(".arc")
+        _, comp = strip_compression(task.uri)
+        is_arc = extension_of(task.uri) == ".arc"
         last = 0
         seen = 0
         with self.open_raw(task.uri) as raw:
+            if comp not in (None, "gzip"):  # the WARC libraries inflate gzip themselves, nothing else
+                raw = self.open_decompressed(raw, task.uri)
             records = _iter_warcio(raw, self.cfg.max_record_bytes) if is_arc else _iter_fastwarc(raw, self.cfg.max_record_bytes)
             try:
                 for rec in records:
@@ -86,6 +99,8 @@ class WarcReader(Reader):
                     self._record(rows, task, rec, alts)
                     if rows.full():
                         yield rows.flush()  # type: ignore[misc]
+            except DecompressionError as e:
+                rows.quarantine(offset=last + 1, reason=e.reason, detail=f"{e.detail}; {seen} earlier records kept")
             except (*COMPRESSED_TRUNCATION_ERRORS, ValueError, OSError) as e:
                 rows.quarantine(
                     offset=last + 1,
@@ -128,7 +143,11 @@ class WarcReader(Reader):
             rows.add(offset=rec.offset, text=text, meta=orjson.dumps({**meta, "warc_type": "conversion"}).decode())
             return
         if rec.type == "response" and "application/http" in rec.content_type.lower():
-            http = parse_http(rec.body)
+            try:
+                http = parse_http(rec.body, max_output=cap, max_ratio=self.cfg.max_compression_ratio)
+            except DecompressionError as e:
+                rows.quarantine(offset=rec.offset, reason=e.reason, raw=rec.body, detail=f"HTTP body: {e.detail}")
+                return
         elif rec.type in ("response", "resource"):
             http = Http(status=None, content_type=rec.content_type, charset=None, payload=rec.body)
         else:
@@ -176,8 +195,12 @@ class WarcReader(Reader):
         rows.skip(offset=rec.offset, reason="unsupported_payload")
 
 
-def parse_http(block: bytes) -> Http | None:
-    """Split an HTTP response block into status, headers and (decoded) payload; tolerant of LF-only lines."""
+def parse_http(block: bytes, *, max_output: int = 8 << 20, max_ratio: float | None = DEFAULT_MAX_RATIO) -> Http | None:
+    """Split an HTTP response block into status, headers and (decoded) payload; tolerant of LF-only lines.
+
+    The body is decoded by its Content-Encoding with the caps of compression.decode_content: raises
+    OutputTooLarge (decoded body over `max_output`) or DecompressionBomb.
+    """
     if not block.startswith(b"HTTP/"):
         return None
     ends = [i for i in (block.find(b"\r\n\r\n"), block.find(b"\n\n")) if i >= 0]
@@ -205,30 +228,8 @@ def parse_http(block: bytes) -> Http | None:
         charset = None
     if "chunked" in headers.get("transfer-encoding", "").lower():
         payload = _dechunk(payload)
-    payload = _decode_content(payload, headers.get("content-encoding", "").lower())
+    payload = decode_content(payload, headers.get("content-encoding", ""), max_output=max_output, max_ratio=max_ratio)
     return Http(status=status, content_type=ctype, charset=charset, payload=payload)
-
-
-def _decode_content(payload: bytes, encoding: str) -> bytes:
-    # Crawlers often store the body already decoded but keep the header (ClueWeb09): trust the magic bytes.
-    try:
-        if payload[:2] == b"\x1f\x8b":
-            return gzip.decompress(payload)
-        if encoding == "deflate" and payload:
-            try:
-                return zlib.decompress(payload)
-            except zlib.error:
-                return zlib.decompress(payload, -zlib.MAX_WBITS)
-        if encoding == "br" and payload:
-            try:
-                import brotli  # type: ignore[import-not-found]
-
-                return brotli.decompress(payload)
-            except Exception:
-                return payload
-    except (OSError, EOFError, zlib.error):
-        return payload
-    return payload
 
 
 def _dechunk(payload: bytes) -> bytes:
