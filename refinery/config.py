@@ -139,12 +139,19 @@ class RunConfig(_Strict):
     def config_hash(self) -> str:
         """Hash of the config with secrets removed: the same pipeline on other credentials is the same run.
 
-        `monitoring` (thresholds only) and an unset `input.files` are left out, so hashes of configs written
-        before those keys existed do not change."""
+        `monitoring` (thresholds only) is left out, and so are keys added after the first release while they hold
+        their defaults, so that the hash of a config written before they existed does not change (its committed
+        output is still recognised, and a refresh still knows its inputs)."""
         public = self.public_dict()
         public.pop("monitoring", None)
-        if public.get("input", {}).get("files") is None:
-            public.get("input", {}).pop("files", None)
+        defaults = RunConfig.model_validate({"input": {"uri": "-"}, "output": {"uri": "-"}}).model_dump(mode="json")
+        for section, key in LATER_KEYS:
+            node, default = public.get(section, {}), defaults.get(section, {})
+            if key is None:
+                if node == default:
+                    public.pop(section, None)
+            elif isinstance(node, dict) and node.get(key) == default.get(key):
+                node.pop(key, None)
         blob = json.dumps(public, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()
 
@@ -161,6 +168,11 @@ class RunConfig(_Strict):
         from refinery.redact import secret_values
 
         return secret_values(self.input.storage_options) + secret_values(self.output.storage_options)
+
+
+# (section, key) added to the config after the first release; key None = the whole section.
+LATER_KEYS = (("input", "files"), ("input", "on_duplicate_id"), ("input", "max_compression_ratio"),
+              ("quarantine", None))
 
 
 class ConfigError(Exception):

@@ -465,3 +465,86 @@ def test_without_pii_stage_raw_is_kept_and_the_audit_sees_meta(run_config, tmp_p
     assert not verdict["clean"] and verdict["by_column"]["meta"]["residual"]["EMAIL_ADDRESS"] >= 12
     assert not verdict["quarantine"]["clean"]
     assert not any(s in json.dumps(verdict) for s in secrets)  # the audit names rows, never values
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bombs, broken streams and encodings through the whole job (the readers' own tests, with peak memory measured
+# in a child process for every bomb, are in tests/test_hostile_readers.py)
+
+
+def _truncated(path: Path, blob: bytes, whole: bytes) -> int:
+    """Write the first two thirds of a compressed stream; returns how many whole JSONL lines it still holds."""
+    cut = blob[: len(blob) * 2 // 3]
+    path.write_bytes(cut)
+    if path.name.endswith(".zst"):
+        import zstandard
+
+        head = zstandard.ZstdDecompressor().decompressobj().decompress(cut)
+    else:
+        import bz2
+
+        head = bz2.BZ2Decompressor().decompress(cut)
+    assert whole.startswith(head)
+    return head.count(b"\n")
+
+
+def test_a_hostile_folder_runs_to_the_end_and_every_record_is_accounted_for(run_config, tmp_path):
+    import bz2
+
+    import zstandard
+
+    from tests.test_hostile_readers import BOMBS, LINES, article
+
+    inp = tmp_path / "in"
+    expect: dict[str, tuple[int, Counter]] = {}  # top folder → (rows kept, quarantine reasons)
+    for name, make in BOMBS.items():
+        (inp / name).mkdir(parents=True)
+        _, live, drops = make(inp / name)
+        expect[name] = (live, Counter({k.split(":", 1)[1]: v for k, v in drops.items()}))
+    whole = b"".join(LINES)
+    (inp / "cut").mkdir()
+    n_zst = _truncated(inp / "cut" / "a.jsonl.zst", zstandard.ZstdCompressor().compress(whole), whole)
+    n_bz2 = _truncated(inp / "cut" / "b.jsonl.bz2", bz2.compress(whole), whole)
+    expect["cut"] = (n_zst + n_bz2, Counter({"truncated_compressed_stream": 2}))
+    (inp / "bom").mkdir()
+    (inp / "bom" / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + b"".join(LINES[:10]))
+    (inp / "bom" / "bom.txt").write_bytes(b"\xef\xbb\xbf" + json.loads(LINES[0])["text"].encode())
+    expect["bom"] = (11, Counter())
+    (inp / "blank").mkdir()
+    (inp / "blank" / "spaces.jsonl").write_bytes(b"\n  \n\t\n" * 50)
+    (inp / "blank" / "spaces.txt").write_bytes(b" \n\n ")
+    (inp / "blank" / "sparse.jsonl").write_bytes(b"\n\n".join(LINES[:5]) + b"\n" * 500)
+    expect["blank"] = (5, Counter({"empty_file": 2}))
+    (inp / "charset").mkdir()
+    wide = article("Wide claim").replace(b"<head>", b'<head><meta charset="utf-16">')
+    (inp / "charset" / "ascii_says_utf16.html").write_bytes(wide + b" " * (len(wide) % 2))
+    (inp / "charset" / "utf8_says_latin1.html").write_bytes(
+        article("Señor Müller’s café").replace(b"<head>", b'<head><meta charset="iso-8859-1">'))
+    expect["charset"] = (2, Counter())
+
+    res = run_config({"input": {"uri": str(inp), "extractor": "resiliparse"}, "output": {"uri": str(tmp_path / "out")}})
+    rows = published(tmp_path / "out")
+    got: dict[str, tuple[int, Counter]] = {}
+    for kind in ("data", "quarantine"):
+        for r in rows[kind]:
+            top = Path(r["source"]["uri"].split("::")[-1]).relative_to(inp).parts[0]
+            n, reasons = got.get(top, (0, Counter()))
+            got[top] = (n + 1, reasons) if kind == "data" else (n, reasons + Counter([r["reason"]]))
+    assert got == expect
+    assert not rows["droplog"]  # nothing skipped or dropped: every record is kept or quarantined
+    texts = {Path(r["source"]["uri"]).name: r["text"] for r in rows["data"] if r["source"]["uri"].endswith(".html")}
+    assert "Wide claim" in texts["ascii_says_utf16.html"] and "Señor Müller’s café" in texts["utf8_says_latin1.html"]
+    assert res.report["input"]["blank_lines"] >= 150 + 4 + 500
+    assert all("\x00" not in (r["detail"] or "") for r in rows["quarantine"])
+
+
+def test_ids_are_kept_exactly_as_written(run_config, tmp_path):
+    (tmp_path / "in").mkdir()
+    texts = real_texts()
+    ids = ["1", '"1"', "123456789012345678901234567890", "1.50"]  # as written in the JSON
+    lines = ['{"id": ' + i + ', "text": ' + json.dumps(t) + "}" for i, t in zip(ids, texts, strict=False)]
+    (tmp_path / "in" / "ids.jsonl").write_text("\n".join(lines) + "\n")
+    res = run_config({"input": {"uri": str(tmp_path / "in"), "id_field": "id"}, "output": {"uri": str(tmp_path / "out")}})
+    rows = published(tmp_path / "out")
+    assert sorted(r["id"] for r in rows["data"]) == sorted(["1", "1", "123456789012345678901234567890", "1.50"])
+    assert res.report["duplicate_ids"] == 1  # `1` and `"1"` are the same id: both kept, the repeat counted
