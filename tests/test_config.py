@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from jobs.cli import main as cli_main
 from refinery.config import ConfigError, load_config, parse_config
@@ -124,3 +125,20 @@ def test_missing_input_fails_fast_before_ray(tmp_path):
     assert proc.returncode == 2
     assert "input not found" in proc.stderr and "does-not-exist" in proc.stderr
     assert "streaming_executor" not in proc.stderr + proc.stdout
+
+
+def test_keys_added_later_leave_the_hash_of_an_old_config_alone():
+    """A config written before a key existed keeps its hash (and so its run id) while the key holds its default:
+    its committed output is still recognised after an upgrade."""
+    from refinery.config import LATER_KEYS, parse_config
+
+    base = yaml.safe_load(GOOD)
+    h0 = parse_config(yaml.safe_dump(base)).config_hash()
+    explicit = {"input": {"on_duplicate_id": "keep", "max_compression_ratio": 500.0, "files": None},
+                "quarantine": {"keep_raw": None}}
+    assert {(s, k) for s, k in LATER_KEYS} >= {("input", k) for k in explicit["input"]} | {("quarantine", None)}
+    cfg = {**base, "input": {**base["input"], **explicit["input"]}, "quarantine": explicit["quarantine"]}
+    assert parse_config(yaml.safe_dump(cfg)).config_hash() == h0
+    for changed in ({"input": {**base["input"], "on_duplicate_id": "error"}}, {"quarantine": {"keep_raw": False}},
+                    {"input": {**base["input"], "max_compression_ratio": 50}}):
+        assert parse_config(yaml.safe_dump({**base, **changed})).config_hash() != h0
