@@ -1,5 +1,6 @@
 """Hostile inputs and layouts: repeated ids, folders that are not ours, links, thousands of tiny files, signals,
-credentials in URIs, impossible params — and, in the second half, bombs and broken encodings.
+credentials in URIs, impossible params, PII where it hides, bombs and broken encodings through the whole job —
+and then the readers on their own (every bomb's peak memory measured in a child process, every codec, zip).
 
 Every case counts what it planted and finds each planted record exactly once in what the run published (data,
 quarantine or drop log, read from the files the manifest lists), never by the report's own arithmetic.
@@ -7,13 +8,20 @@ quarantine or drop log, read from the files the manifest lists), never by the re
 
 from __future__ import annotations
 
+import bz2
+import codecs
+import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import unicodedata
+import uuid
+import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -21,16 +29,39 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+import zstandard
 
 from refinery.commit import OutputExistsError, verify
+from refinery.config import InputConfig
+from refinery.fsio import list_inputs
+from stages.readers import load_readers, plan_reads
+from stages.readers.extract import decode_html
+from stages.readers.warc import parse_http
+from tests.hostile_data import (
+    BOMBS,
+    FIX,
+    LINES,
+    MIB,
+    RSS_LIMIT_MB,
+    TEXTS,
+    article,
+    deflate,
+    drops,
+    fixture_archive,
+    http_page,
+    jsonl,
+    live,
+    multi_bz2,
+    multi_gz,
+    multi_zst,
+    raw_zip,
+    read,
+    read_in_child,
+    warc_record,
+    zeros_gzip_member,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
-FIX = Path(__file__).parent / "fixtures" / "foundation"
-
-
-def real_texts() -> list[str]:
-    """100 real documents (lingua-py sentences, Apache-2.0; tests/fixtures/foundation/README.md)."""
-    return [json.loads(line)["text"] for line in (FIX / "docs_a.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def long_text(texts: list[str], i: int, words: int = 650) -> str:
@@ -94,7 +125,7 @@ def run_cli(args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout:
 def plant_shards(folder: Path, shards: int = 4, per_shard: int = 256) -> dict[tuple[str, int], str]:
     """Shards whose ids restart at 0 (numbered per shard, as exports often are); returns location → text."""
     folder.mkdir(parents=True, exist_ok=True)
-    texts = real_texts()
+    texts = TEXTS
     planted = {}
     for k in range(shards):
         recs = [{"id": str(i), "text": f"shard {k} " + long_text(texts, k * per_shard + i)} for i in range(per_shard)]
@@ -156,7 +187,7 @@ def test_repeated_ids_quarantine_or_error(run_config, tmp_path):
 
 def test_dedup_judges_rows_not_ids(run_config, tmp_path):
     """Two rows share id "7": one is a copy of another document, the other is unique. Only the copy goes."""
-    texts = real_texts()
+    texts = TEXTS
     (tmp_path / "in").mkdir()
     write_jsonl(tmp_path / "in" / "a.jsonl", [{"id": "1", "text": texts[0]}, {"id": "7", "text": texts[1]}])
     write_jsonl(tmp_path / "in" / "b.jsonl", [{"id": "7", "text": texts[0]}, {"id": "9", "text": texts[2]}])
@@ -176,7 +207,7 @@ def test_dedup_judges_rows_not_ids(run_config, tmp_path):
 
 def small_input(folder: Path, n: int = 20) -> dict[tuple[str, int], str]:
     folder.mkdir(parents=True, exist_ok=True)
-    recs = [{"text": t} for t in real_texts()[:n]]
+    recs = [{"text": t} for t in TEXTS[:n]]
     return {("docs.jsonl", o): r["text"] for o, r in zip(write_jsonl(folder / "docs.jsonl", recs), recs, strict=True)}
 
 
@@ -246,7 +277,7 @@ def test_output_overlapping_input_is_a_config_error(tmp_path):
 def test_symlinked_folders_are_followed_once(run_config, tmp_path):
     real = tmp_path / "elsewhere"
     real.mkdir()
-    texts = real_texts()
+    texts = TEXTS
     recs = [{"text": long_text(texts, i, 40)} for i in range(300)]
     offsets = write_jsonl(real / "linked.jsonl", recs)
     inp = tmp_path / "in"
@@ -264,8 +295,8 @@ def test_symlinked_folders_are_followed_once(run_config, tmp_path):
 def test_ten_thousand_tiny_files_are_packed(run_config, tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()
-    texts = real_texts()
-    n = 3000
+    texts = TEXTS
+    n = 10_000
     for i in range(n):
         (inp / f"f{i:05d}.jsonl").write_text(json.dumps({"text": texts[i % len(texts)]}) + "\n")
     res = run_config({"input": {"uri": str(inp)}, "output": {"uri": str(tmp_path / "out")}})
@@ -405,7 +436,7 @@ def plant_pii(folder: Path) -> tuple[dict[tuple[str, int], str], list[str]]:
     folder.mkdir(parents=True, exist_ok=True)
     pii = real_pii_values()
     emails, phones, cards = pii["EMAIL_ADDRESS"][:12], pii["PHONE_NUMBER"][:12], pii["CREDIT_CARD"][:6]
-    texts = real_texts()
+    texts = TEXTS
     recs, lines = [], []
     for i in range(12):
         recs.append({"text": texts[i], "author_email": emails[i], "phone": phones[i],
@@ -468,8 +499,8 @@ def test_without_pii_stage_raw_is_kept_and_the_audit_sees_meta(run_config, tmp_p
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Bombs, broken streams and encodings through the whole job (the readers' own tests, with peak memory measured
-# in a child process for every bomb, are in tests/test_hostile_readers.py)
+# Bombs, broken streams and encodings through the whole job (the readers on their own, with the peak memory of
+# every bomb measured in a child process, are further down)
 
 
 def _truncated(path: Path, blob: bytes, whole: bytes) -> int:
@@ -492,8 +523,6 @@ def test_a_hostile_folder_runs_to_the_end_and_every_record_is_accounted_for(run_
     import bz2
 
     import zstandard
-
-    from tests.test_hostile_readers import BOMBS, LINES, article
 
     inp = tmp_path / "in"
     expect: dict[str, tuple[int, Counter]] = {}  # top folder → (rows kept, quarantine reasons)
@@ -540,7 +569,7 @@ def test_a_hostile_folder_runs_to_the_end_and_every_record_is_accounted_for(run_
 
 def test_ids_are_kept_exactly_as_written(run_config, tmp_path):
     (tmp_path / "in").mkdir()
-    texts = real_texts()
+    texts = TEXTS
     ids = ["1", '"1"', "123456789012345678901234567890", "1.50"]  # as written in the JSON
     lines = ['{"id": ' + i + ', "text": ' + json.dumps(t) + "}" for i, t in zip(ids, texts, strict=False)]
     (tmp_path / "in" / "ids.jsonl").write_text("\n".join(lines) + "\n")
@@ -548,3 +577,441 @@ def test_ids_are_kept_exactly_as_written(run_config, tmp_path):
     rows = published(tmp_path / "out")
     assert sorted(r["id"] for r in rows["data"]) == sorted(["1", "1", "123456789012345678901234567890", "1.50"])
     assert res.report["duplicate_ids"] == 1  # `1` and `"1"` are the same id: both kept, the repeat counted
+
+
+# ===============================================================================================================
+# The readers on their own: bombs in bounded memory, every codec, zip archives, blank files, BOMs, charsets, ids
+
+
+@pytest.mark.parametrize("name", list(BOMBS))
+def test_bomb_is_quarantined_in_bounded_memory(name, tmp_path):
+    uri, planted_live, expected = BOMBS[name](tmp_path)
+    out = read_in_child(uri, name, extractor="resiliparse")
+    assert out["maxrss_mb"] < RSS_LIMIT_MB, f"{name}: peak RSS {out['maxrss_mb']:.0f} MB"
+    assert out["live"] == planted_live
+    assert out["drops"] == expected
+    assert out["seconds"] < 30
+    for detail in out["details"]:
+        assert "bytes" in detail and "\x00" not in detail  # sizes only, never content
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("jsonl_gz_blank_lines", {}),  # 2 Gi blank lines, read to the end
+        ("jsonl_zst", {"quarantine:record_too_large": 1}),  # one 2 GiB "line" of zero bytes
+        ("warc_content_encoding", {"quarantine:record_too_large": 1}),
+        ("zip_members", {"quarantine:decompression_bomb": 1, "quarantine:record_too_large": 1}),
+    ],
+)
+def test_memory_stays_bounded_without_the_ratio_cap(name, expected, tmp_path):
+    """With the ratio cap out of the way the same bombs inflate all the way (or to the size caps): memory must
+    not follow the output, since every codec yields bounded chunks."""
+    uri, planted_live, _ = BOMBS[name](tmp_path)
+    out = read_in_child(uri, f"{name} (no ratio cap)", extractor="resiliparse", max_compression_ratio=1e12)
+    assert out["maxrss_mb"] < RSS_LIMIT_MB, f"{name}: peak RSS {out['maxrss_mb']:.0f} MB"
+    assert out["drops"] == expected
+    assert out["live"] == planted_live
+
+
+def test_bomb_details_give_sizes_and_ratio(tmp_path):
+    uri, _, _ = BOMBS["jsonl_gz"](tmp_path)
+    rows, _ = read(uri)
+    (bomb,) = [r for r in rows if r["_drop"]]
+    assert bomb["_drop"] == "quarantine:decompression_bomb"
+    assert "ratio" in bomb["_detail"] and "max_compression_ratio=500" in bomb["_detail"]
+    assert bomb["_raw"] is None
+    assert [r["text"] for r in live(rows)] == TEXTS[:40]
+
+
+def test_ratio_cap_is_configurable_and_small_files_are_never_bombs(tmp_path):
+    # 3 MiB of blank lines and one record: a ratio of ~1000, but below the minimum output for the check.
+    (tmp_path / "small.jsonl.gz").write_bytes(gzip.compress(b"\n" * (3 * MIB) + LINES[0]))
+    rows, counters = read(tmp_path / "small.jsonl.gz")
+    assert len(live(rows)) == 1 and not drops(rows) and counters["blank_lines"] == 3 * MIB
+    # 20 MiB of blank lines (ratio ~1000): a bomb at the default cap, read through with a higher one
+    p = tmp_path / "twenty.jsonl.gz"
+    p.write_bytes(gzip.compress(LINES[0]) + zeros_gzip_member(b"\n") * 20)
+    assert drops(read(p)[0]) == {"quarantine:decompression_bomb": 1}
+    rows, counters = read(p, max_compression_ratio=5000)
+    assert len(live(rows)) == 1 and not drops(rows) and counters["blank_lines"] == 20 * MIB
+    with pytest.raises(ValueError):
+        InputConfig(uri="x", max_compression_ratio=1)
+    assert InputConfig(uri="x").max_compression_ratio == 500
+
+
+@pytest.mark.parametrize("ext,pack", [(".gz", multi_gz), (".zst", multi_zst), (".bz2", multi_bz2)])
+def test_every_codec_reads_multi_member_streams_and_detects_truncation(ext, pack, tmp_path):
+    blob = pack(jsonl(LINES))
+    (tmp_path / f"whole.jsonl{ext}").write_bytes(blob)
+    rows, _ = read(tmp_path / f"whole.jsonl{ext}")
+    assert [r["text"] for r in rows] == TEXTS and not drops(rows)
+
+    cut = tmp_path / "cut" / f"cut.jsonl{ext}"
+    cut.parent.mkdir()
+    cut.write_bytes(blob[: len(blob) * 2 // 3])
+    rows, _ = read(cut)
+    assert drops(rows) == {"quarantine:truncated_compressed_stream": 1}
+    kept = [r["text"] for r in live(rows)]
+    assert 20 < len(kept) < 100 and kept == TEXTS[: len(kept)]  # the lines before the cut, none invented
+    assert rows[-1]["_drop"] == "quarantine:truncated_compressed_stream"
+
+
+def test_corrupt_and_trailing_garbage_are_quarantined(tmp_path):
+    (tmp_path / "notgzip.jsonl.gz").write_bytes(b"this was never compressed\n")
+    (tmp_path / "trailing.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(jsonl(LINES[:10])) + b"junk!")
+    rows, _ = read(tmp_path)
+    assert drops(rows) == {"quarantine:corrupt_compressed_stream": 2}
+    assert len(live(rows)) == 10
+
+
+def test_gzip_zero_padding_between_members_is_allowed(tmp_path):
+    (tmp_path / "pad.jsonl.gz").write_bytes(gzip.compress(jsonl(LINES[:5])) + b"\0" * 100 + gzip.compress(jsonl(LINES[5:9])))
+    rows, _ = read(tmp_path / "pad.jsonl.gz")
+    assert [r["text"] for r in rows] == TEXTS[:9]
+
+
+def test_text_html_and_image_go_through_the_same_bounded_codecs(tmp_path):
+    (tmp_path / "a.txt.bz2").write_bytes(bz2.compress(TEXTS[0].encode()))
+    (tmp_path / "b.txt.zst").write_bytes(zstandard.ZstdCompressor().compress(TEXTS[1].encode())[:-5])
+    (tmp_path / "c.html.bz2").write_bytes(bz2.compress(article("Compressed page")))
+    (tmp_path / "d.png.gz").write_bytes(gzip.compress((FIX / "images" / "phantom.png").read_bytes()))
+    rows, _ = read(tmp_path, extractor="resiliparse")
+    by = {r["source"]["uri"].rsplit("/", 1)[1]: r for r in rows}
+    assert by["a.txt.bz2"]["text"] == TEXTS[0]
+    assert by["b.txt.zst"]["_drop"] == "quarantine:truncated_compressed_stream"
+    assert "Compressed page" in by["c.html.bz2"]["text"]
+    assert by["d.png.gz"]["modality"] == "image" and by["d.png.gz"]["media"]["width"] > 0
+
+
+def test_blank_and_whitespace_only_files_are_empty_files(tmp_path):
+    (tmp_path / "ws.jsonl").write_bytes(b"\n  \n\t\n\r\n")
+    (tmp_path / "blank.jsonl.gz").write_bytes(gzip.compress(b"\n" * 10_000))
+    (tmp_path / "ws.txt").write_bytes(b"  \n\n \t ")
+    (tmp_path / "ws.html").write_bytes(b"\n\n   \n")
+    rows, _ = read(tmp_path)
+    by = {r["source"]["uri"].rsplit("/", 1)[1]: r for r in rows}
+    assert len(rows) == 4 and all(r["_drop"] == "quarantine:empty_file" for r in rows)
+    assert "4 blank lines" in by["ws.jsonl"]["_detail"]
+    assert "10000 blank lines" in by["blank.jsonl.gz"]["_detail"]
+    assert "3 blank lines" in by["ws.txt"]["_detail"]
+    assert "3 blank lines" in by["ws.html"]["_detail"]
+
+
+def test_blank_lines_inside_a_file_are_counted_and_skipped_fast(tmp_path):
+    blanks = 5000
+    body = b"".join(line + b"\n" * blanks + b"  \r\n" for line in LINES * 10)  # 1,000 records
+    (tmp_path / "gappy.jsonl.gz").write_bytes(gzip.compress(body, 6))
+    t0 = time.perf_counter()
+    rows, counters = read(tmp_path / "gappy.jsonl.gz")
+    seconds = time.perf_counter() - t0
+    assert [r["text"] for r in rows] == TEXTS * 10
+    assert counters["blank_lines"] == 1000 * (blanks + 1)
+    assert seconds < 2.5, f"{1000 * blanks} blank lines took {seconds:.1f}s"  # per-line work took ~3.5 s here
+
+
+def test_blank_first_range_of_a_split_file_is_not_an_empty_file(tmp_path):
+    body = b"\n" * 20_000 + jsonl(LINES) + b"\n\n"
+    (tmp_path / "split.jsonl").write_bytes(body)
+    rows, counters = read(tmp_path / "split.jsonl", split_bytes=4096)
+    assert sorted(r["text"] for r in rows) == sorted(TEXTS) and not drops(rows)
+    assert counters["blank_lines"] == 20_002
+
+
+def test_bom_is_dropped_from_jsonl_and_text_and_utf16_text_decodes(tmp_path):
+    (tmp_path / "bom.jsonl").write_bytes(codecs.BOM_UTF8 + jsonl(LINES[:3]))
+    (tmp_path / "bom.jsonl.gz").write_bytes(gzip.compress(codecs.BOM_UTF8 + jsonl(LINES[:3])))
+    (tmp_path / "u8.txt").write_bytes(codecs.BOM_UTF8 + TEXTS[0].encode())
+    (tmp_path / "u16le.txt").write_bytes(codecs.BOM_UTF16_LE + TEXTS[1].encode("utf-16-le"))
+    (tmp_path / "u16be.txt").write_bytes(codecs.BOM_UTF16_BE + TEXTS[2].encode("utf-16-be"))
+    rows, _ = read(tmp_path)
+    by = Counter()
+    for r in rows:
+        by[r["source"]["uri"].rsplit("/", 1)[1]] += 1
+        assert r["_drop"] is None and not r["text"].startswith("\ufeff")
+    assert by == {"bom.jsonl": 3, "bom.jsonl.gz": 3, "u8.txt": 1, "u16le.txt": 1, "u16be.txt": 1}
+    texts = {r["source"]["uri"].rsplit("/", 1)[1]: r["text"] for r in rows}
+    assert texts["u8.txt"] == TEXTS[0] and texts["u16le.txt"] == TEXTS[1] and texts["u16be.txt"] == TEXTS[2]
+
+
+def test_utf16_declaration_on_an_ascii_page_means_utf8(tmp_path):
+    page = article("Wide claim").replace(b"<head>", b'<head><meta charset="utf-16">')
+    page += b" " * (len(page) % 2)  # even length: the bytes would "decode" as UTF-16 into CJK noise
+    text, codec = decode_html(page)
+    assert codec == "utf-8" and "Wide claim" in text
+    text, codec = decode_html(page, "UTF-16")  # an HTTP header that lies the same way (no NUL bytes)
+    assert codec == "utf-8"
+    wide = article("Really wide").decode().encode("utf-16-le")
+    assert decode_html(wide, "utf-16")[1] == "utf-16-le" and "Really wide" in decode_html(wide, "utf-16")[0]
+    (tmp_path / "wide.html").write_bytes(page)
+    rows, _ = read(tmp_path / "wide.html", extractor="resiliparse")
+    assert len(live(rows)) == 1 and "Wide claim" in rows[0]["text"]
+
+
+def test_valid_utf8_wins_over_a_legacy_declaration_but_7bit_declarations_hold():
+    page = '<html><head><meta charset="iso-8859-1"></head><body><p>Größe ändern, naïve café</p></body></html>'
+    text, codec = decode_html(page.encode("utf-8"))
+    assert codec == "utf-8" and "Größe ändern, naïve café" in text
+    text, codec = decode_html(page.encode("utf-8"), "windows-1252")
+    assert codec == "utf-8" and "Ã" not in text
+    # the same page really in Latin-1 keeps its declaration
+    text, codec = decode_html(page.encode("latin-1"))
+    assert codec == "cp1252" and "Größe" in text
+    jp = '<html><head><meta charset="iso-2022-jp"></head><body><p>日本語の文章です。</p></body></html>'
+    text, codec = decode_html(jp.encode("iso2022_jp"))
+    assert codec == "iso2022_jp" and "日本語の文章です。" in text
+
+
+def test_jsonl_ids_are_exact_literals(tmp_path):
+    ids = [
+        ("123456789012345678901234567890", "123456789012345678901234567890"),
+        ("18446744073709551615", "18446744073709551615"),
+        ("-9223372036854775808", "-9223372036854775808"),
+        ("42", "42"),
+        ("1.50", "1.50"),
+        ("1e5", "1e5"),
+        ("-0", "-0"),
+        ("0", "0"),
+        ("true", "true"),
+        ('"abc 1"', "abc 1"),
+        ('{"a": 1.0, "b": [12345678901234567890123, "x"]}', '{"a":1.0,"b":[12345678901234567890123,"x"]}'),
+        ("[1, 2]", "[1,2]"),
+    ]
+    body = "".join(f'{{"id": {lit}, "text": "doc {i}", "k": {i}}}\n' for i, (lit, _) in enumerate(ids))
+    (tmp_path / "ids.jsonl").write_text(body)
+    rows, _ = read(tmp_path / "ids.jsonl", id_field="id")
+    assert [r["id"] for r in rows] == [want for _, want in ids]
+    assert [json.loads(r["meta"]) for r in rows] == [{"k": i} for i in range(len(ids))]
+
+
+def test_parquet_ids_are_exact(tmp_path):
+    from decimal import Decimal
+
+    for name, arr, want in [
+        ("i64", pa.array([2**63 - 1, -5], pa.int64()), ["9223372036854775807", "-5"]),
+        ("u64", pa.array([2**64 - 1, 7], pa.uint64()), ["18446744073709551615", "7"]),
+        ("dec", pa.array([Decimal("123456789012345678901234567890"), Decimal("1.50")], pa.decimal128(38, 2)),
+         ["123456789012345678901234567890.00", "1.50"]),
+        ("bool", pa.array([True, False]), ["true", "false"]),
+        ("str", pa.array(["x-1", "1"]), ["x-1", "1"]),
+    ]:
+        pq.write_table(pa.table({"id": arr, "text": ["a", "b"]}), tmp_path / f"{name}.parquet")
+        rows, _ = read(tmp_path / f"{name}.parquet", id_field="id")
+        assert [r["id"] for r in rows] == want, name
+
+
+def test_images_and_audio_over_the_cap_are_not_loaded(tmp_path):
+    img, snd = FIX / "images" / "horse.tiff", FIX / "audio" / "activated.wav"
+    shutil.copy(img, tmp_path / img.name)
+    shutil.copy(snd, tmp_path / snd.name)
+    cap = 5000  # both files are larger
+    rows, _ = read(tmp_path, max_record_bytes=cap, quarantine_raw_bytes=100)
+    assert drops(rows) == {"quarantine:record_too_large": 2}
+    assert all(len(r["_raw"]) == 100 and "max_record_bytes=5000" in r["_detail"] for r in rows)
+    rows, _ = read(tmp_path)
+    assert {r["modality"] for r in live(rows)} == {"image", "audio"}
+
+
+def test_parquet_value_over_the_cap_and_row_group_bomb(tmp_path):
+    big_doc = " ".join(TEXTS)  # ~100 KB of real text
+    pq.write_table(pa.table({"text": [TEXTS[0], big_doc, TEXTS[1]]}), tmp_path / "values.parquet")
+    rows, _ = read(tmp_path / "values.parquet", max_record_bytes=20_000)
+    assert [r["_drop"] for r in rows] == [None, "quarantine:record_too_large", None]
+    assert f"of {len(big_doc.encode())} bytes" in rows[1]["_detail"] and rows[1]["_raw"] is None
+    pq.write_table(pa.table({"text": pa.array([TEXTS[0], big_doc, big_doc, TEXTS[1]]).dictionary_encode()}),
+                   tmp_path / "values.parquet")  # an Arrow dictionary column: sizes come from its dictionary
+    rows, _ = read(tmp_path / "values.parquet", max_record_bytes=20_000)
+    assert [r["_drop"] for r in rows] == [None, "quarantine:record_too_large", "quarantine:record_too_large", None]
+    assert [r["text"] for r in live(rows)] == TEXTS[:2]
+
+    path = tmp_path / "bomb" / "groups.parquet"
+    path.parent.mkdir()
+    good = pa.table({"text": TEXTS[:5]})
+    with pq.ParquetWriter(path, good.schema, compression="zstd", use_dictionary=False) as w:
+        w.write_table(good)
+        w.write_table(pa.table({"text": ["a" * (64 * MIB)]}))  # 64 MiB from a few KB
+        w.write_table(pa.table({"text": TEXTS[5:8]}))
+    rows, _ = read(path, max_record_bytes=128 * MIB)
+    assert [r["text"] for r in live(rows)] == TEXTS[:8]
+    assert drops(rows) == {"quarantine:decompression_bomb": 1}
+    assert "row group 1 (1 rows)" in next(r["_detail"] for r in rows if r["_drop"])
+
+
+def test_warc_content_encoded_body_over_the_cap_and_other_codings(tmp_path):
+    big = article("Big page", 100)  # ~120 KB decoded
+    deflated = zlib.compressobj(9, zlib.DEFLATED, -15)
+    records = [
+        warc_record("response", "http://gz.example/", http_page(gzip.compress(big), "Content-Encoding: x-gzip\r\n"), "application/http"),
+        warc_record("response", "http://ok.example/", http_page(article("Small page")), "application/http"),
+        warc_record("response", "http://raw.example/",
+                    http_page(deflated.compress(article("Raw deflate")) + deflated.flush(), "Content-Encoding: deflate\r\n"),
+                    "application/http"),
+        warc_record("response", "http://zlib.example/",
+                    http_page(zlib.compress(article("Zlib deflate")), "Content-Encoding: deflate\r\n"), "application/http"),
+    ]
+    (tmp_path / "cap.warc.gz").write_bytes(b"".join(gzip.compress(r) for r in records))
+    rows, _ = read(tmp_path / "cap.warc.gz", max_record_bytes=60_000, extractor="resiliparse")
+    assert [r["_drop"] for r in rows] == ["quarantine:record_too_large", None, None, None]
+    assert "HTTP body" in rows[0]["_detail"] and "60000" in rows[0]["_detail"]
+    assert "Raw deflate" in rows[2]["text"] and "Zlib deflate" in rows[3]["text"]
+
+
+def test_parse_http_bounds_every_coding():
+    from stages.readers.compression import DecompressionError
+
+    pytest.importorskip("brotli")
+    import brotli
+
+    h = parse_http(b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n\r\n" + brotli.compress(b"<p>br body</p>"))
+    assert h.payload == b"<p>br body</p>"
+    for coding, body in [("br", brotli.compress(b"\0" * (64 * MIB))), ("gzip", zeros_gzip_member() * 64)]:
+        with pytest.raises(DecompressionError) as e:
+            parse_http(b"HTTP/1.1 200 OK\r\nContent-Encoding: " + coding.encode() + b"\r\n\r\n" + body)
+        assert e.value.reason in ("record_too_large", "decompression_bomb")
+
+
+def test_warc_zst_and_bz2_archives_are_read(tmp_path):
+    src = FIX / "web" / "cc_whirlwind.warc.gz"
+    plain = gzip.decompress(src.read_bytes())
+    (tmp_path / "a.warc.zst").write_bytes(zstandard.ZstdCompressor().compress(plain))
+    (tmp_path / "b.warc.bz2").write_bytes(bz2.compress(plain))
+    want = Counter(r["_drop"] or r["modality"] for r in read(src, extractor="resiliparse")[0])
+    for name in ("a.warc.zst", "b.warc.bz2"):
+        got = Counter(r["_drop"] or r["modality"] for r in read(tmp_path / name, extractor="resiliparse")[0])
+        assert got == want, name
+
+
+def test_zip_members_are_read_by_their_own_readers(tmp_path):
+    import fsspec
+
+    planted = fixture_archive(tmp_path / "a.zip")
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really a zip at all")
+    rows, _ = read(tmp_path, extractor="resiliparse")
+    archive = str(tmp_path / "a.zip")
+    per_member = Counter()
+    for r in rows:
+        uri = r["source"]["uri"]
+        if uri.startswith("zip://"):
+            member, _, outer = uri[len("zip://") :].partition("::")
+            assert outer == archive
+            per_member[member] += 1
+    assert per_member == planted
+    d = drops(rows)
+    assert d["quarantine:unsupported_format"] == 2  # the nested archive and the unknown extension
+    assert d["quarantine:unreadable_archive"] == 1  # broken.zip
+    assert len({r["id"] for r in rows}) == len(rows)
+    by_member = {r["source"]["uri"]: r for r in rows}
+    assert by_member[f"zip://img/rocket_small.jpg::{archive}"]["text"] == "A rocket on its launch pad."
+    assert by_member[f"zip://audio/calling.flac::{archive}"]["text"] == "Calling."
+    assert by_member[f"zip://data/docs_a.jsonl::{archive}"]["source"]["format"] == "jsonl"
+    # the chained URI opens the member with fsspec
+    with fsspec.open(f"zip://notes/readme.txt::{archive}", "rb") as f:
+        assert f.read() == b"A plain text document inside the archive."
+    texts = [r["text"] for r in rows if r["source"]["uri"] == f"zip://data/docs_a.jsonl::{archive}"]
+    assert texts == TEXTS
+    # a member task read on its own opens its archive itself
+    from stages.readers.base import ReadTask
+
+    cfg = InputConfig(uri=archive)
+    for fmt, member, n in [("jsonl", "data/docs_a.jsonl", 100), ("parquet", "data/deflated.parquet", 50)]:
+        task = ReadTask(uri=f"zip://{member}::{archive}", format=fmt, size=0)
+        got = [r for t in load_readers()[fmt](cfg, "test").read(task) for r in t.to_pylist()]
+        assert len(got) == n and all(r["_drop"] is None for r in got)
+
+
+def test_zip_planning_never_opens_the_archive(tmp_path):
+    (tmp_path / "junk.zip").write_bytes(b"\x00" * 10)
+    (tmp_path / "empty.zip").write_bytes(b"")
+    cfg = InputConfig(uri=str(tmp_path))
+    tasks, unclaimed = plan_reads(list_inputs(str(tmp_path)), cfg, "t")
+    assert [t.format for t in tasks] == ["zip", "zip"] and not unclaimed
+    rows, _ = read(tmp_path)
+    assert drops(rows) == {"quarantine:unreadable_archive": 2}
+    # an explicit format applies to the members; the archive still goes to the zip reader
+    with zipfile.ZipFile(tmp_path / "docs.zip", "w") as z:
+        z.writestr("part.dat", jsonl(LINES[:7]))
+    rows, _ = read(tmp_path / "docs.zip", "jsonl")
+    assert [r["text"] for r in rows] == TEXTS[:7]
+
+
+def test_zip_member_headers_are_checked_and_cannot_lie(tmp_path):
+    text = TEXTS[0].encode()
+    lines = b'{"text": "short record"}\n' * 4
+    cap = len(text) + 5
+    entries = [
+        ("big.txt", 8, deflate(text), zlib.crc32(text), cap + 1, 0),  # declares more than the cap: not inflated
+        ("short.txt", 8, deflate(text), zlib.crc32(text), len(text) + 3, 0),  # declares more than it holds
+        ("badcrc.jsonl", 8, deflate(lines), zlib.crc32(lines) ^ 1, len(lines), 0),
+        ("secret.txt", 8, deflate(text), zlib.crc32(text), len(text), 1),  # encrypted flag
+        ("lzma.txt", 14, b"\0" * 10, 0, 10, 0),  # LZMA: not supported
+        ("ok.txt", 0, text, zlib.crc32(text), len(text), 0),
+        ("zstd.txt", 93, zstandard.ZstdCompressor().compress(text), zlib.crc32(text), len(text), 0),
+    ]
+    (tmp_path / "h.zip").write_bytes(raw_zip(entries))
+    rows, _ = read(tmp_path / "h.zip", max_record_bytes=cap)
+    got = Counter((r["source"]["uri"].split("::")[0][len("zip://") :], r["_drop"]) for r in rows)
+    assert got == Counter({
+        ("big.txt", "quarantine:record_too_large"): 1,
+        ("short.txt", "quarantine:corrupt_compressed_stream"): 1,
+        ("badcrc.jsonl", None): 4,  # the lines read before the check at the end are kept
+        ("badcrc.jsonl", "quarantine:corrupt_compressed_stream"): 1,
+        ("secret.txt", "quarantine:encrypted_member"): 1,
+        ("lzma.txt", "quarantine:unsupported_compression"): 1,
+        ("ok.txt", None): 1,
+        ("zstd.txt", None): 1,
+    })
+    assert all("CRC" in r["_detail"] for r in rows if r["_drop"] and "badcrc" in r["source"]["uri"])
+
+
+def test_overlapping_zip_members_are_bombs(tmp_path):
+    text = TEXTS[0].encode()
+    entry = ("a.txt", 8, deflate(text), zlib.crc32(text), len(text), 0)
+    (tmp_path / "overlap.zip").write_bytes(raw_zip([entry, ("b.txt", *entry[1:])], offsets=[0, 0]))
+    rows, _ = read(tmp_path / "overlap.zip")
+    assert [(r["source"]["uri"][:11], r["_drop"]) for r in rows] == [
+        ("zip://a.txt", None), ("zip://b.txt", "quarantine:decompression_bomb")
+    ]
+
+
+def test_member_uris_use_the_member_name_for_extensions():
+    from stages.readers.base import extension_of, strip_compression
+
+    uri = "zip://dir/a.b/docs.jsonl.gz::s3://bucket/x.zip"
+    assert extension_of(uri) == ".jsonl"
+    assert strip_compression(uri) == ("zip://dir/a.b/docs.jsonl::s3://bucket/x.zip", "gzip")
+    assert strip_compression("zip://dir/a.txt::s3://bucket/x.zip") == ("zip://dir/a.txt::s3://bucket/x.zip", None)
+    assert extension_of("s3://bucket/x.zip") == ".zip"
+    assert extension_of("/d/x.jsonl.bz2") == ".jsonl"
+
+
+def test_zip_members_read_from_s3(s3_server, tmp_path):
+    planted = fixture_archive(tmp_path / "a.zip")
+    uri = s3_server.upload(tmp_path / "a.zip", f"zip-{uuid.uuid4().hex[:6]}") + "a.zip"
+    rows, _ = read(uri, extractor="resiliparse", storage_options=s3_server.options("reader"))
+    per_member = Counter(r["source"]["uri"].split("::")[0][len("zip://") :] for r in rows)
+    assert per_member == planted
+    assert all(r["source"]["uri"].endswith("::" + uri) for r in rows)
+    local, _ = read(tmp_path / "a.zip", extractor="resiliparse")
+    assert sorted(str(r["text"]) for r in rows) == sorted(str(r["text"]) for r in local)
+
+
+def test_zstd_frame_walker_tells_cut_frames_from_complete_ones():
+    from stages.readers.compression import ZstdFrameWalker
+
+    c = zstandard.ZstdCompressor(write_checksum=True)
+    parts = [
+        c.compress(jsonl(LINES[:30])),
+        (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"skip!",
+        zstandard.ZstdCompressor(write_content_size=False).compress(jsonl(LINES[30:])),
+        c.compress(b""),
+    ]
+    data = b"".join(parts)
+    ends = {sum(len(p) for p in parts[:i]) for i in range(len(parts) + 1)}
+    for cut in range(len(data) + 1):
+        w = ZstdFrameWalker()
+        w.feed(data[:cut])
+        assert w.complete == (cut in ends), cut
+    w = ZstdFrameWalker()
+    for i in range(len(data)):  # byte by byte, as a stream may deliver it
+        w.feed(data[i : i + 1])
+        assert w.complete == (i + 1 in ends)
