@@ -1,4 +1,7 @@
-"""`refinery` command line. Exit codes: 0 ok, 1 runtime failure, 2 invalid config or input, 3 alerts raised."""
+"""`refinery` command line. Exit codes are in jobs/errors.py (0 ok, 1 failed, 2 invalid config or input, 3 alerts).
+
+Each subcommand lives in its own module under jobs/commands/ and registers itself with `@command`.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +9,28 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from refinery.config import ConfigError, RunConfig, load_config
+from refinery.config import RunConfig, load_config
+from refinery.progress import show_progress
+from refinery.registry import Registry
 
-EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_ALERT = 0, 1, 2, 3
 
-# Subcommands register here: name -> (add_arguments, handler). Keeps each command in its own module.
-COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+@dataclass(frozen=True)
+class Command:
+    name: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: Registry[Command] = Registry("command", "jobs.commands")
 
 
 def command(name: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
-    def deco(fn: Callable[[argparse.Namespace], int]):
-        COMMANDS[name] = (add_arguments, fn)
+    """Register the decorated function as `refinery <name>`."""
+
+    def deco(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS.add(name, Command(name, add_arguments, fn))
         return fn
 
     return deco
@@ -31,52 +44,27 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, str]:
+    """The validated config named on the command line (raises ConfigError listing every problem)."""
+    from refinery.config import ConfigError
+
     path = args.config_opt or args.config
     if not path:
         raise ConfigError("<args>", [("config", "no config file given")])
     return load_config(path, args.overrides), path
 
 
-@command("validate", add_config_args)
-def cmd_validate(args: argparse.Namespace) -> int:
-    try:
-        cfg, path = config_from_args(args)
-    except ConfigError as e:
-        print(e.render(), file=sys.stderr)
-        return EXIT_CONFIG
-    print(f"{path}: ok ({len(cfg.stages)} stage(s): {', '.join(s.stage for s in cfg.stages) or 'none'})")
-    return EXIT_OK
-
-
-@command("run", add_config_args)
-def cmd_run(args: argparse.Namespace) -> int:
-    from jobs.run import run_from_args
-
-    return run_from_args(args)
-
-
-def _load_extra_commands() -> None:
-    """Commands that live in their own modules (refresh, verify, audit-pii …) register on import."""
-    import importlib
-    import pkgutil
-
-    import jobs
-
-    for mod in pkgutil.iter_modules(jobs.__path__):
-        if mod.name.startswith("cmd_"):
-            importlib.import_module(f"jobs.{mod.name}")
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    _load_extra_commands()
+    show_progress()
     parser = argparse.ArgumentParser(prog="refinery", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (add_args, _) in COMMANDS.items():
-        add_args(sub.add_parser(name))
+    for name, cmd in sorted(COMMANDS.load().items()):
+        cmd.add_arguments(sub.add_parser(name))
     args = parser.parse_args(argv)
-    return COMMANDS[args.command][1](args)
+    return COMMANDS.get(args.command).handler(args)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m jobs.cli`: run the imported module, where the commands register
+    from jobs.cli import main as _main
+
+    sys.exit(_main())

@@ -24,27 +24,28 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import posixpath
-import signal
+import logging
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from refinery import runlog
-from refinery.commit import SUCCESS, OutputExistsError, committed_manifest, read_json
+from refinery.commit import SUCCESS, OutputExistsError, committed_manifest
 from refinery.config import RunConfig
-from refinery.datacard import render as render_datacard
-from refinery.drift import compare_profiles
 from refinery.faults import maybe_fail
-from refinery.fsio import InputFile, get_fs, join, list_inputs, write_bytes
-from refinery.lock import LeaseLock, LockHeld
-from refinery.monitoring import build_profile
+from refinery.fsio import InputFile, join, list_inputs
+from refinery.location import Location
+from refinery.monitoring.datacard import render as render_datacard
+from refinery.monitoring.drift import compare_profiles
+from refinery.monitoring.profile import build_profile
+from refinery.monitoring.report_html import render as render_html
+from refinery.monitoring.report_html import render_run
+from refinery.progress import progress
 from refinery.redact import scrub
-from refinery.report_html import render as render_html
-from refinery.report_html import render_run
-from refinery.snapshots import (
+from refinery.refresh import runlog
+from refinery.refresh.lock import LeaseLock, LockHeld
+from refinery.refresh.snapshots import (
     LATEST,
     REFRESH_STATE,
     SNAPSHOTS,
@@ -64,11 +65,11 @@ from refinery.snapshots import (
 )
 from refinery.state import GEN_PREFIX, MARKER, commit_generations
 
-EXIT_BUSY = 75  # EX_TEMPFAIL: another refresh holds the lock; try again later
 MONITORING = "monitoring.json"
 DATACARD = "DATACARD.md"
 REPORT_HTML = "report.html"
 RUN_REPORTS = "reports"  # <root>/reports/: reports of runs that published no snapshot
+log = logging.getLogger("refinery.refresh")
 RECENT_RUNS = 10  # run-log end lines shown in such a report
 
 
@@ -99,13 +100,9 @@ def derive_config(cfg: RunConfig, files: list[str], snap_uri: str) -> RunConfig:
 def check_refresh_root(root: str, so: dict[str, Any]) -> None:
     """A refresh writes only into an empty folder or one a refresh made (its `latest`, `snapshots/` or
     `_state/refresh/`): recovery deletes uncommitted snapshots, and that must never reach someone else's files."""
-    fs, path = get_fs(root, so)
-    try:
-        names = {posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)}
-    except FileNotFoundError:
-        return
-    names.discard(posixpath.basename(path.rstrip("/")))
-    ours = bool(names & {SNAPSHOTS, LATEST}) or fs.exists(join(path, REFRESH_STATE))
+    loc = Location(root, so)
+    names = set(loc.names())
+    ours = bool(names & {SNAPSHOTS, LATEST}) or loc.join(REFRESH_STATE).exists()
     if names and not ours:
         raise OutputExistsError(f"{root} is not empty and holds no refresh output ({', '.join(sorted(names)[:5])}); "
                                 "refusing to publish snapshots there. Choose an empty folder as output.uri")
@@ -172,13 +169,12 @@ def write_run_report(cfg: RunConfig, root: str, so: dict[str, Any], refresh_id: 
             "missing_inputs": result.missing_inputs, "latest": result.latest, "latest_counts": latest_counts,
             "alerts": result.alerts, "recent": recent,
         })
-        fs, path = get_fs(uri, so)
-        write_bytes(fs, path, page.encode())
+        Location(uri, so).write_bytes(page.encode())
     except Exception as e:  # reporting must not turn a finished run into a failure
-        print(f"[refresh] warning: could not write the run report {uri}: {type(e).__name__}: "
-              f"{scrub(str(e), cfg.secrets())[:300]}", file=sys.stderr)
+        log.warning("could not write the run report %s: %s: %s", uri, type(e).__name__,
+                    scrub(str(e), cfg.secrets())[:300])
         return None
-    print(f"[refresh] run report: {uri}")
+    progress("refresh run report: %s", uri)
     return rel
 
 
@@ -195,7 +191,7 @@ def _refresh_locked(cfg: RunConfig, config_source: str, root: str, so: dict[str,
         merged = {**known, **entries}
         if merged != known:  # touched files: same content, new metadata
             write_inputs_state(root, merged, latest, so)
-        print(f"[refresh] {len(files)} input(s), none new or changed; latest = {latest}")
+        progress("refresh: %d input(s), none new or changed; latest = %s", len(files), latest)
         seen = [{"uri": f.uri, "size": f.size, "etag": f.etag, "mtime": f.mtime,
                  "status": "unchanged" if entries[f.uri] == known.get(f.uri) else "touched",
                  "snapshot_id": entries[f.uri].get("snapshot_id")} for f in files]
@@ -208,7 +204,8 @@ def _refresh_locked(cfg: RunConfig, config_source: str, root: str, so: dict[str,
     snapshot_id = new_snapshot_id(root, run_key, date, so)
     snap = snapshot_uri(root, snapshot_id)
     derived = derive_config(cfg, [f.uri for f in todo], snap)
-    from jobs.pipeline import compute_run_id, run_pipeline
+    from jobs.pipeline import run_pipeline
+    from jobs.plan import compute_run_id
 
     run_id = compute_run_id(derived, todo)
     pending = {
@@ -222,8 +219,8 @@ def _refresh_locked(cfg: RunConfig, config_source: str, root: str, so: dict[str,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     write_pending(root, pending, so)
-    print(f"[refresh] {len(files)} input(s): {len(new)} new, {len(changed)} changed → snapshot {snapshot_id} "
-          f"(previous: {latest})")
+    progress("refresh: %d input(s): %d new, %d changed → snapshot %s (previous: %s)", len(files), len(new),
+             len(changed), snapshot_id, latest)
     lineage = {
         "snapshot_id": snapshot_id,
         "previous_snapshot": latest,
@@ -263,7 +260,7 @@ def publish(cfg: RunConfig, root: str, so: dict[str, Any], pending: dict[str, An
     snapshot_id = pending["snapshot_id"]
     snap = snapshot_uri(root, snapshot_id)
     alerts = write_monitoring(cfg, root, so, snapshot_id, pending)
-    _delete(join(snap, "_work"), so)  # the pipeline's emptied staging folder
+    Location(snap, so).join("_work").remove(recursive=True)  # the pipeline's emptied staging folder
     latest = read_latest(root, so) or {}
     if latest.get("snapshot_id") != snapshot_id:
         write_latest(root, snapshot_id, so)
@@ -284,23 +281,22 @@ def write_monitoring(cfg: RunConfig, root: str, so: dict[str, Any], snapshot_id:
 
     These files sit beside manifest.json (not under data/), so they do not change what `verify` checks."""
     snap = snapshot_uri(root, snapshot_id)
-    fs, path = get_fs(snap, so)
+    folder = Location(snap, so)
     prev_id = pending.get("previous_snapshot")
     prev_profile = None
     if prev_id:
-        try:
-            prev_profile = read_json(join(snapshot_uri(root, prev_id), MONITORING), so).get("profile")
-        except FileNotFoundError:
-            prev_profile = None
+        prev = Location(snapshot_uri(root, prev_id), so).join(MONITORING).read_json_or_none()
+        prev_profile = prev.get("profile") if isinstance(prev, dict) else None
     profile = build_profile(snap, so, cfg.monitoring, snapshot_id, prev_profile)
     drift, alerts = (compare_profiles(prev_profile, profile, cfg.monitoring) if prev_profile else (None, []))
     body = {"snapshot_id": snapshot_id, "previous_snapshot": prev_id, "profile": profile, "drift": drift, "alerts": alerts}
-    write_bytes(fs, join(path, MONITORING), json.dumps(body, indent=2, default=float).encode())
+    folder.join(MONITORING).write_bytes(json.dumps(body, indent=2, default=float).encode())
     manifest = committed_manifest(snap, so) or {}
-    report = read_json(join(snap, "report.json"), so)
+    report = folder.join("report.json").read_json()
     info = {**pending, "config_hash": pending.get("config_hash")}
-    write_bytes(fs, join(path, DATACARD), render_datacard(snapshot_id, manifest, report, profile, cfg.licenses, info).encode())
-    write_bytes(fs, join(path, REPORT_HTML), render_html(snapshot_id, profile, drift, alerts, info).encode())
+    card = render_datacard(snapshot_id, manifest, report, profile, cfg.licenses, info)
+    folder.join(DATACARD).write_bytes(card.encode())
+    folder.join(REPORT_HTML).write_bytes(render_html(snapshot_id, profile, drift, alerts, info).encode())
     return alerts
 
 
@@ -318,39 +314,39 @@ def recover(cfg: RunConfig, root: str, so: dict[str, Any]) -> tuple[list[str], l
             alerts = publish(cfg, root, so, pending)
             actions.append(f"rolled forward {sid}")
         else:
-            _delete(snapshot_uri(root, sid), so)
+            Location(snapshot_uri(root, sid), so).remove(recursive=True)
             _delete_uncommitted_generation(state_uri, pending["run_id"], so)
             clear_pending(root, so)
             actions.append(f"rolled back {sid}")
     # Folders without _SUCCESS that no pending record names (e.g. a crash before pending.json was cleared by an
     # older version): never visible, removed so nothing half-written lingers.
-    fs, snaps = get_fs(snapshots_uri(root), so)
-    if fs.exists(snaps):
-        committed = set(committed_snapshots(root, so))
-        for entry in fs.ls(snaps, detail=False):
-            sid = entry.rstrip("/").rsplit("/", 1)[-1]
-            if sid not in committed and not fs.exists(join(entry, SUCCESS)):
-                _delete(snapshot_uri(root, sid), so)
-                actions.append(f"removed uncommitted {sid}")
+    snaps = Location(snapshots_uri(root), so)
+    committed = set(committed_snapshots(root, so))
+    for entry in snaps.children():
+        if entry.name not in committed and not entry.join(SUCCESS).exists():
+            entry.remove(recursive=True)
+            actions.append(f"removed uncommitted {entry.name}")
     for a in actions:
-        print(f"[refresh] recovery: {a}")
+        progress("refresh recovery: %s", a)
     return actions, alerts
 
 
-def _delete(uri: str, so: dict[str, Any]) -> None:
-    fs, path = get_fs(uri, so)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-
-
 def _delete_uncommitted_generation(state_uri: str, run_id: str, so: dict[str, Any]) -> None:
-    fs, root = get_fs(state_uri, so)
-    if not fs.exists(root):
-        return
+    """Remove `gen-<run_id>` folders (any index under the state) that never got their commit marker."""
     target = f"{GEN_PREFIX}{run_id}"
-    for p in fs.find(root, withdirs=True, detail=False):
-        if p.rstrip("/").rsplit("/", 1)[-1] == target and fs.isdir(p) and not fs.exists(join(p, MARKER)):
-            fs.rm(p, recursive=True)
+    for marker_less in _folders_named(Location(state_uri, so), target):
+        if not marker_less.join(MARKER).exists():
+            marker_less.remove(recursive=True)
+
+
+def _folders_named(root: Location, name: str) -> list[Location]:
+    if not root.exists():
+        return []
+    out = []
+    for p in root.fs.find(root.path, withdirs=True, detail=False):
+        if p.rstrip("/").rsplit("/", 1)[-1] == name and root.fs.isdir(p):
+            out.append(Location(root.child_uri(p), root.storage_options))
+    return out
 
 
 def add_refresh_args(p: argparse.ArgumentParser) -> None:
@@ -362,44 +358,27 @@ def add_refresh_args(p: argparse.ArgumentParser) -> None:
 
 
 def refresh_from_args(args: argparse.Namespace) -> int:
-    from jobs.cli import EXIT_ALERT, EXIT_CONFIG, EXIT_FAIL, EXIT_OK, config_from_args
-    from refinery.config import ConfigError
-    from refinery.fsio import StorageError
+    from jobs.cli import config_from_args
+    from jobs.errors import EXIT_ALERT, EXIT_CONFIG, EXIT_OK, report, stop_signal
+    from jobs.ray_backend import catch_stop_signals
 
     try:
         cfg, path = config_from_args(args)
+    except Exception as e:
+        return report(e, [], "refresh")
+    try:
         date = dt.date.fromisoformat(args.date) if args.date else None
-    except ConfigError as e:
-        print(e.render(), file=sys.stderr)
-        return EXIT_CONFIG
     except ValueError as e:
         print(f"refinery: error: --date: {e}", file=sys.stderr)
         return EXIT_CONFIG
-    secrets = cfg.secrets()
-    from jobs.pipeline import Stopped, catch_stop_signals
-    from jobs.run import root_cause
-
     catch_stop_signals()
     try:
         result = refresh(cfg, path, date=date, lock_ttl_s=args.lock_ttl)
-    except LockHeld as e:
-        print(f"refinery: refresh refused: {scrub(str(e), secrets)}", file=sys.stderr)
-        return EXIT_BUSY
-    except (Stopped, KeyboardInterrupt, SystemExit) as e:
-        if isinstance(e, SystemExit) and e.code != signal.SIGTERM:  # ray.init's own SIGTERM handler exits 15
+    except BaseException as e:
+        if not isinstance(e, Exception) and stop_signal(e) is None:
             raise
-        signum = getattr(e, "signum", signal.SIGTERM if isinstance(e, SystemExit) else signal.SIGINT)
-        print(f"refinery: refresh stopped by {signal.Signals(signum).name}; the next refresh recovers "
-              "(rolls the pending snapshot forward or back)", file=sys.stderr)
-        return 128 + int(signum)
-    except Exception as e:
-        cause = root_cause(e)
-        if isinstance(cause, StorageError | OutputExistsError):
-            print(f"refinery: error: {scrub(str(cause), secrets)}", file=sys.stderr)
-            return EXIT_CONFIG
-        print(f"refinery: refresh failed: {type(cause).__name__}: {scrub(str(cause), secrets)[:2000]}",
-              file=sys.stderr)
-        return EXIT_FAIL
+        return report(e, cfg.secrets(), "refresh",
+                      stop_note="the next refresh recovers (rolls the pending snapshot forward or back)")
     root = cfg.output.uri.rstrip("/")
     print(f"refresh: {result.outcome}; latest = {result.snapshot_id} (previous {result.previous_snapshot})")
     if result.counts:

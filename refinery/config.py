@@ -18,8 +18,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from refinery.redact import redact_mapping, redact_uri, uri_has_userinfo
 
-FORMATS = ("auto", "jsonl", "parquet", "text", "html", "warc", "image", "audio")
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -37,9 +35,20 @@ def _no_credentials(uri: str | None) -> str | None:
 SafeUri = Annotated[str, AfterValidator(_no_credentials)]
 
 
+def _known_format(name: str) -> str:
+    """Formats are whatever readers are registered (stages/readers/): one registry, no list to keep in step."""
+    from stages.readers import format_names
+
+    known = format_names()
+    if name not in known:
+        raise ValueError(f"unknown format {name!r} (known: {', '.join(known)})")
+    return name
+
+
 class InputConfig(_Strict):
     uri: SafeUri = Field(description="file, folder, glob or any fsspec URL (s3://bucket/prefix/)")
-    format: Literal["auto", "jsonl", "parquet", "text", "html", "warc", "image", "audio"] = "auto"
+    format: Annotated[str, AfterValidator(_known_format)] = Field(
+        default="auto", description="a reader's format (stages/readers/), or auto: by extension")
     text_field: str = "text"
     id_field: str | None = None
     # Ids are the user's and may repeat (ids numbered per shard are common); nothing relies on them being unique.
@@ -92,7 +101,7 @@ class RayConfig(_Strict):
 
 
 class MonitoringConfig(_Strict):
-    """Drift and bias thresholds of the refresh monitoring report (refinery/drift.py, refinery/monitoring.py).
+    """Drift and bias thresholds of the refresh monitoring report (refinery/monitoring/drift.py, refinery/monitoring/profile.py).
 
     Exceeding a drift threshold raises an alert (exit code 3). Monitoring never changes the data, so this section
     is left out of the config hash (run ids stay the same when only a threshold changes).
@@ -117,6 +126,8 @@ class MonitoringConfig(_Strict):
 class StageSpec(_Strict):
     stage: str
     params: dict[str, Any] = Field(default_factory=dict)
+    # Overrides of the stage's declared resources (num_cpus, num_gpus, memory_mb), checked like every other key.
+    resources: dict[str, Any] | None = None
 
 
 class QuarantineConfig(_Strict):
@@ -241,13 +252,13 @@ def parse_config(text: str, source: str = "<config>", overrides: list[str] | Non
 
 
 def _validate_stages(stages: Any, where) -> list[tuple[str, str]]:
-    from refinery.stage import discover
+    from refinery.stage import BASE_COLUMNS, discover
 
     if not isinstance(stages, list):
         return []
     registry = discover()
     errors: list[tuple[str, str]] = []
-    available = {"id", "text", "modality", "media", "source", "meta", "run_id"}
+    available = set(BASE_COLUMNS)
     for i, spec in enumerate(stages):
         if not isinstance(spec, dict) or not isinstance(spec.get("stage"), str):
             continue
@@ -265,11 +276,16 @@ def _validate_stages(stages: Any, where) -> list[tuple[str, str]]:
         except ValidationError as e:
             errors += [(where(("stages", i, "params", *err["loc"])), _message(err)) for err in e.errors()]
             continue
-        missing = [c for c in cls.requires if c not in available]
+        if isinstance(spec.get("resources"), dict):
+            try:
+                inst.resources.with_(**spec["resources"])
+            except ValidationError as e:
+                errors += [(where(("stages", i, "resources", *err["loc"])), _message(err)) for err in e.errors()]
+        missing = [c for c in inst.requires() if c not in available]
         if missing:
-            errors.append(
-                (where(("stages", i, "stage")), f"stage {name!r} needs column(s) {missing} that no earlier stage makes")
-            )
+            hint = " (add a `langid` stage before it)" if missing == ["lang"] else ""
+            errors.append((where(("stages", i, "stage")),
+                           f"stage {name!r} needs column(s) {missing} that no earlier stage makes{hint}"))
         available.update(f.name for f in inst.output_fields())
     return errors
 

@@ -11,8 +11,6 @@ its own file and two batches holding the same ids never overwrite each other.
 from __future__ import annotations
 
 import math
-import posixpath
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from refinery.fsio import get_fs, join
+from refinery.location import Location
 from refinery.schema import DROP_COL, QUARANTINE_PREFIX, stable_id
 
 HASH_TYPE = pa.binary(16)
@@ -40,7 +38,7 @@ def document_rows(batch: pa.Table) -> pa.Table:
     return batch.filter(pc.invert(synthetic))
 
 
-def write_id_hashes(uri: str, storage_options: dict[str, Any], rows: pa.Table, nparts: int) -> None:
+def write_id_hashes(folder: Location, rows: pa.Table, nparts: int) -> None:
     """Write the 128-bit hashes of `rows["id"]`, partitioned by hash, named after the rows' source locations."""
     if rows.num_rows == 0:
         return
@@ -51,26 +49,20 @@ def write_id_hashes(uri: str, storage_options: dict[str, Any], rows: pa.Table, n
     src = rows["source"].combine_chunks()
     where = zip(pc.struct_field(src, "uri").to_pylist(), pc.struct_field(src, "offset").to_pylist(), strict=True)
     tag = xxhash.xxh3_128_hexdigest("\n".join(stable_id(u or "", o or 0) for u, o in where).encode())
-    fs, root = get_fs(uri, storage_options)
     for k in np.unique(part):
         sel = np.flatnonzero(part == k)
-        d = join(root, f"p-{int(k):05d}")
-        fs.makedirs(d, exist_ok=True)
-        with fs.open(join(d, f"part-{tag}.parquet"), "wb") as f:
+        d = folder.join(f"p-{int(k):05d}")
+        d.makedirs()
+        with d.join(f"part-{tag}.parquet").open("wb") as f:
             pq.write_table(pa.table({"h": hashes.take(pa.array(sel))}), f, compression="zstd")
 
 
-def count_duplicates(uri: str, storage_options: dict[str, Any], k: int) -> int:
+def count_duplicates(folder: Location, k: int) -> int:
     """Rows minus distinct ids in partition k."""
-    fs, root = get_fs(uri, storage_options)
-    d = join(root, f"p-{k:05d}")
-    if not fs.exists(d):
-        return 0
     parts = []
-    for p in sorted(fs.ls(d, detail=False)):
-        if posixpath.basename(p).endswith(".parquet"):
-            with fs.open(p, "rb") as f:
-                parts.append(pq.read_table(f)["h"])
+    for loc in folder.join(f"p-{k:05d}").find(".parquet"):
+        with loc.open("rb") as f:
+            parts.append(pq.read_table(f)["h"])
     if not parts:
         return 0
     col = pa.chunked_array([c for t in parts for c in t.chunks], HASH_TYPE)

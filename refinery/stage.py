@@ -6,19 +6,27 @@ it would drop that row (or null); the runner decides — from the stage's ``acti
 drops the row or is only recorded in ``flagged``. That keeps "annotate, then filter" in one place instead of in
 every stage.
 
-A global stage (dedup) needs the whole corpus and implements ``apply(ds, ctx)`` on a Ray Dataset instead.
+A global stage (dedup) needs the whole corpus and implements ``apply(ds, ctx)``: it receives an opaque dataset
+of live rows and asks `ctx` (a `GlobalContext`, backed by the execution backend in jobs/ray_backend/) to map
+over it, to run waves of tasks, and to build the dataset it returns. It never imports Ray either.
+
+Stages are generic in their params: ``class MyStage(Stage[MyParams])`` sets ``Params`` and types
+``self.params`` as ``MyParams``.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Generic, Literal, Protocol, TypeVar, get_args, get_origin
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
+
+from refinery.location import Location
+from refinery.registry import Registry
+from refinery.schema import BASE_FIELDS
 
 # Value types for params, so an impossible value (a negative count, a share above 1) is a config error with
 # its location instead of a filter that silently keeps or drops everything.
@@ -27,14 +35,31 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(gt=0)]
 
+BASE_COLUMNS = frozenset(f.name for f in BASE_FIELDS)
+
 
 class Resources(BaseModel):
-    """What one worker of this stage needs; Ray uses it for placement (GPU stages land on GPU nodes)."""
+    """What one worker of a stage needs. The backend honours all three: GPU stages land on GPU nodes, and
+    `memory_mb` keeps Ray from packing more workers on a node than its memory holds. A config may override any
+    of them per stage (`resources:` next to `params:`)."""
 
-    model_config = ConfigDict(extra="forbid")
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    memory_mb: int | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    num_cpus: float = Field(default=1.0, ge=0)
+    num_gpus: float = Field(default=0.0, ge=0)
+    memory_mb: int | None = Field(default=None, gt=0)
+
+    def with_(self, **overrides: Any) -> Resources:
+        """These resources with some fields replaced (validated like a config)."""
+        return Resources.model_validate({**self.model_dump(), **overrides})
+
+    def ray_options(self) -> dict[str, Any]:
+        """As Ray task/actor options."""
+        opts: dict[str, Any] = {"num_cpus": self.num_cpus}
+        if self.num_gpus:
+            opts["num_gpus"] = self.num_gpus
+        if self.memory_mb:
+            opts["memory"] = self.memory_mb * (1 << 20)
+        return opts
 
 
 class StageParams(BaseModel):
@@ -48,37 +73,57 @@ class FilterParams(StageParams):
 
 
 StageResult = tuple[pa.Table, "pa.Array | None"]
+P = TypeVar("P", bound=StageParams)
 
 
-class Stage:
+class Stage(ABC, Generic[P]):
     name: ClassVar[str]
     Params: ClassVar[type[StageParams]] = StageParams
-    resources: ClassVar[Resources] = Resources()
-    requires: ClassVar[tuple[str, ...]] = ("id", "text")
+    resources: Resources = Resources()  # class default; the config may override it per stage
     # Stateful stages (models) run on an actor pool so the model loads once per worker; stateless ones run as
     # tasks that Ray can fuse with their neighbours.
-    stateful: ClassVar[bool] = False
+    stateful: bool = False
     kind: ClassVar[Literal["batch", "global"]] = "batch"
+    params: P
 
-    def __init__(self, params: StageParams | Mapping[str, Any] | None = None) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """`class X(Stage[XParams])` sets `X.Params = XParams`, so the type is written once."""
+        super().__init_subclass__(**kwargs)
+        if "Params" in cls.__dict__:
+            return
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin = get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, Stage):
+                (arg,) = get_args(base)
+                if isinstance(arg, type) and issubclass(arg, StageParams):
+                    cls.Params = arg
+
+    def __init__(self, params: P | Mapping[str, Any] | None = None, resources: Resources | None = None) -> None:
         if params is None or isinstance(params, Mapping):
-            params = self.Params(**(params or {}))
-        self.params = params
+            params = self.Params(**(params or {}))  # type: ignore[assignment]
+        self.params = params  # type: ignore[assignment]
+        if resources is not None:
+            self.resources = resources
 
     @property
     def action(self) -> str:
         return getattr(self.params, "action", "drop")
 
+    def requires(self) -> tuple[str, ...]:
+        """Columns that must exist before this stage (checked at config validation, with the stage's location).
+        May depend on the params: a filter limited to some languages needs `lang`."""
+        return ("id", "text")
+
     def output_fields(self) -> list[pa.Field]:
         """Columns this stage adds, so the committed schema is known before any data flows."""
         return []
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 (optional hook, empty by default)
         """Load heavy resources (models); called once per worker before the first batch."""
 
+    @abstractmethod
     def process(self, batch: pa.Table) -> StageResult:
         """Return the annotated batch and an array of drop reasons (null = keep), or None if nothing drops."""
-        raise NotImplementedError
 
     def summarize(self, kept: pa.Table) -> dict[str, float]:
         """Counters for report.json computed from committed rows (e.g. PII counts by type), summed over batches."""
@@ -88,67 +133,79 @@ class Stage:
         return self.process(batch)
 
 
-class GlobalStage(Stage):
+class GlobalBackend(Protocol):
+    """What the execution backend does for a global stage (jobs/ray_backend implements it with Ray)."""
+
+    def map_collect(self, ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int, resources: Resources,
+                    name: str) -> list[dict[str, Any]]: ...
+
+    def run_wave(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], resources: Resources,
+                 name: str) -> list[Any]: ...
+
+    def dataset_from(self, fn: Callable[[Any], pa.Table | None], items: Sequence[Any], name: str) -> Any: ...
+
+
+@dataclass
+class GlobalContext:
+    """What a global stage may use: where to keep intermediates and state, the cluster's size, and the backend
+    that runs its steps (so a stage reads as the steps of its algorithm, not as Ray Data calls)."""
+
+    work: Location  # run-private scratch (resumable intermediates)
+    state: Location  # persisted indexes shared across runs (next to the output)
+    backend: GlobalBackend
+    label: str = ""
+    num_cpus: int = 1  # CPUs of the cluster
+    num_gpus: float = 0.0  # GPUs of the cluster
+    input_bytes: int = 0  # Parquet bytes of the checkpoint the stage reads (sizes its partitions)
+    resources: Resources = field(default_factory=Resources)  # the stage's, config overrides applied
+
+    def map_collect(self, ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int,
+                    resources: Resources | None = None) -> list[dict[str, Any]]:
+        """Run `fn` over every slice of at most `rows` rows of `ds` (with the stage's resources) and return the
+        rows of the small tables it returns (counters, partitions written), never the data."""
+        return self.backend.map_collect(ds, fn, rows, resources or self.resources, f"{self.label}:map")
+
+    def run_wave(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], name: str | None = None) -> list[Any]:
+        """fn(*a) for each a, as parallel tasks (one CPU each, the stage's memory); their small results in order."""
+        res = Resources(num_cpus=1, memory_mb=self.resources.memory_mb)
+        return self.backend.run_wave(fn, args, res, f"{self.label}:{name or getattr(fn, '__name__', 'wave').lstrip('_')}")
+
+    def dataset_from(self, fn: Callable[[Any], pa.Table | None], items: Sequence[Any]) -> Any:
+        """The dataset this stage returns: fn(item) for each item, one task each (tables of the same rows and
+        columns it was given, plus its own, and `_drop` for rows to drop)."""
+        return self.backend.dataset_from(fn, items, self.label)
+
+
+class GlobalStage(Stage[P]):
     """A stage that needs the whole corpus. ``apply`` receives only live rows and may set ``_drop``."""
 
     kind = "global"
 
-    def apply(self, ds: Any, ctx: GlobalContext) -> Any:  # ray.data.Dataset -> ray.data.Dataset
-        raise NotImplementedError
+    @abstractmethod
+    def apply(self, ds: Any, ctx: GlobalContext) -> Any:
+        """Return the dataset of the same rows with this stage's columns and `_drop` set for rows to drop."""
 
     def process(self, batch: pa.Table) -> StageResult:  # pragma: no cover - global stages have no batch path
         raise TypeError(f"{self.name} is a global stage; use apply()")
 
 
-@dataclass
-class GlobalContext:
-    """What a global stage may use: where to keep intermediates and state, and how to reach storage."""
-
-    work_uri: str  # run-private scratch prefix (resumable intermediates)
-    state_uri: str  # persisted indexes shared across runs (next to the output)
-    storage_options: dict[str, Any] = field(default_factory=dict)
-    num_cpus: int = 1
-    label: str = ""
-    input_bytes: int = 0  # Parquet bytes of the checkpoint the stage reads (sizes its partitions)
+STAGES: Registry[type[Stage[Any]]] = Registry("stage", "stages", skip=("stages.readers",))
+register = STAGES.decorator(lambda cls: getattr(cls, "name", ""))
 
 
-_REGISTRY: dict[str, type[Stage]] = {}
-_DISCOVERED = False
+def discover() -> dict[str, type[Stage[Any]]]:
+    """Every registered stage by name (imports every module under `stages/` once)."""
+    return STAGES.load()
 
 
-def register(cls: type[Stage]) -> type[Stage]:
-    """Class decorator: make a stage usable by name in configs."""
-    name = getattr(cls, "name", None)
-    if not name:
-        raise TypeError(f"{cls.__qualname__} needs a `name`")
-    other = _REGISTRY.get(name)
-    if other is not None and other is not cls and other.__qualname__ != cls.__qualname__:
-        raise ValueError(f"stage name {name!r} is used by both {other.__module__} and {cls.__module__}")
-    _REGISTRY[name] = cls
-    return cls
+def get_stage(name: str) -> type[Stage[Any]]:
+    return STAGES.get(name)
 
 
-def discover() -> dict[str, type[Stage]]:
-    """Import every module under `stages/` once so their @register decorators run."""
-    global _DISCOVERED
-    if not _DISCOVERED:
-        import stages
-
-        for mod in pkgutil.walk_packages(stages.__path__, prefix="stages."):
-            if mod.name.startswith("stages.readers"):
-                continue
-            importlib.import_module(mod.name)
-        _DISCOVERED = True
-    return dict(_REGISTRY)
-
-
-def get_stage(name: str) -> type[Stage]:
-    registry = discover()
-    if name not in registry:
-        raise KeyError(name)
-    return registry[name]
-
-
-def build_stage(name: str, params: Mapping[str, Any] | None) -> Stage:
+def build_stage(name: str, params: Mapping[str, Any] | None, resources: Mapping[str, Any] | None = None) -> Stage[Any]:
+    """A stage from its config entry: params validated by its Params model, resources over its defaults."""
     cls = get_stage(name)
-    return cls(cls.Params(**(params or {})))
+    stage = cls(cls.Params(**(params or {})))
+    if resources:
+        stage.resources = stage.resources.with_(**resources)
+    return stage

@@ -11,7 +11,8 @@ from __future__ import annotations
 import posixpath
 from typing import Any
 
-from refinery.fsio import get_fs, join, write_bytes
+from refinery.fsio import join
+from refinery.location import Location
 
 MARKER = "_COMMITTED"
 GEN_PREFIX = "gen-"
@@ -23,26 +24,23 @@ def generation_uri(index_uri: str, run_id: str) -> str:
 
 def committed_generations(index_uri: str, storage_options: dict[str, Any] | None = None) -> list[str]:
     """Paths (within the filesystem) of the Parquet files of every committed generation, sorted."""
-    fs, root = get_fs(index_uri, storage_options)
-    if not fs.exists(root):
-        return []
     files: list[str] = []
-    for entry in sorted(fs.ls(root, detail=False)):
-        name = posixpath.basename(entry.rstrip("/"))
-        if name.startswith(GEN_PREFIX) and fs.exists(join(entry, MARKER)):
-            files += sorted(p for p in fs.find(entry) if p.endswith(".parquet"))
+    for gen in Location(index_uri, storage_options).children():
+        if gen.name.startswith(GEN_PREFIX) and gen.join(MARKER).exists():
+            files += [f.path for f in gen.find(".parquet")]
     return files
 
 
 def commit_generations(state_uri: str, run_id: str, storage_options: dict[str, Any] | None = None) -> list[str]:
     """Mark every `gen-<run_id>` folder under `state_uri` as committed; returns the folders marked."""
-    fs, root = get_fs(state_uri, storage_options)
-    if not fs.exists(root):
+    state = Location(state_uri, storage_options)
+    if not state.exists():
         return []
     marked = []
     target = f"{GEN_PREFIX}{run_id}"
-    for path in fs.find(root, withdirs=True, detail=False):
-        if posixpath.basename(path.rstrip("/")) == target and fs.isdir(path):
-            write_bytes(fs, join(path, MARKER), run_id.encode())
+    for path in state.fs.find(state.path, withdirs=True, detail=False):
+        if posixpath.basename(path.rstrip("/")) == target and state.fs.isdir(path):
+            gen = Location(state.child_uri(path), storage_options)
+            gen.join(MARKER).write_bytes(run_id.encode())
             marked.append(path)
     return marked

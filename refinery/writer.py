@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from refinery.accounting import batch_stats
-from refinery.fsio import get_fs, join, protocol_of, put_file
 from refinery.ids import document_rows, write_id_hashes
+from refinery.location import Location
 from refinery.schema import (
     DETAIL_COL,
     DROP_COL,
@@ -77,32 +77,29 @@ class PartWriter:
 
     def __init__(
         self,
-        staging_uri: str,
-        storage_options: dict[str, Any],
+        staging: Location,
         schema: pa.Schema,
         compression: str = "zstd",
         target_bytes: int = 128 << 20,
         summarizers: list[Any] | None = None,
         row_group_rows: int = 64 * 1024,
-        ids_uri: str | None = None,
+        id_hashes: Location | None = None,
         id_parts: int = 1,
         raw_scrub: Callable[[list[bytes | None]], list[bytes | None]] | None = None,
     ):
-        self.staging_uri = staging_uri
+        self.staging = staging
         self.row_group_rows = row_group_rows  # checkpoints use small groups: each is one parallel read item
-        self.storage_options = storage_options
         self.schema = schema
         self.compression = None if compression == "none" else compression
         self.target_bytes = target_bytes
         self.summarizers = summarizers or []  # (label, stage) pairs whose summarize() feeds report counters
-        self.ids_uri = ids_uri  # where to leave id hashes for the duplicate-id count (refinery/ids.py), if counted
+        self.id_hashes = id_hashes  # where to leave id hashes for the duplicate-id count (refinery/ids.py)
         self.id_parts = id_parts
         self.raw_scrub = raw_scrub  # applied to quarantined raw bytes before they are written (PII)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        fs, root = get_fs(self.staging_uri, self.storage_options)
-        if self.ids_uri:
-            write_id_hashes(self.ids_uri, self.storage_options, document_rows(batch), self.id_parts)
+        if self.id_hashes is not None:
+            write_id_hashes(self.id_hashes, document_rows(batch), self.id_parts)
         alive, dead = split_alive(batch)
         records: list[dict[str, Any]] = []
         counters: dict[str, float] = {}
@@ -112,7 +109,7 @@ class PartWriter:
                 for k, v in stage.summarize(alive).items():
                     counters[f"{label}.{k}"] = counters.get(f"{label}.{k}", 0) + v
             for part in self._split(alive):
-                records.append(self._write(fs, root, "data", part))
+                records.append(self._write("data", part))
         if dead is not None and dead.num_rows:
             is_q = pc.starts_with(dead[DROP_COL], QUARANTINE_PREFIX)
             q = dead.filter(is_q)
@@ -122,9 +119,9 @@ class PartWriter:
                 if self.raw_scrub is not None:
                     raw = pa.array(self.raw_scrub(table["raw"].to_pylist()), pa.large_binary())
                     table = table.set_column(table.schema.get_field_index("raw"), "raw", raw)
-                records.append(self._write(fs, root, "quarantine", table))
+                records.append(self._write("quarantine", table))
             if d.num_rows:
-                records.append(self._write(fs, root, "droplog", _droplog_table(d)))
+                records.append(self._write("droplog", _droplog_table(d)))
         stats = batch_stats(alive if alive.num_rows else None, dead, counters)
         records.append({"kind": "stats", "path": None, "rows": batch.num_rows, "bytes": 0, "sha256": None, "stats": json.dumps(stats)})
         return pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
@@ -137,9 +134,9 @@ class PartWriter:
             return [table]
         return row_slices(table, -(-table.num_rows // n_parts))
 
-    def _write(self, fs, root: str, kind: str, table: pa.Table) -> dict[str, Any]:
-        local = protocol_of(fs) == "file"
-        tmp_dir = join(root, kind) if local else None
+    def _write(self, kind: str, table: pa.Table) -> dict[str, Any]:
+        folder = self.staging.join(kind)
+        tmp_dir = folder.path if folder.is_local else None  # local: write beside the target, then rename
         if tmp_dir:
             os.makedirs(tmp_dir, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=tmp_dir)
@@ -149,7 +146,7 @@ class PartWriter:
             digest = _sha256_file(tmp)
             size = os.path.getsize(tmp)
             name = f"part-{digest[:32]}.parquet"
-            put_file(fs, tmp, join(root, kind, name))
+            folder.join(name).put_file(tmp)
             if _TEST_WRITE_DELAY:
                 time.sleep(_TEST_WRITE_DELAY)
         finally:

@@ -7,7 +7,7 @@ no cache can help either side across documents):
     GopherRepetitionFilter → GopherQualityFilter → C4QualityFilter → FineWebQualityFilter, chained generators
     (how a datatrove pipeline runs them), default parameters.
   - ours: langid(languages=[en], min_score=0.65) → gopher_repetition → gopher_quality → c4_quality →
-    fineweb_quality through jobs.stage_runner.apply_group (the code a Ray worker runs) on Arrow batches.
+    fineweb_quality through refinery.stage_group.apply_group (the code a Ray worker runs) on Arrow batches.
 It also times each rule set alone (from raw text, our token cache cleared first, so each pays its own
 tokenization). docs/s per core = documents / CPU seconds of this process (the machine is shared; CPU time is
 steadier than wall time), wall figures are printed too.
@@ -61,8 +61,8 @@ def datatrove_chain(texts: list[str], which: tuple[str, ...], with_lid: bool) ->
 def ours_chain(texts: list[str], which: tuple[str, ...], with_lid: bool, batch_rows: int = 1024) -> int:
     import pyarrow as pa
 
-    from jobs.stage_runner import apply_group, build_group
     from refinery.schema import DROP_COL
+    from refinery.stage_group import apply_group, build_group
 
     specs = []
     if with_lid:
@@ -87,7 +87,7 @@ def main() -> None:
 
     from eval_quality_agreement import load_documents
 
-    from stages import text_signals as ts
+    from stages.quality import tokenizer as qtok
 
     docs = [d for d in load_documents() if d["source"] != "lingua"]
     warm = [d["text"] for d in load_documents() if d["source"] == "lingua"][:200]
@@ -103,11 +103,11 @@ def main() -> None:
     if not args.skip_single:
         cases += [(name, (name,), False) for name in QUALITY]
     for label, which, lid in cases:
-        ts._CACHE.data.clear()
-        ts._CACHE.tokens = 0
+        qtok._CACHE.data.clear()
+        qtok._CACHE.tokens = 0
         kept_dt, w_dt, c_dt = _timed(lambda: datatrove_chain(texts, which, lid))  # noqa: B023
-        ts._CACHE.data.clear()
-        ts._CACHE.tokens = 0
+        qtok._CACHE.data.clear()
+        qtok._CACHE.tokens = 0
         kept_us, w_us, c_us = _timed(lambda: ours_chain(texts, which, lid))  # noqa: B023
         row = (label, n / c_dt, n / c_us, (n / c_us) / (n / c_dt), n / w_dt, n / w_us, kept_dt, kept_us)
         rows.append(row)

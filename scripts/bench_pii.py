@@ -36,7 +36,7 @@ def density(docs: list[dict]) -> str:
 
 
 def bench_presidio(texts: list[str], model: str | None) -> tuple[float, float]:
-    from stages.pii import build_presidio
+    from stages.pii.scrub import build_presidio
 
     eng = build_presidio(model)
     ents = ["EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "CRYPTO", "PHONE_NUMBER"]
@@ -52,7 +52,7 @@ def bench_presidio(texts: list[str], model: str | None) -> tuple[float, float]:
 def bench_stage(texts: list[str], params: dict, batch: int = 1024,
                 meta: list[str | None] | None = None) -> tuple[float, float, dict, list]:
     """docs/s per core and wall of the stage on these texts (with a `meta` JSON column when given)."""
-    from stages.pii import Pii
+    from stages.pii.scrub import Pii
 
     stage = Pii(params)
     stage.setup()
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--ner-docs", type=int, default=300)
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "pii.md"))
     args = ap.parse_args()
-    from stages.pii import resolve_model
+    from stages.pii.scrub import resolve_model
 
     model = resolve_model("auto")
     corpora = {"dense": make_planted(args.docs, seed=11), "sparse": make_planted(args.docs, seed=12, per_doc=(1, 2), pii_share=0.2)}

@@ -101,7 +101,8 @@ def run_ours(inp: Path, work: Path, params: dict, stage: str = "fuzzy_dedup") ->
     """Our pipeline in drop mode; returns the kept ids and the stage's seconds (report.json)."""
     import pyarrow.parquet as pq
 
-    from jobs.pipeline import init_ray, run_pipeline
+    from jobs.pipeline import run_pipeline
+    from jobs.ray_backend.cluster import init_ray
     from refinery.config import parse_config
 
     out = work / f"ours-{stage}"
@@ -111,7 +112,7 @@ def run_ours(inp: Path, work: Path, params: dict, stage: str = "fuzzy_dedup") ->
     import yaml
 
     c = parse_config(yaml.safe_dump(cfg))
-    init_ray(c)
+    init_ray(c.ray)
     r = run_pipeline(c)
     kept: set[str] = set()
     for f in r.manifest["files"]:

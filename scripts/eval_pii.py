@@ -92,7 +92,7 @@ _IBAN_CC = {"DE": 18, "GB": 18, "FR": 23, "NL": 14, "ES": 20, "IT": 23, "CH": 17
 def _luhn_complete(prefix: str, length: int, rng: random.Random) -> str:
     body = prefix + "".join(rng.choice("0123456789") for _ in range(length - len(prefix) - 1))
     for d in "0123456789":
-        from stages.pii_patterns import luhn_ok
+        from stages.pii.patterns import luhn_ok
 
         if luhn_ok(body + d):
             return body + d
@@ -187,7 +187,7 @@ def make_planted(n: int, seed: int = 7, per_doc: tuple[int, int] = (1, 4), pii_s
 # ------------------------------------------------------------------ systems
 
 def presidio_system(model: str | None):
-    from stages.pii import build_presidio
+    from stages.pii.scrub import build_presidio
 
     eng = build_presidio(model)
     ents = ["EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "CRYPTO", "PHONE_NUMBER"]
@@ -207,7 +207,7 @@ def presidio_system(model: str | None):
 def stage_system(params: dict):
     import pyarrow as pa
 
-    from stages.pii import Pii
+    from stages.pii.scrub import Pii
 
     stage = Pii(params)
     stage.setup()
@@ -225,7 +225,7 @@ def stage_system(params: dict):
 
 
 def anonymize(text: str, spans: list[tuple[int, int, str]]) -> str:
-    from stages.pii_patterns import Span, resolve_overlaps
+    from stages.pii.patterns import Span, resolve_overlaps
 
     merged = resolve_overlaps([Span(a, b, t, 1.0) for a, b, t in spans])
     parts, pos = [], 0
@@ -275,11 +275,11 @@ def phone_false_positives(n_docs: int) -> dict:
             if d["lang"] == "en":
                 texts.append(d["text"])
     texts = texts[:n_docs]
-    from stages.pii_patterns import find_patterns
+    from stages.pii.patterns import find_patterns
 
     ours = sum(len(find_patterns(t, ["PHONE_NUMBER"])) for t in texts)
     pres = presidio_system(None)
-    from stages.pii import build_presidio
+    from stages.pii.scrub import build_presidio
 
     eng = build_presidio(None)
     theirs = sum(len(eng.analyze(t, language="en", entities=["PHONE_NUMBER"], score_threshold=0.4)) for t in texts)
@@ -297,7 +297,7 @@ def media_check() -> list[dict]:
 
     from PIL import Image
 
-    from stages.media_metadata import scrub_media_bytes
+    from stages.pii.media_metadata import scrub_media_bytes
 
     def gps(b: bytes) -> int:
         ex = Image.open(io.BytesIO(b)).getexif()
@@ -336,7 +336,7 @@ def render(results: dict, meta: dict) -> str:
         "values still present verbatim in the anonymized text (all predicted spans replaced, overlaps merged).",
         "Systems: `presidio` = presidio-analyzer 2.2 AnalyzerEngine alone (score ≥ 0.4), built explicitly;",
         "`ours` = the `pii` stage, `engine: fast` (prefilter + validated regexes + batched spaCy NER + name",
-        "propagation + the name rules of stages/pii_names.py: Census given names that are not English words,",
+        "propagation + the name rules of stages/pii/names.py: Census given names that are not English words,",
         "\"my name is …\" cues, dialogue speakers, recased all-lowercase text); `ours + NER, no name rules` =",
         "the same with `name_rules: false` (the stage before those rules).",
         f"NER model: `{meta['model']}` (unofficial PyPI re-upload of en_core_web_sm; install the",
@@ -376,7 +376,7 @@ def render(results: dict, meta: dict) -> str:
     media = meta.get("media")
     if media:
         lines += ["## Image metadata (../shared/data/images/exif)", "",
-                  f"{len(media)} real camera photos through `stages/media_metadata.py` (the `pii` stage's media path). "
+                  f"{len(media)} real camera photos through `stages/pii/media_metadata.py` (the `pii` stage's media path). "
                   "GPS = entries of the GPS IFD plus the pointer; pixels compared as SHA-256 of Pillow's decoded "
                   "pixel buffer.", "",
                   "| file | GPS tags before | after | decoded pixels equal | bytes | removed |", "|---|---|---|---|---|---|"]
@@ -397,7 +397,7 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from stages.pii import resolve_model
+    from stages.pii.scrub import resolve_model
 
     model = resolve_model(args.model)
     synth = load_synth()

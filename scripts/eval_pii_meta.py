@@ -71,7 +71,7 @@ def fixture_values() -> dict[str, list[str]]:
 
 
 def run_meta(stage_params: dict, metas: list[str]) -> list[str]:
-    from stages.pii import Pii
+    from stages.pii.scrub import Pii
 
     n = len(metas)
     t = pa.table({"id": [str(i) for i in range(n)], "text": pa.array([""] * n, pa.large_string()),
@@ -89,7 +89,7 @@ def domains(metas: list[str]) -> list[str | None]:
 def false_positives(rows_by_source: dict[str, list[dict]], params: dict) -> list[str]:
     lines = ["| source | rows | string values | scanned (not excluded) | changed | changed by key | placeholders by type "
              "| hosts unchanged |", "|---|---|---|---|---|---|---|---|"]
-    from stages.pii import PiiParams
+    from stages.pii.scrub import PiiParams
 
     exclude = set(PiiParams(**params).meta_exclude)
     for name, rows in rows_by_source.items():
@@ -160,7 +160,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=2000)
     ap.add_argument("--ner-docs", type=int, default=300)
     args = ap.parse_args()
-    from stages.pii import resolve_model
+    from stages.pii.scrub import resolve_model
 
     model = resolve_model("auto")
     rows = {name: web_rows(p) for name, p in SOURCES.items() if p.exists()}

@@ -22,9 +22,9 @@ submit_rc=$?
 # The job's own exit code (3 = alerts, 75 = refused) does not survive `ray job submit`: read the run log.
 "$PY" - "$CONFIG" "$started" "$submit_rc" "$@" <<'PYEOF'
 import sys
-from refinery import runlog
+from refinery.refresh import runlog
 from refinery.config import load_config
-from refinery.snapshots import refresh_state_uri
+from refinery.refresh.snapshots import refresh_state_uri
 
 config, started, submit_rc, rest = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 overrides = [rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--set"]

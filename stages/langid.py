@@ -70,11 +70,10 @@ def _local_model(model_path: str | None) -> str:
         return bundled_model_path()
     if "://" not in model_path or model_path.startswith("file://"):
         return model_path.removeprefix("file://")
-    from refinery.fsio import get_fs, read_bytes
+    from refinery.location import Location
 
-    fs, path = get_fs(model_path)
-    data = read_bytes(fs, path)
-    fd, local = tempfile.mkstemp(suffix=Path(path).suffix or ".bin", prefix="refinery-langid-")
+    data = Location(model_path).read_bytes()
+    fd, local = tempfile.mkstemp(suffix=Path(model_path).suffix or ".bin", prefix="refinery-langid-")
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     return local
@@ -124,9 +123,8 @@ LANG_PARAGRAPHS_TYPE = pa.list_(
 
 
 @register
-class LangId(Stage):
+class LangId(Stage[LangIdParams]):
     name = "langid"
-    Params = LangIdParams
     stateful = True
     # Fractional CPU: a pool of model actors must never take every core from the readers (see ENVIRONMENT.md).
     resources = Resources(num_cpus=0.5)
@@ -137,7 +135,7 @@ class LangId(Stage):
         self._detectors: dict[tuple[str, ...], object] = {}
 
     def output_fields(self) -> list[pa.Field]:
-        p: LangIdParams = self.params  # type: ignore[assignment]
+        p = self.params
         fields = [pa.field("lang", pa.string()), pa.field("lang_score", pa.float32())]
         if p.top_k > 1:
             fields.append(pa.field("lang_top", LANG_TOP_TYPE))
@@ -150,7 +148,7 @@ class LangId(Stage):
             return
         import fasttext
 
-        self.model = fasttext.load_model(_local_model(self.params.model_path))  # type: ignore[attr-defined]
+        self.model = fasttext.load_model(_local_model(self.params.model_path))
         self._detectors: dict[tuple[str, ...], object] = {}
 
     def _lingua(self, codes: tuple[str, ...] | None):
@@ -172,7 +170,7 @@ class LangId(Stage):
 
     def _second_opinion(self, texts: list[str], langs: list[str], scores: list[float]) -> None:
         """Replace fastText's label where it is unsure or in a confusable group and lingua says otherwise."""
-        p: LangIdParams = self.params  # type: ignore[assignment]
+        p = self.params
         back = {v: k for k, v in _TO_LINGUA.items() if k != "sh"}
         groups = {c: tuple(g) for g in p.confusable_groups for c in g}
         for i, (t, lg, sc) in enumerate(zip(texts, langs, scores, strict=True)):
@@ -190,7 +188,7 @@ class LangId(Stage):
             if res is None:
                 continue
             code = res.iso_code_639_1.name.lower()
-            code = self.params.label_map.get(back.get(code, code), back.get(code, code))  # type: ignore[attr-defined]
+            code = self.params.label_map.get(back.get(code, code), back.get(code, code))
             if code != lg:
                 langs[i] = code
                 scores[i] = float(det.compute_language_confidence(t, res))  # type: ignore[attr-defined]
@@ -199,7 +197,7 @@ class LangId(Stage):
 
     def _label(self, raw: str) -> str:
         code = raw[len(_LABEL_PREFIX) :] if raw.startswith(_LABEL_PREFIX) else raw
-        return self.params.label_map.get(code, code)  # type: ignore[attr-defined]
+        return self.params.label_map.get(code, code)
 
     def predict(self, texts: list[str], k: int = 1) -> tuple[list[list[str]], list[np.ndarray]]:
         """Top-k (labels, scores) for each text; newlines are normalised to spaces (fastText needs one line)."""
@@ -212,7 +210,7 @@ class LangId(Stage):
     def _predict_paragraphs(self, texts: list[str]) -> tuple[list[str], list[float], list[list[dict]]]:
         """Per-paragraph labels; the document gets the language covering most characters (score: its
         char-weighted mean), so a mixed document is labelled by its main language and the mix is visible."""
-        p: LangIdParams = self.params  # type: ignore[assignment]
+        p = self.params
         flat, owner, sizes = [], [], []
         for i, t in enumerate(texts):
             paras = [x.strip() for x in _PARA_SPLIT.split(t) if x.strip()]
@@ -251,7 +249,7 @@ class LangId(Stage):
         return langs, doc_scores, per_doc
 
     def process(self, batch: pa.Table) -> StageResult:
-        p: LangIdParams = self.params  # type: ignore[assignment]
+        p = self.params
         texts = pc.fill_null(batch["text"], "").to_pylist()
         n = len(texts)
         out = batch
@@ -283,7 +281,7 @@ class LangId(Stage):
         return out, self._reasons(lang_arr, score_arr, has_text)
 
     def _reasons(self, lang_arr: pa.Array, score_arr: pa.Array, has_text: list[bool]) -> pa.Array | None:
-        p: LangIdParams = self.params  # type: ignore[assignment]
+        p = self.params
         if p.languages is None and not p.min_score:
             return None
         allowed = set(p.languages) if p.languages is not None else None

@@ -30,12 +30,11 @@ class LengthFilterParams(FilterParams):
 
 
 @register
-class LengthFilter(Stage):
+class LengthFilter(Stage[LengthFilterParams]):
     name = "length_filter"
-    Params = LengthFilterParams
 
     def process(self, batch: pa.Table) -> StageResult:
-        p: LengthFilterParams = self.params  # type: ignore[assignment]
+        p = self.params
         text = pc.fill_null(batch["text"], "")
         n = batch.num_rows
         reasons = pa.nulls(n, pa.string())

@@ -25,12 +25,11 @@ class NormalizeParams(StageParams):
 
 
 @register
-class Normalize(Stage):
+class Normalize(Stage[NormalizeParams]):
     name = "normalize"
-    Params = NormalizeParams
 
     def process(self, batch: pa.Table) -> StageResult:
-        p: NormalizeParams = self.params  # type: ignore[assignment]
+        p = self.params
         text = batch["text"]
         if p.form != "none":
             text = pc.utf8_normalize(text, p.form)

@@ -171,7 +171,7 @@ def test_repeated_ids_on_s3(s3_server, run_config, tmp_path):
 
 
 def test_repeated_ids_quarantine_or_error(run_config, tmp_path):
-    from jobs.pipeline import DuplicateIdsError
+    from jobs.finalize import DuplicateIdsError
 
     planted = plant_shards(tmp_path / "in", shards=3, per_shard=40)
     res = run_config(dup_cfg(str(tmp_path / "in"), str(tmp_path / "q"), on_duplicate_id="quarantine"))
@@ -386,7 +386,7 @@ def test_impossible_params_are_config_errors(stage, params, where):
 def test_a_lost_or_doubled_part_cannot_pass():
     """The commit compares what the readers produced with what the parts hold, and `verify` (even --quick)
     rejects a manifest that lists a part twice, the signature of the old id-named parts overwriting each other."""
-    from jobs.pipeline import check_files
+    from jobs.finalize import check_files
     from refinery.accounting import build_report, check_accounting
 
     files = [{"path": "final/data/part-a.parquet", "rows": 256}, {"path": "final/data/part-a.parquet", "rows": 256}]
@@ -458,7 +458,7 @@ def plant_pii(folder: Path) -> tuple[dict[tuple[str, int], str], list[str]]:
 
 @pytest.mark.parametrize("keep_raw", [None, True])
 def test_pii_never_survives_in_meta_or_quarantine(run_config, tmp_path, keep_raw):
-    from jobs.cmd_audit_pii import audit
+    from jobs.commands.audit_pii import audit
 
     planted, secrets = plant_pii(tmp_path / "in")
     cfg = {"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(tmp_path / "out")},
@@ -485,7 +485,7 @@ def test_pii_never_survives_in_meta_or_quarantine(run_config, tmp_path, keep_raw
 
 
 def test_without_pii_stage_raw_is_kept_and_the_audit_sees_meta(run_config, tmp_path):
-    from jobs.cmd_audit_pii import audit
+    from jobs.commands.audit_pii import audit
 
     planted, secrets = plant_pii(tmp_path / "in")
     run_config({"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(tmp_path / "out")}})

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from refinery.config import MonitoringConfig
-from refinery.drift import compare_profiles, js_divergence, psi
-from refinery.monitoring import bias_check, build_profile
+from refinery.monitoring.drift import compare_profiles, js_divergence, psi
+from refinery.monitoring.profile import bias_check, build_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -168,7 +168,7 @@ def test_profile_reads_committed_columns(tmp_path):
 
 
 def test_html_report_is_self_contained_and_renders(tmp_path):
-    from refinery.report_html import render
+    from refinery.monitoring.report_html import render
 
     snap = _fake_snapshot(tmp_path / "s1")
     mon = MonitoringConfig()
@@ -257,7 +257,7 @@ def test_bias_per_domain_for_jsonl_urls_in_meta(run_config, tmp_path):
     rates of every filter match counts made here from the input alone."""
     from collections import Counter
 
-    from refinery.report_html import render
+    from refinery.monitoring.report_html import render
 
     rows = _bias_corpus(tmp_path / "in")
     res = run_config({"name": "bias", "input": {"uri": str(tmp_path / "in"), "id_field": "id"},
@@ -307,7 +307,7 @@ def test_bias_per_domain_for_jsonl_urls_in_meta(run_config, tmp_path):
 
 # -- lock ------------------------------------------------------------------------------------------------------
 def _try_lock(uri: str, q, barrier) -> None:
-    from refinery.lock import LeaseLock, LockHeld
+    from refinery.refresh.lock import LeaseLock, LockHeld
 
     barrier.wait(60)  # all processes try at the same moment …
     lk = None
@@ -337,7 +337,7 @@ def test_local_lock_exactly_one_of_racing_processes_wins(tmp_path):
 
 
 def test_local_lock_expiry_dead_owner_and_release(tmp_path):
-    from refinery.lock import LeaseLock, LockHeld
+    from refinery.refresh.lock import LeaseLock, LockHeld
 
     uri = str(tmp_path / "LOCK")
     a = LeaseLock(uri, ttl_s=60, owner="a").acquire()
@@ -375,7 +375,7 @@ def s3():
 def test_s3_lock_conditional_create_refuses_and_expired_is_taken_over(s3):
     from s3_server import OUT_BUCKET
 
-    from refinery.lock import LeaseLock, LockHeld
+    from refinery.refresh.lock import LeaseLock, LockHeld
 
     so = s3.options("admin")
     uri = f"s3://{OUT_BUCKET}/nightly/_state/refresh/LOCK"

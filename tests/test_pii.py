@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from refinery.schema import MEDIA_TYPE
-from stages.media_metadata import scrub_media_bytes
-from stages.pii import Pii, resolve_model
-from stages.pii_patterns import Span, find_patterns, resolve_overlaps
+from stages.pii.media_metadata import scrub_media_bytes
+from stages.pii.patterns import Span, find_patterns, resolve_overlaps
+from stages.pii.scrub import Pii, resolve_model
 
 FIX = Path(__file__).parent / "fixtures" / "pii"
 MODEL = resolve_model("auto")
@@ -286,7 +286,7 @@ def test_pipeline_accounts_counts_and_leaks_no_values(run_config, tmp_path, capl
     import pyarrow.parquet as pq
 
     from jobs.cli import main
-    from jobs.cmd_audit_pii import audit
+    from jobs.commands.audit_pii import audit
     from tests.conftest import read_output
 
     caplog.set_level(logging.DEBUG)

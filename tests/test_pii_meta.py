@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 from refinery.schema import row_domain
-from stages.pii import Pii, resolve_model
+from stages.pii.scrub import Pii, resolve_model
 from tests.test_readers_web import WEB, live, read_rows
 
 FIX = Path(__file__).parent / "fixtures"
@@ -225,7 +225,7 @@ def test_scrub_text_patterns_only_for_raw_records():
 
 def test_audit_finds_meta_and_quarantine_pii_that_the_text_only_audit_called_clean(run_config, tmp_path, capsys):
     from jobs.cli import main
-    from jobs.cmd_audit_pii import audit
+    from jobs.commands.audit_pii import audit
     from tests.conftest import read_output
 
     email, email2, phone = value("EMAIL_ADDRESS", 8), value("EMAIL_ADDRESS", 9), value("PHONE_NUMBER", 5)
@@ -267,7 +267,7 @@ def test_audit_finds_meta_and_quarantine_pii_that_the_text_only_audit_called_cle
     assert gone([email, email2, phone], json.dumps(scrubbed.report) + json.dumps(manifest))
     # Monitoring counts the hits per type once: meta_pii is the meta share of them, not more hits.
     from refinery.config import MonitoringConfig
-    from refinery.monitoring import build_profile
+    from refinery.monitoring.profile import build_profile
 
     profile = build_profile(scrubbed.output_uri, None, MonitoringConfig(), "s")
     assert profile["pii"] == {"email_address": 12.0, "phone_number": 4.0} and profile["pii_rate"] == 16 / 4

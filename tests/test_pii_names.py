@@ -1,4 +1,4 @@
-"""The `pii` stage's person-name rules (stages/pii_names.py): gazetteer, cues, speakers, lowercase text."""
+"""The `pii` stage's person-name rules (stages/pii/names.py): gazetteer, cues, speakers, lowercase text."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from stages.pii import Pii, resolve_model
-from stages.pii_names import census_names
+from stages.pii.names import census_names
+from stages.pii.scrub import Pii, resolve_model
 
 MODEL = resolve_model("auto")
 # the first 500 records of ../shared/data/pii/presidio_synth_v2.jsonl.gz (tests/fixtures/pii_text/README.md)

@@ -265,15 +265,16 @@ def test_global_stage_gets_checkpointed_live_rows_and_drops_are_accounted(run_co
 
 def test_checkpoint_reader_cuts_a_small_checkpoint_into_a_task_per_core(ray_session, tmp_path):
     """A small run's checkpoint is one row group; read whole, the next global stage would run on one core."""
-    from jobs.pipeline import _read_checkpoint
+    from jobs.ray_backend.operators import read_checkpoint
+    from refinery.location import Location
 
     path = tmp_path / "part.parquet"
     pq.write_table(pa.table({"id": [f"d{i:05d}" for i in range(3000)]}), path, row_group_size=8192)
-    ds = _read_checkpoint([(str(path), 3000)], {}, num_cpus=2)
+    ds = read_checkpoint([(Location(str(path)), 3000)], num_cpus=2)
     blocks = [b["id"].to_pylist() for b in ds.iter_batches(batch_size=None, batch_format="pyarrow")]
     assert len(blocks) == 4  # 2 per core
     assert sorted(i for b in blocks for i in b) == [f"d{i:05d}" for i in range(3000)]  # every row once
     # many row groups already give enough tasks: none is cut
     pq.write_table(pa.table({"id": [f"d{i:05d}" for i in range(3000)]}), path, row_group_size=500)
-    assert _read_checkpoint([(str(path), 3000)], {}, row_group_rows=500, num_cpus=2).count() == 3000
-    assert _read_checkpoint([(str(path), 3000)], {}, row_group_rows=500, num_cpus=2).materialize().num_blocks() == 6
+    assert read_checkpoint([(Location(str(path)), 3000)], num_cpus=2, row_group_rows=500).count() == 3000
+    assert read_checkpoint([(Location(str(path)), 3000)], num_cpus=2, row_group_rows=500).materialize().num_blocks() == 6

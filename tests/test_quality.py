@@ -13,7 +13,7 @@ import pytest
 
 from refinery.accounting import check_accounting
 from refinery.stage import build_stage
-from stages import text_signals as ts
+from stages.quality import tokenizer as qtok
 from tests.conftest import read_output
 
 FIX = Path(__file__).parent / "fixtures" / "quality"
@@ -89,9 +89,9 @@ def test_c4_hands_exact_tokens_of_its_cleaned_text_to_the_next_stage(docs):
     cleaned = [t for t, r, o in zip(out["text"].to_pylist(), reasons.to_pylist(), texts, strict=True) if r is None and t != o]
     assert cleaned
     for t in cleaned:
-        cached = ts.words_of(ts._CACHE.get(t))
-        fresh = ts.words_of(ts.tokenizer()(t))
-        assert np.array_equal(cached[:, [ts.ORTH, ts.LENGTH, ts.PUNCT, ts.SENT_PUNCT]], fresh[:, [ts.ORTH, ts.LENGTH, ts.PUNCT, ts.SENT_PUNCT]])
+        cached = qtok.words_of(qtok._CACHE.get(t))
+        fresh = qtok.words_of(qtok.tokenizer()(t))
+        assert np.array_equal(cached[:, [qtok.ORTH, qtok.LENGTH, qtok.PUNCT, qtok.SENT_PUNCT]], fresh[:, [qtok.ORTH, qtok.LENGTH, qtok.PUNCT, qtok.SENT_PUNCT]])
 
 
 def test_c4_reports_what_it_removed():
@@ -211,6 +211,6 @@ def test_end_to_end_report_by_language_and_drop_reasons(run_config, tmp_path, do
 
 
 def ts_rules(name: str) -> tuple[str, ...]:
-    from stages.gopher_quality import GopherQualityRules
+    from stages.quality.gopher_quality import GopherQualityRules
 
     return {"gopher_quality": GopherQualityRules.rule_names()}[name]

@@ -149,7 +149,7 @@ def droplog(snap: Path) -> dict[str, str]:
 
 def final_state(out: Path) -> dict:
     """What a consumer (and the next refresh) can see: committed snapshots, their rows, the pointer, the state."""
-    from refinery.snapshots import committed_snapshots, read_inputs_state, read_latest
+    from refinery.refresh.snapshots import committed_snapshots, read_inputs_state, read_latest
     from refinery.state import MARKER
 
     snaps = committed_snapshots(str(out))
@@ -337,7 +337,7 @@ def test_crash_after_pointer_with_dedup_index_rolls_forward(two_days, tmp_path, 
 
 
 def test_second_refresh_refuses_while_locked_and_expired_lock_is_taken_over(two_days, tmp_path, capsys):
-    from refinery.lock import LeaseLock
+    from refinery.refresh.lock import LeaseLock
 
     out = tmp_path / "out"
     shutil.copytree(two_days["out"], out)

@@ -91,8 +91,9 @@ def s3_input(s3_server):
 
 
 def test_full_job_s3_in_to_s3_out(s3_server, s3_input, run_config):
-    from jobs.pipeline import _read_checkpoint
+    from jobs.ray_backend.operators import read_checkpoint
     from refinery.commit import verify
+    from refinery.location import Location
 
     input_uri, prefix = s3_input
     out = f"s3://{s3_server.out_bucket}/{prefix}/"
@@ -117,7 +118,7 @@ def test_full_job_s3_in_to_s3_out(s3_server, s3_input, run_config):
         assert ident.secret_key not in text and ident.access_key not in text
     # the checkpoint reader that global stages use reads Parquet straight from S3 with the same options
     data = [(f"{out.rstrip('/')}/{f['path']}", f["rows"]) for f in manifest["files"] if f["kind"] == "data"]
-    assert _read_checkpoint(data, writer, row_group_rows=64 * 1024).count() == 1200
+    assert read_checkpoint([(Location(u, writer), n) for u, n in data], row_group_rows=64 * 1024).count() == 1200
     # the same job on the same input is recognised as committed
     assert run_config(job_config(input_uri, s3_server.options("reader"), out, writer,
                                  output={"target_shard_mb": 0.05}, input={"split_bytes": 8000})).status == "noop"

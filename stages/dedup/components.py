@@ -23,8 +23,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stages.dedup.common import Store, lookup, partition_of, run_wave, unique_table
+from refinery.stage import GlobalContext
 from stages.dedup.minhash import hash_strings
+from stages.dedup.shuffle import Store, lookup, partition_of, unique_table
 
 MAX_ROUNDS = 64
 
@@ -81,7 +82,7 @@ def _small_star(store: Store, src: str, dst: str, k: int) -> dict[str, Any]:
     return {"n": t.num_rows}
 
 
-def connected_components(store: Store, edges_step: str) -> str:
+def connected_components(ctx: GlobalContext, store: Store, edges_step: str) -> str:
     """Run Large-Star/Small-Star to convergence on symmetric edges in `edges_step`; returns the step holding
     the final star edges (symmetric, partitioned by u): each non-root node has exactly one edge, to its root."""
     cur = edges_step
@@ -89,14 +90,14 @@ def connected_components(store: Store, edges_step: str) -> str:
     for r in range(MAX_ROUNDS):
         ls_out = f"cc-ls{r}"
         store.clear(ls_out)
-        res = run_wave(_large_star, [(store, cur, ls_out, k) for k in range(store.nparts)])
+        res = ctx.run_wave(_large_star, [(store, cur, ls_out, k) for k in range(store.nparts)], f"large_star{r}")
         fp = (sum(x["n"] for x in res), sum(x["fp"] for x in res) & ((1 << 64) - 1))
         if fp[0] == 0 or fp == prev_fp:
             return cur
         prev_fp = fp
         ss_out = f"cc-ss{r}"
         store.clear(ss_out)
-        run_wave(_small_star, [(store, ls_out, ss_out, k) for k in range(store.nparts)])
+        ctx.run_wave(_small_star, [(store, ls_out, ss_out, k) for k in range(store.nparts)], f"small_star{r}")
         if cur != edges_step:
             store.clear(cur)
         store.clear(ls_out)

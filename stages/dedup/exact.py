@@ -11,7 +11,6 @@ reduce per key partition (group, pick, compare with the published index) → fin
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,31 +21,21 @@ import pyarrow.compute as pc
 import xxhash
 
 from refinery.stage import GlobalContext, GlobalStage, register
-from stages.dedup.common import (
+from stages.dedup.assign import final_dataset, map_summary
+from stages.dedup.index import clear_generation, index_location, read_index_partitioned
+from stages.dedup.keys import (
     DUP_TYPE,
     NODE,
     ROW_KEY,
     DedupParams,
-    Store,
-    _combine,
-    batch_tag,
-    choose_partitions,
-    clear_generation,
-    final_dataset,
+    combine,
     first_run_id,
     id_of_node,
-    log,
-    lookup,
-    map_records,
-    map_step,
-    partition_of,
     priority_keys,
-    read_index_partitioned,
-    resolve_index_uri,
     row_key_of_node,
     row_keys,
-    run_wave,
 )
+from stages.dedup.shuffle import Store, batch_tag, choose_partitions, lookup, partition_of
 
 MEDIA = ("image", "audio")
 KEY_TYPE = pa.binary(16)
@@ -68,7 +57,7 @@ class ExactDedupParams(DedupParams):
 
 
 def normalize_exact(text: pa.Array | pa.ChunkedArray, p: ExactDedupParams) -> pa.Array:
-    t = _combine(text)
+    t = combine(text)
     if p.nfkc:
         t = pc.utf8_normalize(t, "NFKC")
     if p.lowercase:
@@ -79,7 +68,7 @@ def normalize_exact(text: pa.Array | pa.ChunkedArray, p: ExactDedupParams) -> pa
         t = pc.replace_substring_regex(t, r"\p{Nd}", "0")
     if p.whitespace:
         t = pc.utf8_trim_whitespace(pc.replace_substring_regex(t, r"\s+", " "))
-    return _combine(t)
+    return combine(t)
 
 
 def normalize_url(url: str | None) -> str | None:
@@ -118,9 +107,9 @@ def _hash128(values: list[bytes | None]) -> pa.Array:
 def exact_keys(batch: pa.Table, p: ExactDedupParams) -> tuple[pa.Array, pa.Array]:
     """(16-byte key or null, reason) per row. Null = this row takes part in no group (empty text, no URL)."""
     n = batch.num_rows
-    modality = _combine(pc.fill_null(batch["modality"], "text")) if "modality" in batch.column_names else pa.array(["text"] * n)
+    modality = combine(pc.fill_null(batch["modality"], "text")) if "modality" in batch.column_names else pa.array(["text"] * n)
     if p.by == "id":
-        ids = _combine(batch["id"]).cast(pa.string()).to_pylist()
+        ids = combine(batch["id"]).cast(pa.string()).to_pylist()
         return _hash128([None if i is None else b"id\0" + i.encode() for i in ids]), pa.array(["duplicate_id"] * n, pa.string())
     if p.by == "url":
         metas = batch["meta"].to_pylist() if "meta" in batch.column_names else [None] * n
@@ -142,7 +131,7 @@ def exact_keys(batch: pa.Table, p: ExactDedupParams) -> tuple[pa.Array, pa.Array
     data = memoryview(bufs[2]) if bufs[2] is not None else memoryview(b"")
     sha = None
     if p.media and is_media.any() and "media" in batch.column_names:
-        sha = pc.struct_field(_combine(batch["media"]), "sha256").to_pylist()
+        sha = pc.struct_field(combine(batch["media"]), "sha256").to_pylist()
     vals = []
     for i in range(n):
         if is_media[i]:
@@ -152,7 +141,7 @@ def exact_keys(batch: pa.Table, p: ExactDedupParams) -> tuple[pa.Array, pa.Array
             s0, s1 = int(offs[i]), int(offs[i + 1])
             vals.append(b"text\0" + bytes(data[s0:s1]) if s1 > s0 else None)
     reason = pc.if_else(pa.array(is_media), pa.scalar("media_dup"), pa.scalar("exact_dup"))
-    return _hash128(vals), _combine(reason)
+    return _hash128(vals), combine(reason)
 
 
 class _ExactMap:
@@ -202,29 +191,24 @@ def _exact_reduce(store: Store, k: int, against: bool) -> dict[str, Any]:
 
 
 @register
-class ExactDedup(GlobalStage):
+class ExactDedup(GlobalStage[ExactDedupParams]):
     name = "exact_dedup"
-    Params = ExactDedupParams
-    requires = ("id", "text")
 
     def output_fields(self) -> list[pa.Field]:
         return [pa.field("dup", DUP_TYPE)]
 
     def apply(self, ds: Any, ctx: GlobalContext) -> Any:
-        p: ExactDedupParams = self.params  # type: ignore[assignment]
-        store = Store(ctx.work_uri, ctx.storage_options, choose_partitions(p, ctx))
+        p = self.params
+        store = Store(ctx.work, choose_partitions(p, ctx))
         for step in ("docs", "keys", "assign", "index"):
             store.clear(step)
-        out = map_step(ds, _ExactMap(p, store), p.map_batch_rows)
-        t0 = time.perf_counter()
-        rows, doc_parts, run_id = map_records(out)
-        log.info("map: %d rows into %d partitions in %.2fs", rows, store.nparts, time.perf_counter() - t0)
+        rows, doc_parts, run_id = map_summary(ctx.map_collect(ds, _ExactMap(p, store), p.map_batch_rows))
         if rows == 0:
             return ds
-        index_uri = resolve_index_uri(p, ctx, self.name)
+        index = index_location(p, ctx, self.name)
         if p.against_index:
-            read_index_partitioned(store, "index", index_uri, "key")
-        run_wave(_exact_reduce, [(store, k, p.against_index) for k in range(store.nparts)])
+            read_index_partitioned(ctx, store, "index", index, "key")
+        ctx.run_wave(_exact_reduce, [(store, k, p.against_index) for k in range(store.nparts)], "reduce")
         if p.update_index and run_id:
-            clear_generation(index_uri, run_id, ctx.storage_options, ctx.label)
-        return final_dataset(store, doc_parts, ctx.label, index_uri if p.update_index else None, run_id, "_xkey")
+            clear_generation(index, run_id, ctx.label)
+        return final_dataset(ctx, store, doc_parts, index if p.update_index else None, run_id, "_xkey")

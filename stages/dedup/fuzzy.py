@@ -14,7 +14,6 @@ Why each step (details and the S-curve in docs/DEDUP.md):
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 import numpy as np
@@ -23,34 +22,23 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from refinery.stage import GlobalContext, GlobalStage, Resources, register
-from stages.dedup.common import (
+from stages.dedup.assign import final_dataset, map_summary
+from stages.dedup.components import connected_components, roots_of, write_symmetric
+from stages.dedup.index import clear_generation, index_location, read_index_partitioned
+from stages.dedup.keys import (
     DUP_TYPE,
     NODE,
     ROW_KEY,
     DedupParams,
-    Store,
-    _combine,
-    batch_tag,
-    choose_partitions,
-    clear_generation,
-    final_dataset,
+    combine,
     first_run_id,
     id_of_node,
-    log,
-    lookup,
-    map_records,
-    map_step,
-    partition_of,
     priority_keys,
-    read_index_partitioned,
-    resolve_index_uri,
     row_key_of_node,
     row_keys,
-    run_wave,
-    unique_table,
 )
-from stages.dedup.components import connected_components, roots_of, write_symmetric
 from stages.dedup.minhash import band_keys, gpu_available, jaccard_sorted, shingle_texts, signatures
+from stages.dedup.shuffle import Store, batch_tag, choose_partitions, lookup, partition_of, unique_table
 
 
 class FuzzyDedupParams(DedupParams):
@@ -77,7 +65,7 @@ class _FuzzyMap:
         n = batch.num_rows
         node = priority_keys(batch, p)
         modality = pc.fill_null(batch["modality"], "text") if "modality" in batch.column_names else pa.array(["text"] * n)
-        judged = pc.is_in(_combine(modality), pa.array(p.modalities)).to_numpy(zero_copy_only=False)
+        judged = pc.is_in(combine(modality), pa.array(p.modalities)).to_numpy(zero_copy_only=False)
         sb = shingle_texts(batch["text"], p.ngram)
         has = (np.diff(sb.offsets) > 0) & judged
         sig = signatures(sb, p.bands, p.rows, p.seed, self.device)
@@ -166,7 +154,7 @@ def _verify_b(store: Store, k: int, threshold: float) -> dict[str, Any]:
     nodes = store.read("nodes", k)
     pos = lookup(pt["b"], nodes["node"])
     sa = pt["sh_a"].combine_chunks()
-    sb = _combine(pc.take(nodes["sh"], pos))
+    sb = combine(pc.take(nodes["sh"], pos))
     va, oa = sa.values.to_numpy(), sa.offsets.to_numpy()
     vb, ob = sb.values.to_numpy(), sb.offsets.to_numpy()
     keep = np.zeros(pt.num_rows, dtype=bool)
@@ -221,51 +209,48 @@ def _assign_b(store: Store, k: int) -> dict[str, Any]:
 
 
 @register
-class FuzzyDedup(GlobalStage):
+class FuzzyDedup(GlobalStage[FuzzyDedupParams]):
     name = "fuzzy_dedup"
-    Params = FuzzyDedupParams
-    requires = ("id", "text")
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
-        if self.params.device == "cuda":  # type: ignore[attr-defined]
+        if self.params.device == "cuda":
             # instance-level: Ray places the signature tasks on GPU nodes
             self.resources = Resources(num_cpus=1, num_gpus=1)
 
     def output_fields(self) -> list[pa.Field]:
         return [pa.field("dup", DUP_TYPE)]
 
-    def _device(self) -> str:
-        dev = self.params.device  # type: ignore[attr-defined]
+    def _device(self, ctx: GlobalContext) -> str:
+        dev = self.params.device
         if dev == "auto":
-            import ray
-
-            return "cuda" if ray.cluster_resources().get("GPU", 0) > 0 and gpu_available() else "cpu"
+            return "cuda" if ctx.num_gpus > 0 and gpu_available() else "cpu"
         return dev
 
     def apply(self, ds: Any, ctx: GlobalContext) -> Any:
-        p: FuzzyDedupParams = self.params  # type: ignore[assignment]
-        store = Store(ctx.work_uri, ctx.storage_options, choose_partitions(p, ctx))
+        p = self.params
+        store = Store(ctx.work, choose_partitions(p, ctx))
         for step in ("docs", "nodes", "bands", "pairs", "pairs2", "edges", "index", "published", "roots", "assign"):
             store.clear(step)
-        device = self._device()
-        out = map_step(ds, _FuzzyMap(p, store, device), p.map_batch_rows, num_gpus=1 if device == "cuda" else None)
-        t0 = time.perf_counter()
-        rows, doc_parts, run_id = map_records(out)
-        log.info("map: %d rows into %d partitions in %.2fs", rows, store.nparts, time.perf_counter() - t0)
+        device = self._device(ctx)
+        # the map step runs where the signatures are computed: on a GPU when the device says so
+        res = ctx.resources.with_(num_gpus=max(1.0, ctx.resources.num_gpus)) if device == "cuda" else \
+            ctx.resources.with_(num_gpus=0)
+        records = ctx.map_collect(ds, _FuzzyMap(p, store, device), p.map_batch_rows, res)
+        rows, doc_parts, run_id = map_summary(records)
         if rows == 0:
             return ds
-        index_uri = resolve_index_uri(p, ctx, self.name)
+        index = index_location(p, ctx, self.name)
         ks = range(store.nparts)
         if p.against_index:
-            read_index_partitioned(store, "index", index_uri, "key")
-        run_wave(_buckets, [(store, k, p.verify, p.against_index) for k in ks])
+            read_index_partitioned(ctx, store, "index", index, "key")
+        ctx.run_wave(_buckets, [(store, k, p.verify, p.against_index) for k in ks], "buckets")
         if p.verify:
-            run_wave(_verify_a, [(store, k) for k in ks])
-            run_wave(_verify_b, [(store, k, p.jaccard_threshold) for k in ks])
-        stars = connected_components(store, "edges")
-        run_wave(_assign_a, [(store, stars, k, p.against_index) for k in ks])
-        run_wave(_assign_b, [(store, k) for k in ks])
+            ctx.run_wave(_verify_a, [(store, k) for k in ks], "verify_a")
+            ctx.run_wave(_verify_b, [(store, k, p.jaccard_threshold) for k in ks], "verify_b")
+        stars = connected_components(ctx, store, "edges")
+        ctx.run_wave(_assign_a, [(store, stars, k, p.against_index) for k in ks], "assign_a")
+        ctx.run_wave(_assign_b, [(store, k) for k in ks], "assign_b")
         if p.update_index and run_id:
-            clear_generation(index_uri, run_id, ctx.storage_options, ctx.label)
-        return final_dataset(store, doc_parts, ctx.label, index_uri if p.update_index else None, run_id, "_bands")
+            clear_generation(index, run_id, ctx.label)
+        return final_dataset(ctx, store, doc_parts, index if p.update_index else None, run_id, "_bands")

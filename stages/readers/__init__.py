@@ -1,37 +1,29 @@
-"""Format unification: a registry of readers, one module per input format.
+"""Format unification: a registry of readers, one module per input format (the one format registry:
+`input.format` is checked against it).
 
-A reader module registers its class with @register_reader; `readers_for` picks one per file from
+A reader module registers its class with @register_reader; `reader_class_for` picks one per file from
 `input.format` or, with `auto`, from the file extension.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 from refinery.config import InputConfig
 from refinery.fsio import InputFile
+from refinery.registry import Registry
 from stages.readers.base import Reader, ReadTask, extension_of, logical_name, split_member
 
-READERS: dict[str, type[Reader]] = {}
-_LOADED = False
-
-
-def register_reader(cls: type[Reader]) -> type[Reader]:
-    READERS[cls.format] = cls
-    return cls
+READERS: Registry[type[Reader]] = Registry("reader", "stages.readers")
+register_reader = READERS.decorator(lambda cls: getattr(cls, "format", ""))
+INTERNAL_FORMATS = ("unsupported",)  # formats the planner assigns, never a config value
 
 
 def load_readers() -> dict[str, type[Reader]]:
-    global _LOADED
-    if not _LOADED:
-        import stages.readers as pkg
+    return READERS.load()
 
-        for mod in pkgutil.iter_modules(pkg.__path__):
-            if mod.name != "base":
-                importlib.import_module(f"stages.readers.{mod.name}")
-        _LOADED = True
-    return READERS
+
+def format_names() -> list[str]:
+    """What `input.format` accepts."""
+    return ["auto", *(n for n in READERS.names() if n not in INTERNAL_FORMATS)]
 
 
 def reader_class_for(f: InputFile, cfg: InputConfig) -> type[Reader] | None:
@@ -72,4 +64,5 @@ def plan_reads(files: list[InputFile], cfg: InputConfig, run_id: str) -> tuple[l
     return tasks, unclaimed
 
 
-__all__ = ["READERS", "Reader", "ReadTask", "load_readers", "plan_reads", "reader_class_for", "register_reader"]
+__all__ = ["READERS", "Reader", "ReadTask", "format_names", "load_readers", "plan_reads", "reader_class_for",
+           "register_reader"]

@@ -24,7 +24,8 @@ import orjson
 import pyarrow as pa
 
 from refinery.config import InputConfig
-from refinery.fsio import InputFile, get_fs
+from refinery.fsio import InputFile
+from refinery.location import Location
 from stages.readers import register_reader
 from stages.readers.base import (
     Reader,
@@ -111,11 +112,11 @@ class AudioReader(Reader):
 @functools.lru_cache(maxsize=64)
 def _load_transcripts(uri: str, storage_options_json: str) -> dict[str, dict[str, Any]]:
     """file name → entry of a folder's transcripts.jsonl (cached: every clip in the folder asks for it)."""
-    fs, path = get_fs(uri, orjson.loads(storage_options_json))
+    loc = Location(uri, orjson.loads(storage_options_json))
     try:
-        if not fs.exists(path):
+        if not loc.exists():
             return {}
-        with fs.open(path, "rb") as f:
+        with loc.open("rb") as f:
             data = f.read(_TRANSCRIPTS_MAX_BYTES)
     except OSError:
         return {}

@@ -19,7 +19,8 @@ import pyarrow as pa
 
 from refinery.accounting import SKIP_PREFIX
 from refinery.config import InputConfig
-from refinery.fsio import InputFile, get_fs, open_input
+from refinery.fsio import InputFile
+from refinery.location import Location
 from refinery.schema import (
     BASE_FIELDS,
     DETAIL_COL,
@@ -196,8 +197,10 @@ class Reader:
         """The bytes of `uri` as stored (a zip member: inflated from its archive, bounded; its own .gz stays)."""
         if split_member(uri) is not None:
             return self._archive_for(uri).open_member(uri, seekable=self.needs_seekable)
-        fs, path = get_fs(uri, self.cfg.storage_options)
-        return open_input(fs, path)
+        return self.location(uri).open_input()
+
+    def location(self, uri: str) -> Location:
+        return Location(uri, self.cfg.storage_options)
 
     def open_decompressed(self, raw: BinaryIO, uri: str) -> BinaryIO:
         """`raw` decompressed by the file name's suffix (.gz/.zst/.bz2), with the ratio cap (compression.py)."""
@@ -216,11 +219,11 @@ class Reader:
                     return f.read(limit)
             except DecompressionError:
                 return None
-        fs, path = get_fs(uri, self.cfg.storage_options)
+        loc = self.location(uri)
         try:
-            if not fs.exists(path):
+            if not loc.exists():
                 return None
-            with fs.open(path, "rb") as f:
+            with loc.open("rb") as f:
                 return f.read(limit)
         except OSError:
             return None
@@ -235,8 +238,7 @@ class Reader:
 
             from stages.readers.archive import ZipSource
 
-            fs, path = get_fs(parts[1], self.cfg.storage_options)
-            fh = open_input(fs, path)
+            fh = self.location(parts[1]).open_input()
             try:
                 self.archive = ZipSource(parts[1], fh, zipfile.ZipFile(fh), self.cfg.max_compression_ratio)
             except Exception:

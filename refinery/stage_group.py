@@ -1,4 +1,4 @@
-"""Apply a fused group of per-batch stages to one Arrow batch, inside a Ray task or actor.
+"""Apply a fused group of per-batch stages to one Arrow batch (the backend runs this inside a task or actor).
 
 The runner, not the stages, owns the bookkeeping: it hides already-dropped rows from each stage, turns a stage's
 drop reasons into dropped rows (``action: drop``) or ``flagged`` entries (``action: annotate``), and carries the
@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from refinery.schema import FLAGGED_COL, concat, row_slices, split_alive, to_dead
+from refinery.schema import DROP_COL, FLAGGED_COL, concat, row_slices, split_alive, to_dead
 from refinery.stage import Stage, build_stage
 
 StageSpecT = tuple[str, str, dict[str, Any]]  # (label, stage name, params)
@@ -69,49 +69,6 @@ def _add_flags(table: pa.Table, tagged: pa.Array) -> pa.Table:
     return table.append_column(FLAGGED_COL, arr)
 
 
-READ_LABEL, WRITE_LABEL = "(read)", "(write)"  # timer keys of our reader and writer code (not stages)
-
-
-def report_seconds(timer_name: str | None, seconds: dict[str, float]) -> None:
-    """Send seconds spent in our code to the run's timer actor (best effort: never fail a batch over it).
-
-    Waits for the actor to take them (one round trip per task or block): fire-and-forget calls still in flight
-    when the driver asks for the totals would be lost."""
-    if not timer_name or not seconds:
-        return
-    try:
-        import ray
-
-        task_id = ray.get_runtime_context().get_task_id()
-        ray.get(ray.get_actor(timer_name).add.remote(seconds, task_id), timeout=30)
-    except Exception:
-        pass
-
-
-def report_reads(timer_name: str | None, key: int, ledger: dict[str, Any]) -> None:
-    """Record how many rows read task `key` produced. Unlike timings this must arrive: a lost count fails the
-    run's accounting check (which is the point: rows must never go missing unnoticed)."""
-    if not timer_name:
-        return
-    import ray
-
-    ray.get(ray.get_actor(timer_name).record_read.remote(key, ledger), timeout=120)
-
-
-class TimedWriter:
-    """The writer with its seconds reported, so the report can tell our I/O code from Ray's own overhead."""
-
-    def __init__(self, writer: Any, timer_name: str | None):
-        self.writer = writer
-        self.timer_name = timer_name
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        t0 = time.perf_counter()
-        out = self.writer(batch)
-        report_seconds(self.timer_name, {WRITE_LABEL: time.perf_counter() - t0})
-        return out
-
-
 def apply_sliced(group: Sequence[tuple[str, Stage]], block: pa.Table, batch_rows: int | None,
                  seconds: dict[str, float]) -> Iterator[pa.Table]:
     """Run the group on `block` in slices of `batch_rows` rows: Ray hands over whole blocks (its own row bundling
@@ -120,46 +77,8 @@ def apply_sliced(group: Sequence[tuple[str, Stage]], block: pa.Table, batch_rows
         yield apply_group(group, part, seconds)
 
 
-class _Group:
-    """Shared by the task and actor forms: optionally read the block's read tasks first, then run the group."""
-
-    def __init__(self, specs: Sequence[StageSpecT], timer_name: str | None = None, batch_rows: int | None = None,
-                 read: Any = None):
-        self.specs = list(specs)
-        self.timer_name = timer_name
-        self.batch_rows = batch_rows
-        self.read = read  # a jobs.read_task.ReadFn when this group reads its own input
-
-    def _run(self, group: Sequence[tuple[str, Stage]], batch: pa.Table) -> Iterator[pa.Table]:
-        seconds: dict[str, float] = {}
-        blocks = self.read(batch) if self.read is not None else [batch]
-        for block in blocks:
-            yield from apply_sliced(group, block, self.batch_rows, seconds)
-        report_seconds(self.timer_name, seconds)
-
-
-class StageGroupTask(_Group):
-    """Callable instance for stateless groups, run as Ray tasks (stages are set up once per worker process)."""
-
-    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        yield from self._run(build_group(self.specs), batch)
-
-
-class StageGroupActor(_Group):
-    """Class for actor pools: stateful stages (models) are set up once in the constructor."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.group = build_group(self.specs)
-
-    def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
-        yield from self._run(self.group, batch)
-
-
 def annotate_global_drops(batch: pa.Table, label: str) -> pa.Table:
     """For a global stage run with action=annotate: move its `_drop` reasons into `flagged`."""
-    from refinery.schema import DROP_COL
-
     if DROP_COL not in batch.column_names:
         return batch
     tagged = batch[DROP_COL].combine_chunks()

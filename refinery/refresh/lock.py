@@ -27,7 +27,8 @@ import time
 import uuid
 from typing import Any
 
-from refinery.fsio import get_fs, protocol_of, read_bytes, write_bytes
+from refinery.fsio import protocol_of, read_bytes, write_bytes
+from refinery.location import Location
 
 
 class LockHeld(Exception):
@@ -64,7 +65,8 @@ class LeaseLock:
                  owner: str | None = None):
         self.uri = uri
         self.ttl_s = ttl_s
-        self.fs, self.path = get_fs(uri, storage_options)
+        loc = Location(uri, storage_options)
+        self.fs, self.path = loc.fs, loc.path
         self.local = protocol_of(self.fs) == "file"
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.mode = "link-create" if self.local else "s3-conditional"

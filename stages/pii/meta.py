@@ -3,7 +3,7 @@
 Why: readers keep a record's other fields in the `meta` JSON column (JSONL/Parquet: every field but text and id;
 HTML/WARC: title, url, dates, ids), and it is published with the row: an author's e-mail, a phone field, a URL with
 ``?email=`` or a page title naming a person leak as surely as the text does. The stage detects the selected
-values of a whole batch in one pass with the text's detectors (stages/pii.py); this module only finds the values
+values of a whole batch in one pass with the text's detectors (stages/pii/scrub.py); this module only finds the values
 and keeps URLs usable: a URL is scanned percent-decoded (``%40`` is an ``@``), and its scheme and host are never
 rewritten, because per-domain reporting reads the host of ``meta.url`` (refinery.schema.row_domain).
 """
@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from refinery.schema import URL_HOST_RE
-from stages.pii_patterns import Span
+from stages.pii.patterns import Span
 
 # Keys the readers fill with machine data (record ids, dates, codes, sizes): never personal data, and scanning
 # them would only cost time and invite false positives (a WARC record id is full of digit groups).

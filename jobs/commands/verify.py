@@ -12,7 +12,8 @@ import argparse
 import sys
 from typing import Any
 
-from jobs.cli import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, command
+from jobs.cli import command
+from jobs.errors import EXIT_FAIL, EXIT_OK, report
 
 
 def _add_args(p: argparse.ArgumentParser) -> None:
@@ -24,14 +25,12 @@ def _add_args(p: argparse.ArgumentParser) -> None:
 
 def verify_path(path: str, so: dict[str, Any] | None, deep: bool = True) -> dict[str, list[str]]:
     """Problems per verified output (empty lists = verified)."""
-    import json
 
     from refinery.commit import SUCCESS, verify
-    from refinery.fsio import get_fs, join, read_bytes
-    from refinery.snapshots import committed_snapshots, read_latest, snapshot_uri, snapshots_uri
+    from refinery.location import Location
+    from refinery.refresh.snapshots import committed_snapshots, read_latest, snapshot_uri, snapshots_uri
 
-    fs, root = get_fs(path, so)
-    if fs.exists(join(root, SUCCESS)) or not fs.exists(get_fs(snapshots_uri(path), so)[1]):
+    if Location(path, so).join(SUCCESS).exists() or not Location(snapshots_uri(path), so).exists():
         return {path: verify(path, so, deep=deep)}
     out: dict[str, list[str]] = {}
     snaps = committed_snapshots(path, so)
@@ -44,7 +43,7 @@ def verify_path(path: str, so: dict[str, Any] | None, deep: bool = True) -> dict
     elif latest.get("snapshot_id") not in snaps:
         problems.append(f"latest names {latest.get('snapshot_id')!r}, which is not a committed snapshot")
     else:
-        marker = json.loads(read_bytes(fs, join(get_fs(snapshot_uri(path, latest["snapshot_id"]), so)[1], SUCCESS)))
+        marker = Location(snapshot_uri(path, latest["snapshot_id"]), so).join(SUCCESS).read_json()
         if marker.get("manifest_sha256") != latest.get("manifest_sha256"):
             problems.append("latest's manifest_sha256 does not match the snapshot's _SUCCESS")
     out[f"{path.rstrip('/')}/latest"] = problems
@@ -53,15 +52,14 @@ def verify_path(path: str, so: dict[str, Any] | None, deep: bool = True) -> dict
 
 @command("verify", _add_args)
 def cmd_verify(args: argparse.Namespace) -> int:
-    from refinery.config import ConfigError, load_config
+    from refinery.config import load_config
 
     so: dict[str, Any] = {}
     if args.config_opt:
         try:
             so = load_config(args.config_opt, args.overrides).output.storage_options
-        except ConfigError as e:
-            print(e.render(), file=sys.stderr)
-            return EXIT_CONFIG
+        except Exception as e:
+            return report(e, [], "verify")
     try:
         results = verify_path(args.path, so, deep=not args.quick)
     except FileNotFoundError as e:

@@ -6,7 +6,7 @@ Why: personal data in a training corpus can be memorized and reproduced by a mod
   pattern type, validated regexes (Luhn, IBAN mod-97, base58check, SSN rules, a separator-aware phone rule) run
   only on those, and — when a spaCy model is installed — NER runs batched through ``nlp.pipe`` with only the
   ``ner`` component, on documents that contain a capitalized word (all-lowercase ones on a recased view), and
-  person-name rules (stages/pii_names.py) add what a small model misses. Recall is checked against presidio's
+  person-name rules (stages/pii/names.py) add what a small model misses. Recall is checked against presidio's
   recognizers by scripts/eval_pii.py.
 - ``engine: presidio``: presidio-analyzer's own ``AnalyzerEngine`` (built explicitly, never downloading), behind
   the same prefilter. Slower; kept as the reference and for users who extend presidio with their own recognizers.
@@ -19,11 +19,11 @@ with more than ``max_entities`` findings is dropped (``too_much_pii``). Only cou
 ``meta`` (the JSON of a record's other fields: an author's e-mail, a page title, the URL) is published with the row,
 so its string values are scrubbed too (``scrub_meta``, per key with ``meta_fields``/``meta_exclude``): one detection
 pass over the batch's values with the same detectors and operators; URLs keep their scheme and host so per-domain
-reports still work (stages/pii_meta.py). ``scrub_text``/``scrub_texts`` expose the scrubber to other parts of the
+reports still work (stages/pii/meta.py). ``scrub_text``/``scrub_texts`` expose the scrubber to other parts of the
 system, and ``Pii.patterns_only(params)`` builds one without NER, for bulk raw bytes.
 
 Image/audio rows: ``text`` (caption/transcript) goes through the same scrubber, and the media bytes lose their
-identifying metadata (stages/media_metadata.py; pixels and samples untouched). When bytes change,
+identifying metadata (stages/pii/media_metadata.py; pixels and samples untouched). When bytes change,
 ``media.sha256`` is recomputed so it always describes the committed bytes (``phash`` stays valid: the decoded
 pixels are identical); what was removed is listed by category in ``pii.media_removed``.
 """
@@ -45,9 +45,9 @@ from pydantic import Field, field_validator
 
 from refinery.schema import set_struct_fields
 from refinery.stage import FilterParams, Resources, Stage, StageResult, register
-from stages.pii_meta import DEFAULT_META_EXCLUDE, is_web_url, string_slots, url_spans, url_view
-from stages.pii_names import NameRules
-from stages.pii_patterns import PATTERN_TYPES, Span, candidate_masks, find_patterns, resolve_overlaps
+from stages.pii.meta import DEFAULT_META_EXCLUDE, is_web_url, string_slots, url_spans, url_view
+from stages.pii.names import NameRules
+from stages.pii.patterns import PATTERN_TYPES, Span, candidate_masks, find_patterns, resolve_overlaps
 
 log = logging.getLogger("refinery.pii")
 
@@ -90,7 +90,7 @@ class PiiParams(FilterParams):
     propagate_names: Literal["doc", "batch", "off"] = "doc"
     # "Anna, Derek and Jodi": when NER tags one member of a list of capitalized words as a person, tag them all.
     expand_name_lists: bool = True
-    # With a model: PERSON rules that catch what a small NER model misses (stages/pii_names.py) — Census given
+    # With a model: PERSON rules that catch what a small NER model misses (stages/pii/names.py) — Census given
     # names that are not English words, "my name is …"/"Name: …" cues, dialogue speaker labels, and a recased
     # view of all-lowercase documents so that NER sees their names. On presidio_synth_v2 they cut the PERSON
     # leak from 16.3% to 5.8% at equal precision (docs/evaluation/pii.md).
@@ -177,21 +177,19 @@ _CAPWORD = r"\p{Lu}[\p{Ll}\p{Lu}]"  # a capitalized (or all-caps) word: the only
 
 
 @register
-class Pii(Stage):
+class Pii(Stage[PiiParams]):
     name = "pii"
-    Params = PiiParams
-    requires = ("id", "text")
     resources = Resources(num_cpus=1)
 
     def __init__(self, params=None) -> None:
         super().__init__(params)
-        p: PiiParams = self.params  # type: ignore[assignment]
+        p = self.params
         # An actor pool only when there is a model to load once (NER, or presidio's engine). The pattern
         # recognizers build in milliseconds, and as tasks they run on workers that are already warm instead
         # of a new actor pool's processes.
         # ner_model: null asks for no model (patterns only): nothing to load, so no actor pool either.
         self.wants_ner = bool(p.ner_model) and any(t in NER_TYPES for t in p.entities)
-        self.stateful = p.engine == "presidio" or self.wants_ner  # type: ignore[misc]
+        self.stateful = p.engine == "presidio" or self.wants_ner
         self.nlp = None
         self.analyzer = None
         self.model: str | None = None
@@ -215,7 +213,7 @@ class Pii(Stage):
         return [pa.field("pii", pa.struct(PII_STRUCT_FIELDS))]
 
     def setup(self) -> None:
-        p: PiiParams = self.params  # type: ignore[assignment]
+        p = self.params
         self.model = resolve_model(p.ner_model) if self.wants_ner else None
         ops = {t: p.operators.get(t, p.default_operator) for t in p.entities}
         if "hash" in ops.values():
@@ -256,7 +254,7 @@ class Pii(Stage):
     def process(self, batch: pa.Table) -> StageResult:
         if not self._ready:
             self.setup()
-        p: PiiParams = self.params  # type: ignore[assignment]
+        p = self.params
         n = batch.num_rows
         texts = batch["text"].to_pylist()
         spans = self.detect(batch["text"], texts)
@@ -347,7 +345,7 @@ class Pii(Stage):
                ner: Sequence[bool] | None = None) -> list[list[Span]]:
         """Resolved, non-overlapping spans per document; ``ner`` (default: all) says which documents NER and the
         name rules may see (patterns run on all)."""
-        p: PiiParams = self.params  # type: ignore[assignment]
+        p = self.params
         n = len(texts)
         found: list[list[Span]] = [[] for _ in range(n)]
         pattern_types = [t for t in self.active if t in PATTERN_TYPES]
@@ -390,7 +388,7 @@ class Pii(Stage):
         With the name rules on, a document without a capitalized word runs NER on a recased view of itself (same
         length, so offsets hold) when the view has likely names capitalized; otherwise ``ner_mask`` decides.
         """
-        p: PiiParams = self.params  # type: ignore[assignment]
+        p = self.params
         views: dict[int, str] = {}
         run: list[int] = []
         for i, text in enumerate(texts):
@@ -444,7 +442,7 @@ class Pii(Stage):
 
     def anonymize(self, text: str, spans: list[Span]) -> str:
         """Rebuild the text from slices between spans (sorted, non-overlapping): offsets cannot corrupt it."""
-        p: PiiParams = self.params  # type: ignore[assignment]
+        p = self.params
         parts: list[str] = []
         pos = 0
         for s in spans:
@@ -515,7 +513,7 @@ class Pii(Stage):
     # ------------------------------------------------------------ media
 
     def _scrub_media(self, table: pa.Table) -> tuple[pa.Table, list[list[str] | None]]:
-        from stages.media_metadata import scrub_media_bytes
+        from stages.pii.media_metadata import scrub_media_bytes
 
         n = table.num_rows
         modality = table["modality"].to_pylist()

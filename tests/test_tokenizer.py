@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages import text_signals as ts
+from stages.quality import tokenizer as qtok
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -23,7 +23,7 @@ def _reference():
 
     nlp = spacy.blank("en")
     sent = frozenset(Sentencizer.default_punct_chars)
-    flags = [nlp.vocab.add_flag(lambda s: any(ch not in ts.PUNCTUATION_SET for ch in s)),
+    flags = [nlp.vocab.add_flag(lambda s: any(ch not in qtok.PUNCTUATION_SET for ch in s)),
              nlp.vocab.add_flag(lambda s: any(ch.isalpha() for ch in s)),
              nlp.vocab.add_flag(lambda s: s in sent)]
     attrs = [ORTH, IDX, LENGTH, IS_SPACE, IS_PUNCT, *flags]
@@ -60,7 +60,7 @@ def _hostile_texts(n: int = 1500) -> list[str]:
 def test_memoized_tokens_equal_spacy_tokens(source):
     texts = _real_texts() if source == "real" else _hostile_texts()
     ref = _reference()
-    tok = ts._Tokenizer("en")
+    tok = qtok._Tokenizer("en")
     assert tok.memoize
     for _ in range(2):  # the second pass is served from the memo of runs
         for t in texts:

@@ -10,9 +10,11 @@ from typing import Any
 
 import ray
 
+READ_LABEL, WRITE_LABEL = "(read)", "(write)"  # ledger keys of our reader and writer code (not stages)
+
 
 @ray.remote
-class StageTimer:
+class RunLedger:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.tasks: dict[str, set[str]] = {}
@@ -36,3 +38,24 @@ class StageTimer:
     def task_counts(self) -> dict[str, int]:
         """Distinct Ray tasks that reported under each key (shows whether Ray bundled work into fewer tasks)."""
         return {k: len(v) for k, v in self.tasks.items()}
+
+
+def report_seconds(ledger_name: str | None, seconds: dict[str, float]) -> None:
+    """Send seconds spent in our code to the run's ledger (best effort: never fail a batch over it).
+
+    Waits for the actor to take them (one round trip per task or block): fire-and-forget calls still in flight
+    when the driver asks for the totals would be lost."""
+    if not ledger_name or not seconds:
+        return
+    try:
+        task_id = ray.get_runtime_context().get_task_id()
+        ray.get(ray.get_actor(ledger_name).add.remote(seconds, task_id), timeout=30)
+    except Exception:
+        pass
+
+
+def report_reads(ledger_name: str | None, key: int, counts: dict[str, Any]) -> None:
+    """Record how many rows read task `key` produced. Unlike timings this must arrive: a lost count fails the
+    run's accounting check (which is the point: rows must never go missing unnoticed)."""
+    if ledger_name:
+        ray.get(ray.get_actor(ledger_name).record_read.remote(key, counts), timeout=120)

@@ -1,4 +1,4 @@
-"""Shared machinery for the quality stages: one tokenization per document, reused by every rule set.
+"""The quality stages' tokenizer: one tokenization per document, reused by every rule set.
 
 Why: datatrove (the reference for the Gopher, C4 and FineWeb rules) splits words with spaCy's blank English
 tokenizer. To agree with it we use the same tokenizer, but we call it once per document and pull the per-token
@@ -12,21 +12,14 @@ spaCy splits text into alternating runs of whitespace and non-whitespace and tok
 on its own, so the tokens of one line are exactly the full text's tokens that fall inside that line. That is
 what lets c4_quality count spaCy sentences per line without tokenizing each line again.
 
-This module is not a stage (it registers nothing); it does not import Ray.
+This module is not a stage (it registers nothing); the rule framework is in stages/quality/rules.py.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from refinery.stage import Stage
 
 # --- character classes (copied from datatrove.utils.text so that this module does not import datatrove) -------
 
@@ -52,6 +45,9 @@ _TERMINAL_CODEPOINTS = (
 TERMINAL_PUNCTUATION = frozenset(chr(c) for c in _TERMINAL_CODEPOINTS)
 PUNCTUATION_SET = frozenset(PUNCTUATION) | TERMINAL_PUNCTUATION
 
+HASH_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant: mixes token hashes into pair/n-gram keys
+
+
 # --- token table --------------------------------------------------------------------------------------------
 
 # columns of the per-document token array
@@ -67,7 +63,7 @@ class _Tokenizer:
     runs unless a rule contains whitespace, which is checked below), folding one ' ' after a word into that word.
     So a document's tokens are the concatenation of its runs' tokens, shifted by the runs' offsets: we keep the
     token rows of each run once and tokenize only runs not seen before, all of a document's new words in one
-    spaCy call. The output is identical to calling spaCy on the whole text (tests/test_text_signals.py).
+    spaCy call. The output is identical to calling spaCy on the whole text (tests/test_tokenizer.py).
     New lexemes only compute the attributes we read: spaCy's default getters (shape, like_num, like_url, ...)
     were half of the cost of a new word and do not affect where tokens split."""
 
@@ -267,7 +263,7 @@ def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
 
 def _pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
-        return a * _MULT + b
+        return a * HASH_MIX + b
 
 
 _RUNS = re.compile(r"\S+|\s+")  # spaCy's runs: it splits on str.isspace(), which is what \s matches in str patterns
@@ -328,162 +324,3 @@ def words_of(arr: np.ndarray) -> np.ndarray:
 
 def word_hash(word: str) -> int:
     return tokenizer().hash(word)
-
-
-# --- small pure helpers shared by rule sets -------------------------------------------------------------------
-
-
-def find_duplicates(items: Sequence[str]) -> tuple[int, int]:
-    """(number of repeated elements, characters in the repeats), as in datatrove/Gopher."""
-    seen: set[str] = set()
-    dup_n = dup_chars = 0
-    for x in items:
-        if x in seen:
-            dup_n += 1
-            dup_chars += len(x)
-        else:
-            seen.add(x)
-    return dup_n, dup_chars
-
-
-_MULT = np.uint64(0x9E3779B97F4A7C15)
-
-
-def ngram_ids(orth: np.ndarray, n: int) -> np.ndarray:
-    """A 64-bit id per word n-gram (position i covers words i..i+n-1)."""
-    m = len(orth) - n + 1
-    if m <= 0:
-        return np.zeros(0, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        h = orth[:m].copy()
-        for j in range(1, n):
-            h = h * _MULT + orth[j : j + m] + np.uint64(j)
-    return h
-
-
-# --- per-language rule sets ---------------------------------------------------------------------------------
-
-
-class RuleSet(BaseModel):
-    """Thresholds of one rule set. A threshold of None (or a rule listed in `skip`) switches that rule off."""
-
-    model_config = ConfigDict(extra="forbid")
-    skip: list[str] = Field(default_factory=list, description="rule names switched off")
-
-    def active(self, rule: str) -> bool:
-        return rule not in self.skip
-
-    @model_validator(mode="after")
-    def _known_skips(self) -> RuleSet:
-        known = set(self.rule_names())
-        bad = [s for s in self.skip if s not in known]
-        if bad:
-            raise ValueError(f"unknown rule(s) in skip: {bad}; known: {sorted(known)}")
-        return self
-
-    @classmethod
-    def rule_names(cls) -> tuple[str, ...]:
-        return ()
-
-
-def per_language_field() -> Any:
-    return Field(
-        default_factory=dict,
-        description="language code → threshold overrides (and `skip: [rules]`) for rows of that language",
-    )
-
-
-def resolve_rule_sets(
-    base: RuleSet, per_language: Mapping[str, Mapping[str, Any]], rules_cls: type[RuleSet]
-) -> dict[str, RuleSet]:
-    """Validate each language's overrides on top of the base thresholds (so config errors surface early)."""
-    base_values = base.model_dump()
-    out = {}
-    for lang, over in per_language.items():
-        merged = {**base_values, **dict(over)}
-        if "skip" in over:
-            merged["skip"] = sorted(set(base.skip) | set(over["skip"]))
-        try:
-            out[lang] = rules_cls(**merged)
-        except ValidationError as e:  # point at the override, not at the base key of the same name
-            errors = [{**err, "loc": ("per_language", lang, *err["loc"])} for err in e.errors()]
-            raise ValidationError.from_exception_data(e.title, errors) from None  # type: ignore[arg-type]
-    return out
-
-
-def base_rules(params: BaseModel, rules_cls: type[RuleSet]) -> RuleSet:
-    return rules_cls(**{k: getattr(params, k) for k in rules_cls.model_fields})
-
-
-@dataclass
-class RowGroups:
-    """Rows of a batch grouped by the rule set that applies to them."""
-
-    groups: list[tuple[RuleSet, np.ndarray]]
-    judged: np.ndarray  # bool per row: False for rows whose language is excluded by `only_languages`
-
-
-def group_rows(
-    langs: Sequence[str | None] | None,
-    base: RuleSet,
-    by_lang: Mapping[str, RuleSet],
-    only_languages: Iterable[str] | None,
-    n: int,
-) -> RowGroups:
-    judged = np.ones(n, dtype=bool)
-    if only_languages is not None:
-        only = set(only_languages)
-        judged = np.array([lg in only for lg in langs], dtype=bool) if langs is not None else np.zeros(n, dtype=bool)
-    if langs is None or not by_lang:
-        return RowGroups([(base, np.arange(n))], judged)
-    keys: dict[str, list[int]] = {}
-    for i, lg in enumerate(langs):
-        keys.setdefault(lg if lg in by_lang else "", []).append(i)
-    groups = [(by_lang.get(k, base), np.asarray(v, dtype=np.int64)) for k, v in keys.items()]
-    return RowGroups(groups, judged)
-
-
-def batch_langs(batch: pa.Table) -> list[str | None] | None:
-    return batch["lang"].to_pylist() if "lang" in batch.column_names else None
-
-
-def signal_columns(sig: Mapping[str, np.ndarray], types: Mapping[str, pa.DataType]) -> dict[str, pa.Array]:
-    """numpy signal arrays → Arrow columns; NaN (signal undefined, e.g. no words) becomes null."""
-    out = {}
-    for k, v in sig.items():
-        typ = types[k]
-        arr = np.asarray(v)
-        if pa.types.is_integer(typ):
-            out[k] = pa.array(np.nan_to_num(arr).astype(np.int64), type=typ)
-        else:
-            out[k] = pa.array(arr, type=typ, from_pandas=True)
-    return out
-
-
-def first_reasons(n: int, checks: list[tuple[np.ndarray, str]], judged: np.ndarray) -> pa.Array | None:
-    """Per row the name of the first failing rule (datatrove's order), or null."""
-    out: list[str | None] = [None] * n
-    any_fail = False
-    for mask, reason in checks:
-        for i in np.nonzero(mask & judged)[0].tolist():
-            if out[i] is None:
-                out[i] = reason
-                any_fail = True
-    return pa.array(out, pa.string()) if any_fail else None
-
-
-class RuleSetStage(Stage):
-    """Shared skeleton of the quality stages: a base rule set from the params, per-language overrides, and the
-    `quality` children the stage fills (``self.signals``)."""
-
-    Rules: type[RuleSet]
-    SIGNALS: dict[str, pa.DataType] = {}
-
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self.base = base_rules(self.params, self.Rules)
-        self.by_lang = resolve_rule_sets(self.base, self.params.per_language, self.Rules)  # type: ignore[attr-defined]
-        self.signals = dict(self.SIGNALS)
-
-    def output_fields(self) -> list[pa.Field]:
-        return [pa.field("quality", pa.struct([pa.field(k, t) for k, t in self.signals.items()]))]

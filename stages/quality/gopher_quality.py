@@ -19,8 +19,9 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from refinery.schema import set_struct_fields
-from refinery.stage import FilterParams, Fraction, NonNegFloat, NonNegInt, StageResult, register
-from stages import text_signals as ts
+from refinery.stage import Fraction, NonNegFloat, NonNegInt, StageResult, register
+from stages.quality import rules as qrules
+from stages.quality import tokenizer as qtok
 
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
 _RULES = (
@@ -36,7 +37,7 @@ _RULES = (
 )
 
 
-class GopherQualityRules(ts.RuleSet):
+class GopherQualityRules(qrules.RuleSet):
     min_doc_words: NonNegInt | None = 50
     max_doc_words: NonNegInt | None = 100_000
     min_avg_word_length: NonNegFloat | None = 3
@@ -54,9 +55,8 @@ class GopherQualityRules(ts.RuleSet):
         return _RULES
 
 
-class GopherQualityParams(FilterParams, GopherQualityRules):
-    per_language: dict[str, dict] = ts.per_language_field()
-    only_languages: list[str] | None = None
+class GopherQualityParams(qrules.LanguageRulesParams, GopherQualityRules):
+    pass
 
 
 SIGNALS = {
@@ -77,9 +77,8 @@ def _on(v: float | None) -> bool:
 
 
 @register
-class GopherQuality(ts.RuleSetStage):
+class GopherQuality(qrules.RuleSetStage[GopherQualityParams]):
     name = "gopher_quality"
-    Params = GopherQualityParams
 
     Rules = GopherQualityRules
     SIGNALS = SIGNALS
@@ -87,35 +86,35 @@ class GopherQuality(ts.RuleSetStage):
     def process(self, batch: pa.Table) -> StageResult:
         texts = pc.fill_null(batch["text"], "").to_pylist()
         n = len(texts)
-        rows = ts.group_rows(ts.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n)  # type: ignore[attr-defined]
+        rows = qrules.group_rows(qrules.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n)
         sig = {k: np.full(n, np.nan) for k in SIGNALS}
         fail: dict[str, np.ndarray] = {r: np.zeros(n, dtype=bool) for r in _RULES}
         for rules, idx in rows.groups:
-            stop_hashes = np.array([ts.word_hash(w) for w in rules.stop_words], dtype=np.uint64)
+            stop_hashes = np.array([qtok.word_hash(w) for w in rules.stop_words], dtype=np.uint64)
             for i in idx.tolist():
                 self._row(texts[i], i, rules, stop_hashes, sig, fail)
-        out = set_struct_fields(batch, "quality", ts.signal_columns(sig, SIGNALS))
-        return out, ts.first_reasons(n, [(fail[r], r) for r in _RULES], rows.judged)
+        out = set_struct_fields(batch, "quality", qrules.signal_columns(sig, SIGNALS))
+        return out, qrules.first_reasons(n, [(fail[r], r) for r in _RULES], rows.judged)
 
     @staticmethod
     def _row(text: str, i: int, r: GopherQualityRules, stop_hashes: np.ndarray, sig: dict, fail: dict) -> None:
-        words = ts.words_of(ts.tokens(text))
+        words = qtok.words_of(qtok.tokens(text))
         n_words = len(words)
-        nonsym = words[:, ts.NONSYM] != 0
+        nonsym = words[:, qtok.NONSYM] != 0
         n_ns = int(nonsym.sum())
         sig["gopher_words"][i] = n_ns
-        mean_len = float(words[nonsym, ts.LENGTH].mean()) if n_ns else float("nan")
+        mean_len = float(words[nonsym, qtok.LENGTH].mean()) if n_ns else float("nan")
         sig["gopher_mean_word_length"][i] = mean_len
         lines = text.splitlines()
         n_lines = len(lines)
         if n_words:
             sig["gopher_hash_ratio"][i] = text.count("#") / n_words
             sig["gopher_ellipsis_ratio"][i] = (text.count("...") + text.count("…")) / n_words
-            sig["gopher_alpha_words_ratio"][i] = int((words[:, ts.ALPHA] != 0).sum()) / n_words
+            sig["gopher_alpha_words_ratio"][i] = int((words[:, qtok.ALPHA] != 0).sum()) / n_words
         if n_lines:
             sig["gopher_bullet_lines_ratio"][i] = sum(s.lstrip().startswith(("•", "-")) for s in lines) / n_lines
             sig["gopher_ellipsis_lines_ratio"][i] = sum(s.rstrip().endswith(("...", "…")) for s in lines) / n_lines
-        sig["gopher_stop_words"][i] = int(np.isin(stop_hashes, words[:, ts.ORTH]).sum()) if n_words else 0
+        sig["gopher_stop_words"][i] = int(np.isin(stop_hashes, words[:, qtok.ORTH]).sum()) if n_words else 0
 
         a = r.active
         if a("too_few_words") and _on(r.min_doc_words) and n_ns < r.min_doc_words:

@@ -19,6 +19,9 @@ import sys
 from typing import Any
 from urllib.parse import unquote_plus
 
+from jobs.cli import command
+from jobs.errors import EXIT_ALERT, EXIT_CONFIG, EXIT_OK
+
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 _DIGITS = re.compile(r"(?<![\w\-])\d(?:[ \-]?\d){12,18}(?![\w\-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
@@ -105,13 +108,12 @@ def audit(output_uri: str, storage_options: dict[str, Any] | None = None, max_id
     reported apart (raw input records, decoded as UTF-8 with replacement)."""
     import pyarrow.parquet as pq
 
-    from refinery.fsio import get_fs, join
+    from refinery.location import Location
 
-    fs, root = get_fs(output_uri, storage_options or {})
-    if not fs.exists(join(root, "_SUCCESS")):
+    out = Location(output_uri, storage_options)
+    if not out.join("_SUCCESS").exists():
         raise FileNotFoundError("output is not committed (no _SUCCESS)")
-    with fs.open(join(root, "manifest.json"), "rb") as f:
-        manifest = json.load(f)
+    manifest = out.join("manifest.json").read_json()
     entries = manifest.get("files", [])
     cols = {"text": _Tally(max_ids), "meta": _Tally(max_ids)}
     quarantine = _Tally(max_ids)
@@ -120,7 +122,7 @@ def audit(output_uri: str, storage_options: dict[str, Any] | None = None, max_id
     q_files = [e for e in entries if e.get("kind") == "quarantine"]
     for entry in files + q_files:
         is_data = entry.get("kind") == "data"
-        with fs.open(join(root, entry["path"]), "rb") as f:
+        with out.join(entry["path"]).open("rb") as f:
             pf = pq.ParquetFile(f)
             wanted = [c for c in (("text", "meta") if is_data else ("raw",)) if c in pf.schema_arrow.names]
             for batch in pf.iter_batches(columns=["id", *wanted], batch_size=4096):
@@ -151,19 +153,13 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage-option", action="append", default=[], metavar="key=value")
 
 
-def _register() -> None:
-    from jobs.cli import EXIT_ALERT, EXIT_CONFIG, EXIT_OK, command
-
-    @command("audit-pii", _args)
-    def cmd_audit_pii(args: argparse.Namespace) -> int:
-        opts = dict(kv.split("=", 1) for kv in args.storage_option)
-        try:
-            result = audit(args.output, opts, args.max_ids)
-        except FileNotFoundError as e:
-            print(f"audit-pii: {e}", file=sys.stderr)
-            return EXIT_CONFIG
-        print(json.dumps(result, indent=2))
-        return EXIT_OK if result["clean"] and result["quarantine"]["clean"] else EXIT_ALERT
-
-
-_register()
+@command("audit-pii", _args)
+def cmd_audit_pii(args: argparse.Namespace) -> int:
+    opts = dict(kv.split("=", 1) for kv in args.storage_option)
+    try:
+        result = audit(args.output, opts, args.max_ids)
+    except FileNotFoundError as e:
+        print(f"audit-pii: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(json.dumps(result, indent=2))
+    return EXIT_OK if result["clean"] and result["quarantine"]["clean"] else EXIT_ALERT

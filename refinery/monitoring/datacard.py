@@ -1,6 +1,6 @@
 """The data card of a snapshot (`DATACARD.md`): what it holds, where it came from, what was removed and why.
 
-Written from the committed manifest, report and profile (refinery/monitoring.py), never from in-flight state, so
+Written from the committed manifest, report and profile (refinery/monitoring/profile.py), never from in-flight state, so
 it describes exactly what was published. Licences come from the config's `licenses` map (source uri prefix →
 licence); sources no prefix matches are listed as "not stated".
 """

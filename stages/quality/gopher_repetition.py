@@ -21,8 +21,9 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from refinery.schema import set_struct_fields
-from refinery.stage import FilterParams, Fraction, StageResult, register
-from stages import text_signals as ts
+from refinery.stage import Fraction, StageResult, register
+from stages.quality import rules as qrules
+from stages.quality import tokenizer as qtok
 
 _PARA = re.compile(r"\n{2,}")
 _LINES = re.compile("\n+")
@@ -31,7 +32,7 @@ TOP_N_GRAMS = ((2, 0.2), (3, 0.18), (4, 0.16))
 DUP_N_GRAMS = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
 
 
-class GopherRepetitionRules(ts.RuleSet):
+class GopherRepetitionRules(qrules.RuleSet):
     dup_line_frac: Fraction | None = 0.3
     dup_para_frac: Fraction | None = 0.3
     dup_line_char_frac: Fraction | None = 0.2
@@ -48,9 +49,8 @@ class GopherRepetitionRules(ts.RuleSet):
         )  # fmt: skip
 
 
-class GopherRepetitionParams(FilterParams, GopherRepetitionRules):
-    per_language: dict[str, dict] = ts.per_language_field()
-    only_languages: list[str] | None = None
+class GopherRepetitionParams(qrules.LanguageRulesParams, GopherRepetitionRules):
+    pass
 
 
 _BASE_SIGNALS = {
@@ -63,20 +63,20 @@ _BASE_SIGNALS = {
 
 def top_ngram_chars(words: np.ndarray, n: int) -> int | None:
     """Characters covered by the most frequent word n-gram (ties: the first seen), as in datatrove."""
-    ids = ts.ngram_ids(words[:, ts.ORTH], n)
+    ids = qrules.ngram_ids(words[:, qtok.ORTH], n)
     if len(ids) == 0:
         return None
     uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
     best = counts.max()
     pos = int(first[counts == best].min())
-    chars = int(words[pos : pos + n, ts.LENGTH].sum()) + n - 1  # joined with spaces
+    chars = int(words[pos : pos + n, qtok.LENGTH].sum()) + n - 1  # joined with spaces
     return chars * int(best)
 
 
 def duplicated_ngram_chars(words: np.ndarray, n: int) -> int:
     """datatrove's find_all_duplicate: greedy left-to-right, a repeated n-gram's characters count once and the
     scan jumps past it. Only positions whose n-gram occurs more than once can count, so only those are visited."""
-    ids = ts.ngram_ids(words[:, ts.ORTH], n)
+    ids = qrules.ngram_ids(words[:, qtok.ORTH], n)
     if len(ids) < 2:
         return 0
     ordered = np.sort(ids)
@@ -86,7 +86,7 @@ def duplicated_ngram_chars(words: np.ndarray, n: int) -> int:
     cand = np.nonzero(counts[inv] > 1)[0]
     if len(cand) == 0:
         return 0
-    cum = np.concatenate(([0], np.cumsum(words[:, ts.LENGTH].astype(np.int64))))
+    cum = np.concatenate(([0], np.cumsum(words[:, qtok.LENGTH].astype(np.int64))))
     seen: set[int] = set()
     idx = 0
     repeated = 0
@@ -105,9 +105,8 @@ def duplicated_ngram_chars(words: np.ndarray, n: int) -> int:
 
 
 @register
-class GopherRepetition(ts.RuleSetStage):
+class GopherRepetition(qrules.RuleSetStage[GopherRepetitionParams]):
     name = "gopher_repetition"
-    Params = GopherRepetitionParams
 
     Rules = GopherRepetitionRules
     SIGNALS = _BASE_SIGNALS
@@ -123,13 +122,13 @@ class GopherRepetition(ts.RuleSetStage):
     def process(self, batch: pa.Table) -> StageResult:
         texts = pc.fill_null(batch["text"], "").to_pylist()
         n = len(texts)
-        rows = ts.group_rows(ts.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n)  # type: ignore[attr-defined]
+        rows = qrules.group_rows(qrules.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n)
         sig = {k: np.full(n, np.nan) for k in self.signals}
         reasons: list[str | None] = [None] * n
         for rules, idx in rows.groups:
             for i in idx.tolist():
                 reasons[i] = self._row(texts[i], i, rules, sig)
-        out = set_struct_fields(batch, "quality", ts.signal_columns(sig, self.signals))
+        out = set_struct_fields(batch, "quality", qrules.signal_columns(sig, self.signals))
         judged = rows.judged
         final = [r if judged[i] else None for i, r in enumerate(reasons)]
         return out, pa.array(final, pa.string()) if any(r is not None for r in final) else None
@@ -146,19 +145,19 @@ class GopherRepetition(ts.RuleSetStage):
                 fails.append(rule)
 
         paragraphs = _PARA.split(text.strip())
-        p_dup, p_chars = ts.find_duplicates(paragraphs)
+        p_dup, p_chars = qrules.find_duplicates(paragraphs)
         sig["rep_dup_para_frac"][i] = p_dup / len(paragraphs)
         sig["rep_dup_para_char_frac"][i] = p_chars / n_chars
         check("dup_para_frac", sig["rep_dup_para_frac"][i], r.dup_para_frac)
         check("dup_para_char_frac", sig["rep_dup_para_char_frac"][i], r.dup_para_char_frac)
         lines = _LINES.split(text)
-        l_dup, l_chars = ts.find_duplicates(lines)
+        l_dup, l_chars = qrules.find_duplicates(lines)
         sig["rep_dup_line_frac"][i] = l_dup / len(lines)
         sig["rep_dup_line_char_frac"][i] = l_chars / n_chars
         check("dup_line_frac", sig["rep_dup_line_frac"][i], r.dup_line_frac)
         check("dup_line_char_frac", sig["rep_dup_line_char_frac"][i], r.dup_line_char_frac)
 
-        words = ts.words_of(ts.tokens(text))
+        words = qtok.words_of(qtok.tokens(text))
         top_thr = dict(r.top_n_grams)
         for n in self.top_ns:
             chars = top_ngram_chars(words, n)

@@ -14,13 +14,14 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from refinery.schema import set_struct_fields
-from refinery.stage import FilterParams, Fraction, NonNegFloat, NonNegInt, StageResult, register
-from stages import text_signals as ts
+from refinery.stage import Fraction, NonNegFloat, NonNegInt, StageResult, register
+from stages.quality import rules as qrules
+from stages.quality import tokenizer as qtok
 
 _RULES = ("empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "list_ratio")
 
 
-class FineWebQualityRules(ts.RuleSet):
+class FineWebQualityRules(qrules.RuleSet):
     line_punct_thr: Fraction | None = 0.12
     line_punct_exclude_zero: bool = False
     stop_chars: list[str] | None = Field(default=None, description="line-final marks; default: datatrove's TERMINAL_PUNCTUATION")
@@ -34,9 +35,8 @@ class FineWebQualityRules(ts.RuleSet):
         return _RULES
 
 
-class FineWebQualityParams(FilterParams, FineWebQualityRules):
-    per_language: dict[str, dict] = ts.per_language_field()
-    only_languages: list[str] | None = None
+class FineWebQualityParams(qrules.LanguageRulesParams, FineWebQualityRules):
+    pass
 
 
 SIGNALS = {
@@ -48,9 +48,8 @@ SIGNALS = {
 
 
 @register
-class FineWebQuality(ts.RuleSetStage):
+class FineWebQuality(qrules.RuleSetStage[FineWebQualityParams]):
     name = "fineweb_quality"
-    Params = FineWebQualityParams
 
     Rules = FineWebQualityRules
     SIGNALS = SIGNALS
@@ -58,15 +57,15 @@ class FineWebQuality(ts.RuleSetStage):
     def process(self, batch: pa.Table) -> StageResult:
         texts = pc.fill_null(batch["text"], "").to_pylist()
         n = len(texts)
-        rows = ts.group_rows(ts.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n)  # type: ignore[attr-defined]
+        rows = qrules.group_rows(qrules.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n)
         sig = {k: np.full(n, np.nan) for k in SIGNALS}
         reasons: list[str | None] = [None] * n
         for rules, idx in rows.groups:
-            stops = tuple(rules.stop_chars) if rules.stop_chars is not None else tuple(ts.TERMINAL_PUNCTUATION)
+            stops = tuple(rules.stop_chars) if rules.stop_chars is not None else tuple(qtok.TERMINAL_PUNCTUATION)
             for i in idx.tolist():
                 r = self._row(texts[i], i, rules, stops, sig)
                 reasons[i] = r if rows.judged[i] else None
-        out = set_struct_fields(batch, "quality", ts.signal_columns(sig, SIGNALS))
+        out = set_struct_fields(batch, "quality", qrules.signal_columns(sig, SIGNALS))
         return out, pa.array(reasons, pa.string()) if any(r is not None for r in reasons) else None
 
     @staticmethod
@@ -86,11 +85,11 @@ class FineWebQuality(ts.RuleSetStage):
         if r.short_line_thr is not None and r.active("short_line_ratio") and short > r.short_line_thr:
             fails.append("short_line_ratio")
         non_nl = len(text) - text.count("\n")
-        dup = ts.find_duplicates(lines)[1] / non_nl if non_nl else 0.0
+        dup = qrules.find_duplicates(lines)[1] / non_nl if non_nl else 0.0
         sig["fw_char_dup_ratio"][i] = dup
         if r.char_duplicates_ratio is not None and r.active("char_dup_ratio") and dup > r.char_duplicates_ratio:
             fails.append("char_dup_ratio")
-        n_words = len(ts.words_of(ts.tokens(text)))
+        n_words = len(qtok.words_of(qtok.tokens(text)))
         if n_words:
             ratio = text.count("\n") / n_words
             sig["fw_list_ratio"][i] = ratio

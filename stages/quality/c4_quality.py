@@ -9,7 +9,7 @@ committed rows in report.json's counters (`Stage.summarize`). Rows that are drop
 `action: annotate`) keep their original text.
 
 Page rules → drop reasons: lorem_ipsum, curly_bracket, too_few_sentences. Sentences are spaCy sentencizer
-sentences of the kept lines, counted from the document's single tokenization (text_signals), which gives the
+sentences of the kept lines, counted from the document's single tokenization (stages/quality/tokenizer.py), which gives the
 same count as datatrove's per-line spaCy call. Defaults are the published values (datatrove's defaults).
 """
 
@@ -23,8 +23,9 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from refinery.schema import set_struct_fields
-from refinery.stage import FilterParams, StageResult, register
-from stages import text_signals as ts
+from refinery.stage import StageResult, register
+from stages.quality import rules as qrules
+from stages.quality import tokenizer as qtok
 
 CITATION_REGEX = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")
@@ -34,7 +35,7 @@ _RULES = ("lorem_ipsum", "curly_bracket", "too_few_sentences")
 _LINE_CAUSES = ("too_long_word", "no_terminal_punct", "too_few_words", "javascript", "policy")
 
 
-class C4QualityRules(ts.RuleSet):
+class C4QualityRules(qrules.RuleSet):
     remove_citations: bool = True
     filter_no_terminal_punct: bool = True
     min_num_sentences: int = Field(default=5, ge=-1)  # -1 disables
@@ -50,9 +51,8 @@ class C4QualityRules(ts.RuleSet):
         return _RULES
 
 
-class C4QualityParams(FilterParams, C4QualityRules):
-    per_language: dict[str, dict] = ts.per_language_field()
-    only_languages: list[str] | None = None
+class C4QualityParams(qrules.LanguageRulesParams, C4QualityRules):
+    pass
     # False: compute signals and page decisions but leave the text unchanged.
     clean_text: bool = True
 
@@ -71,8 +71,8 @@ def count_sentences(toks: np.ndarray) -> int:
     neither punctuation nor a sentence mark after a sentence mark (other punctuation in between is neutral)."""
     if len(toks) == 0:
         return 1
-    sent = toks[:, ts.SENT_PUNCT] != 0
-    word = (toks[:, ts.PUNCT] == 0) & ~sent
+    sent = toks[:, qtok.SENT_PUNCT] != 0
+    word = (toks[:, qtok.PUNCT] == 0) & ~sent
     keep = sent | word
     s, w = sent[keep], word[keep]
     return 1 + int(np.count_nonzero(w[1:] & s[:-1]))
@@ -81,7 +81,7 @@ def count_sentences(toks: np.ndarray) -> int:
 def c4_document(text: str, r: C4QualityRules, doc_tokens: np.ndarray) -> tuple[str | None, str, dict[str, int], np.ndarray | None]:
     """Apply C4 to one document → (page rule failed or None, cleaned text, counts, tokens of the cleaned text)."""
     counts = dict.fromkeys(_LINE_CAUSES, 0)
-    idx_col = doc_tokens[:, ts.IDX].astype(np.int64) if len(doc_tokens) else np.zeros(0, np.int64)
+    idx_col = doc_tokens[:, qtok.IDX].astype(np.int64) if len(doc_tokens) else np.zeros(0, np.int64)
     num_sentences = 0
     kept_lines: list[str] = []
     kept_tokens: list[np.ndarray] = []
@@ -122,12 +122,12 @@ def c4_document(text: str, r: C4QualityRules, doc_tokens: np.ndarray) -> tuple[s
             counts["policy"] += 1
             continue
         if cited:
-            toks = ts.tokenizer()(line)  # citation removal can re-join tokens: tokenize the edited line
+            toks = qtok.tokenizer()(line)  # citation removal can re-join tokens: tokenize the edited line
         else:
             lo = start + (len(raw) - len(raw.lstrip()))
             a, b = np.searchsorted(idx_col, [lo, lo + len(line)])
             toks = doc_tokens[a:b].copy()
-            toks[:, ts.IDX] -= np.uint64(lo)
+            toks[:, qtok.IDX] -= np.uint64(lo)
         if r.min_num_sentences != -1:
             num_sentences += count_sentences(toks)
         kept_lines.append(line)
@@ -153,10 +153,10 @@ def _join_tokens(lines: list[str], toks: list[np.ndarray]) -> np.ndarray:
     for j, (line, t) in enumerate(zip(lines, toks, strict=True)):
         if j:
             sep = nl.copy()
-            sep[0, ts.IDX] = off - 1
+            sep[0, qtok.IDX] = off - 1
             parts.append(sep)
         t = t.copy()
-        t[:, ts.IDX] += np.uint64(off)
+        t[:, qtok.IDX] += np.uint64(off)
         parts.append(t)
         off += len(line) + 1
     return np.concatenate(parts)
@@ -168,23 +168,22 @@ _NL: np.ndarray | None = None
 def _newline_token() -> np.ndarray:
     global _NL
     if _NL is None:
-        _NL = ts.tokenizer()("a\nb")[1:2].copy()
+        _NL = qtok.tokenizer()("a\nb")[1:2].copy()
     return _NL
 
 
 @register
-class C4Quality(ts.RuleSetStage):
+class C4Quality(qrules.RuleSetStage[C4QualityParams]):
     name = "c4_quality"
-    Params = C4QualityParams
 
     Rules = C4QualityRules
     SIGNALS = SIGNALS
 
     def process(self, batch: pa.Table) -> StageResult:
-        p: C4QualityParams = self.params  # type: ignore[assignment]
+        p = self.params
         texts = pc.fill_null(batch["text"], "").to_pylist()
         n = len(texts)
-        rows = ts.group_rows(ts.batch_langs(batch), self.base, self.by_lang, p.only_languages, n)
+        rows = qrules.group_rows(qrules.batch_langs(batch), self.base, self.by_lang, p.only_languages, n)
         sig = {k: np.zeros(n, dtype=np.int64) for k in SIGNALS}
         reasons: list[str | None] = [None] * n
         new_texts = list(texts)
@@ -192,7 +191,7 @@ class C4Quality(ts.RuleSetStage):
         for rules, idx in rows.groups:
             for i in idx.tolist():
                 text = texts[i]
-                failed, cleaned, info, toks = c4_document(text, rules, ts.tokens(text))
+                failed, cleaned, info, toks = c4_document(text, rules, qtok.tokens(text))
                 if not rows.judged[i]:
                     failed = None
                 reasons[i] = failed
@@ -204,7 +203,7 @@ class C4Quality(ts.RuleSetStage):
                         new_texts[i] = cleaned
                         changed = True
                         if toks is not None:
-                            ts.remember_tokens(cleaned, toks)
+                            qtok.remember_tokens(cleaned, toks)
                 else:  # text left as it was: nothing was removed
                     for k in ("c4_lines_removed", *(f"c4_lines_{c}" for c in _LINE_CAUSES)):
                         sig[k][i] = 0
@@ -213,7 +212,7 @@ class C4Quality(ts.RuleSetStage):
             text_field = batch.schema.field("text")
             arr = pa.array([None if t is None else nt for t, nt in zip(batch["text"].to_pylist(), new_texts, strict=True)], text_field.type)
             out = out.set_column(out.schema.get_field_index("text"), text_field, arr)
-        out = set_struct_fields(out, "quality", ts.signal_columns(sig, SIGNALS))
+        out = set_struct_fields(out, "quality", qrules.signal_columns(sig, SIGNALS))
         return out, pa.array(reasons, pa.string()) if any(r is not None for r in reasons) else None
 
     def summarize(self, kept: pa.Table) -> dict[str, float]:

@@ -16,7 +16,7 @@ import os
 import uuid
 from typing import Any
 
-from refinery.fsio import get_fs, join, protocol_of, read_bytes, write_bytes
+from refinery.location import Location
 
 RUNLOG = "runlog.jsonl"
 
@@ -27,11 +27,11 @@ def now_iso() -> str:
 
 def append(state_uri: str, record: dict[str, Any], so: dict[str, Any] | None = None, locked: bool = True) -> None:
     line = (json.dumps({"time": now_iso(), **record}, sort_keys=False, default=str) + "\n").encode()
-    fs, root = get_fs(state_uri, so)
-    path = join(root, RUNLOG)
-    if protocol_of(fs) == "file":
-        os.makedirs(root, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    state = Location(state_uri, so)
+    log = state.join(RUNLOG)
+    if state.is_local:  # a real append: O_APPEND writes of one line do not interleave
+        os.makedirs(state.path, exist_ok=True)
+        fd = os.open(log.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
             os.fsync(fd)
@@ -40,19 +40,15 @@ def append(state_uri: str, record: dict[str, Any], so: dict[str, Any] | None = N
         return
     if not locked:
         name = f"{now_iso().replace(':', '')}-{uuid.uuid4().hex[:8]}.json"
-        write_bytes(fs, join(root, "runlog-refused", name), line)
+        state.join("runlog-refused", name).write_bytes(line)
         return
-    try:
-        old = read_bytes(fs, path)
-    except FileNotFoundError:
-        old = b""
-    write_bytes(fs, path, old + line)
+    old = log.read_bytes() if log.exists() else b""  # object stores: rewrite whole, under the refresh lock
+    log.write_bytes(old + line)
 
 
 def read(state_uri: str, so: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    fs, root = get_fs(state_uri, so)
-    try:
-        body = read_bytes(fs, join(root, RUNLOG))
-    except FileNotFoundError:
+    log = Location(state_uri, so).join(RUNLOG)
+    if not log.exists():
         return []
+    body = log.read_bytes()
     return [json.loads(x) for x in body.decode().splitlines() if x.strip()]

@@ -7,8 +7,8 @@
   latest                       {"snapshot_id", "run_id", "manifest_sha256"}: the newest committed snapshot
   _state/refresh/inputs.json   processed inputs: uri → {size, etag, mtime, sha256, snapshot_id}
   _state/refresh/pending.json  the snapshot being published (for crash recovery); absent when idle
-  _state/refresh/LOCK          the lease lock (refinery/lock.py)
-  _state/refresh/runlog.jsonl  the append-only run log (refinery/runlog.py)
+  _state/refresh/LOCK          the lease lock (refinery/refresh/lock.py)
+  _state/refresh/runlog.jsonl  the append-only run log (refinery/refresh/runlog.py)
   _state/dedup/…               dedup index generations (refinery/state.py)
 ```
 
@@ -20,13 +20,11 @@ locally, one PUT on object stores), so a reader sees the old or the new version,
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-import posixpath
 from typing import Any
 
 from refinery.commit import SUCCESS, committed_manifest
-from refinery.fsio import InputFile, get_fs, join, read_bytes, write_bytes
+from refinery.fsio import InputFile, join
+from refinery.location import Location
 
 SNAPSHOTS = "snapshots"
 LATEST = "latest"
@@ -45,48 +43,30 @@ def refresh_state_uri(root: str) -> str:
     return join(root, REFRESH_STATE)
 
 
-def _read_json(uri: str, so: dict[str, Any] | None) -> dict[str, Any] | None:
-    fs, path = get_fs(uri, so)
-    try:
-        return json.loads(read_bytes(fs, path))
-    except FileNotFoundError:
-        return None
-
-
-def _write_json(uri: str, obj: Any, so: dict[str, Any] | None) -> None:
-    fs, path = get_fs(uri, so)
-    write_bytes(fs, path, json.dumps(obj, indent=2, sort_keys=True).encode())
+def _state_file(root: str, name: str, so: dict[str, Any] | None) -> Location:
+    return Location(refresh_state_uri(root), so).join(name)
 
 
 # -- pointer --------------------------------------------------------------------------------------------------
 def read_latest(root: str, so: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    return _read_json(join(root, LATEST), so)
+    return Location(root, so).join(LATEST).read_json_or_none(strict=True)
 
 
 def write_latest(root: str, snapshot_id: str, so: dict[str, Any] | None = None) -> dict[str, Any]:
     """Point `latest` at a snapshot; refuses one that is not committed (no `_SUCCESS`)."""
-    snap = snapshot_uri(root, snapshot_id)
-    fs, path = get_fs(snap, so)
-    if not fs.exists(join(path, SUCCESS)):
-        raise RuntimeError(f"refusing to point latest at {snap}: it is not committed")
-    marker = json.loads(read_bytes(fs, join(path, SUCCESS)))
+    snap = Location(snapshot_uri(root, snapshot_id), so)
+    marker = snap.join(SUCCESS).read_json_or_none(strict=True)
+    if marker is None:
+        raise RuntimeError(f"refusing to point latest at {snap.uri}: it is not committed")
     body = {"snapshot_id": snapshot_id, "run_id": marker.get("run_id"), "manifest_sha256": marker.get("manifest_sha256"),
             "updated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    _write_json(join(root, LATEST), body, so)
+    Location(root, so).join(LATEST).write_json(body)
     return body
 
 
 def committed_snapshots(root: str, so: dict[str, Any] | None = None) -> list[str]:
     """Ids of snapshots that hold `_SUCCESS`, sorted (oldest first)."""
-    fs, path = get_fs(snapshots_uri(root), so)
-    if not fs.exists(path):
-        return []
-    out = []
-    for entry in fs.ls(path, detail=False):
-        sid = posixpath.basename(entry.rstrip("/"))
-        if fs.exists(join(entry, SUCCESS)):
-            out.append(sid)
-    return sorted(out)
+    return sorted(s.name for s in Location(snapshots_uri(root), so).children() if s.join(SUCCESS).exists())
 
 
 def snapshot_manifest(root: str, snapshot_id: str, so: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -98,44 +78,35 @@ def new_snapshot_id(root: str, run_id: str, date: dt.date | None = None, so: dic
     """`YYYYMMDD`, or `YYYYMMDD-HHMMSS-<run id>` when that date already has a snapshot folder."""
     now = now or dt.datetime.now(dt.UTC)
     day = (date or now.date()).strftime("%Y%m%d")
-    fs, path = get_fs(snapshot_uri(root, day), so)
-    if not fs.exists(path):
+    if not Location(snapshot_uri(root, day), so).exists():
         return day
     return f"{day}-{now.strftime('%H%M%S')}-{run_id[:8]}"
 
 
 # -- processed-inputs state -----------------------------------------------------------------------------------
 def read_inputs_state(root: str, so: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    return (_read_json(join(refresh_state_uri(root), "inputs.json"), so) or {}).get("inputs", {})
+    return (_state_file(root, "inputs.json", so).read_json_or_none(strict=True) or {}).get("inputs", {})
 
 
 def write_inputs_state(root: str, inputs: dict[str, dict[str, Any]], snapshot_id: str | None,
                        so: dict[str, Any] | None = None) -> None:
-    _write_json(join(refresh_state_uri(root), "inputs.json"),
-                {"last_snapshot": snapshot_id, "inputs": dict(sorted(inputs.items()))}, so)
+    _state_file(root, "inputs.json", so).write_json({"last_snapshot": snapshot_id, "inputs": dict(sorted(inputs.items()))})
 
 
 def read_pending(root: str, so: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    return _read_json(join(refresh_state_uri(root), "pending.json"), so)
+    return _state_file(root, "pending.json", so).read_json_or_none(strict=True)
 
 
 def write_pending(root: str, pending: dict[str, Any], so: dict[str, Any] | None = None) -> None:
-    _write_json(join(refresh_state_uri(root), "pending.json"), pending, so)
+    _state_file(root, "pending.json", so).write_json(pending)
 
 
 def clear_pending(root: str, so: dict[str, Any] | None = None) -> None:
-    fs, path = get_fs(join(refresh_state_uri(root), "pending.json"), so)
-    if fs.exists(path):
-        fs.rm(path)
+    _state_file(root, "pending.json", so).remove()
 
 
 def content_sha256(uri: str, so: dict[str, Any] | None = None) -> str:
-    fs, path = get_fs(uri, so)
-    h = hashlib.sha256()
-    with fs.open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return Location(uri, so).sha256()
 
 
 def diff_inputs(files: list[InputFile], known: dict[str, dict[str, Any]], so: dict[str, Any] | None = None

@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stages.pii_patterns import Span
+from stages.pii.patterns import Span
 
 if TYPE_CHECKING:
     from spacy.language import Language

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from refinery.fsio import get_fs, join, read_bytes
+from refinery.location import Location
 from refinery.schema import DOMAIN_COL, row_domain, url_host
 
 CLUSTER_BINS = [(1, 1), (2, 2), (3, 3), (4, 5), (6, 10), (11, 100), (101, None)]
@@ -46,8 +46,8 @@ def _meta_get(meta: str | None, key: str) -> Any:
     return obj.get(key) if isinstance(obj, dict) else None
 
 
-def _iter_parquet(fs, path: str, columns: list[str]):
-    with fs.open(path, "rb") as fh:
+def _iter_parquet(loc: Location, columns: list[str]):
+    with loc.open("rb") as fh:
         pf = pq.ParquetFile(fh)
         names = set(pf.schema_arrow.names)
         cols = [c for c in columns if c in names]
@@ -68,9 +68,9 @@ def _is_pii_stage(name: str) -> bool:
 
 def build_profile(snapshot_uri: str, so: dict[str, Any] | None, mon: Any, snapshot_id: str,
                   previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    fs, root = get_fs(snapshot_uri, so)
-    manifest = json.loads(read_bytes(fs, join(root, "manifest.json")))
-    report = json.loads(read_bytes(fs, join(root, "report.json")))
+    snap = Location(snapshot_uri, so)
+    manifest = snap.join("manifest.json").read_json()
+    report = snap.join("report.json").read_json()
     lang: Counter = Counter()
     domains: Counter = Counter()
     clusters: Counter = Counter()
@@ -80,7 +80,7 @@ def build_profile(snapshot_uri: str, so: dict[str, Any] | None, mon: Any, snapsh
     for f in manifest.get("files", []):
         if f["kind"] != "data":
             continue
-        for t in _iter_parquet(fs, join(root, f["path"]), ["lang", "quality", "dup", "source", "meta"]):
+        for t in _iter_parquet(snap.join(f["path"]), ["lang", "quality", "dup", "source", "meta"]):
             n = t.num_rows
             rows += n
             if "lang" in t.column_names:
@@ -166,7 +166,7 @@ def build_profile(snapshot_uri: str, so: dict[str, Any] | None, mon: Any, snapsh
         ],
         "wall_seconds": report.get("wall_seconds"),
     }
-    dropped_domains, attribution = _droplog_domains(fs, root, manifest)
+    dropped_domains, attribution = _droplog_domains(snap, manifest)
     profile["bias"] = bias_check(report, dropped_domains, domains, mon, attribution)
     return profile
 
@@ -194,7 +194,7 @@ def _cluster_hist(clusters: Counter) -> dict[str, int]:
     return out
 
 
-def _droplog_domains(fs, root: str, manifest: dict[str, Any]) -> tuple[dict[str, Counter], str]:
+def _droplog_domains(snap: Location, manifest: dict[str, Any]) -> tuple[dict[str, Counter], str]:
     """stage → Counter(domain) of dropped rows, and how the drop log attributed them to domains.
 
     The drop log's `domain` column (any source: `meta.url`, web source uri) is used where it exists; drop logs of
@@ -206,7 +206,7 @@ def _droplog_domains(fs, root: str, manifest: dict[str, Any]) -> tuple[dict[str,
             continue
         parts += 1
         has_domain = False
-        for t in _iter_parquet(fs, join(root, f["path"]), ["stage", DOMAIN_COL, "source_uri"]):
+        for t in _iter_parquet(snap.join(f["path"]), ["stage", DOMAIN_COL, "source_uri"]):
             if "stage" not in t.column_names:
                 continue
             from_uri = url_host(t["source_uri"]) if "source_uri" in t.column_names else None

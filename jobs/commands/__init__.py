@@ -1,0 +1,1 @@
+"""`refinery` subcommands, one per module; each registers itself with `jobs.cli.command` when imported."""

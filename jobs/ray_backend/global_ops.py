@@ -1,0 +1,72 @@
+"""What a global stage asks of the backend (`refinery.stage.GlobalBackend`), done with Ray.
+
+A dedup stage is a sequence of steps: a map over the corpus whose tasks write partitioned intermediates, waves of
+plain tasks over the partitions, and a final dataset built per partition. The stage describes the steps; this
+module turns each into Ray Data operators or Ray tasks, named after the stage and step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from jobs.ray_backend.operators import named
+from refinery.schema import concat, row_slices
+from refinery.stage import Resources
+
+log = logging.getLogger("refinery.dedup")
+
+
+class Sliced:
+    """Runs a map step on slices of at most `rows` rows of each block Ray hands over.
+
+    Map steps are called with `batch_size=None`: a row-count batch size would make Ray Data bundle the read items
+    of the operator it fuses with (checkpoint files) into a single task, which then runs on one core."""
+
+    def __init__(self, fn: Callable[[pa.Table], pa.Table], rows: int):
+        self.fn = fn
+        self.rows = rows
+
+    def __call__(self, block: pa.Table) -> Iterator[pa.Table]:
+        for part in row_slices(block, self.rows):
+            yield self.fn(part)
+
+
+class PerItem:
+    """One output table per item of a dataset of items (None: nothing for that item)."""
+
+    def __init__(self, fn: Callable[[Any], pa.Table | None]):
+        self.fn = fn
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        outs = [self.fn(item) for item in batch["item"].to_pylist()]
+        outs = [o for o in outs if o is not None]
+        return concat(outs) if outs else pa.table({})
+
+
+class RayGlobalBackend:
+    def map_collect(self, ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int, resources: Resources,
+                    name: str) -> list[dict[str, Any]]:
+        out = ds.map_batches(named(Sliced, name)(fn, rows), batch_size=None, batch_format="pyarrow",
+                             zero_copy_batch=True, **resources.ray_options())
+        return out.take_all()
+
+    def run_wave(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], resources: Resources,
+                 name: str) -> list[Any]:
+        import ray
+
+        t0 = time.perf_counter()
+        remote = ray.remote(max_retries=3, **resources.ray_options())(fn).options(name=name)
+        out = ray.get([remote.remote(*a) for a in args])
+        log.info("%s: %d task(s) in %.2fs", name, len(args), time.perf_counter() - t0)
+        return out
+
+    def dataset_from(self, fn: Callable[[Any], pa.Table | None], items: Sequence[Any], name: str) -> Any:
+        import ray
+
+        ds = ray.data.from_items([{"item": i} for i in items], override_num_blocks=max(1, len(items)))
+        return ds.map_batches(named(PerItem, name)(fn), batch_size=1, batch_format="pyarrow")
