@@ -252,21 +252,20 @@ def parse_config(text: str, source: str = "<config>", overrides: list[str] | Non
 
 
 def _validate_stages(stages: Any, where) -> list[tuple[str, str]]:
-    from refinery.stage import BASE_COLUMNS, discover
+    from refinery.stage import BASE_COLUMNS, get_stage
 
     if not isinstance(stages, list):
         return []
-    registry = discover()
     errors: list[tuple[str, str]] = []
     available = set(BASE_COLUMNS)
     for i, spec in enumerate(stages):
         if not isinstance(spec, dict) or not isinstance(spec.get("stage"), str):
             continue
         name = spec["stage"]
-        cls = registry.get(name)
-        if cls is None:
-            known = ", ".join(sorted(registry))
-            errors.append((where(("stages", i, "stage")), f"unknown stage {name!r} (known: {known})"))
+        try:
+            cls = get_stage(name)
+        except KeyError as e:
+            errors.append((where(("stages", i, "stage")), str(e.args[0]) if e.args else f"unknown stage {name!r}"))
             continue
         params = spec.get("params") or {}
         if not isinstance(params, dict):

@@ -199,7 +199,20 @@ def discover() -> dict[str, type[Stage[Any]]]:
 
 
 def get_stage(name: str) -> type[Stage[Any]]:
-    return STAGES.get(name)
+    """A stage class by its registered name, or by import path `package.module:Class` (a stage of your own,
+    importable wherever the job runs: installed, or shipped with `ray job submit --working-dir`)."""
+    if ":" not in name:
+        return STAGES.get(name)
+    import importlib
+
+    module, _, attr = name.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise KeyError(f"cannot import stage {name!r}: {type(e).__name__}: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Stage)):
+        raise KeyError(f"{name!r} is not a Stage class")
+    return cls
 
 
 def build_stage(name: str, params: Mapping[str, Any] | None, resources: Mapping[str, Any] | None = None) -> Stage[Any]:

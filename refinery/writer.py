@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,9 +34,6 @@ from refinery.schema import (
     row_slices,
     split_alive,
 )
-
-# Test hook: slow each part write down so a test can kill the job mid-write (never set in production).
-_TEST_WRITE_DELAY = float(os.environ.get("REFINERY_TEST_WRITE_DELAY", "0") or 0)
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -147,8 +143,6 @@ class PartWriter:
             size = os.path.getsize(tmp)
             name = f"part-{digest[:32]}.parquet"
             folder.join(name).put_file(tmp)
-            if _TEST_WRITE_DELAY:
-                time.sleep(_TEST_WRITE_DELAY)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

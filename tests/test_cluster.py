@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.plugins import pause
+
 ROOT = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "s3"
 RAY = str(Path(sys.executable).parent / "ray")
@@ -240,14 +242,14 @@ def test_ray_job_submit_on_two_nodes(two_node_cluster, tmp_path):
         "input": {"uri": str(inp), "format": "jsonl", "id_field": "id", "batch_rows": 50, "split_bytes": 8000},
         "output": {"uri": str(out), "target_shard_mb": 0.01},
         "ray": {"batch_rows": 100},
-        "stages": [{"stage": "normalize"}, {"stage": "length_filter", "params": {"min_chars": 1}}],
+        "stages": [{"stage": "normalize"}, {"stage": "length_filter", "params": {"min_chars": 1}}, pause(0.3)],
     }
     cfg_path = tmp_path / "job.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     sub_id = f"refinery-test-{uuid.uuid4().hex[:8]}"
     cmd = submit_command(cluster.dashboard, str(cfg_path), [])
     cmd.insert(3, f"--submission-id={sub_id}")
-    p = subprocess.run(cmd, env={**cluster.env, "REFINERY_TEST_WRITE_DELAY": "0.3"}, cwd=ROOT,
+    p = subprocess.run(cmd, env=cluster.env, cwd=ROOT,
                        capture_output=True, text=True, timeout=420)
     text = p.stdout + p.stderr
     Path(os.environ.get("REFINERY_TEST_LOG", "/dev/null")).write_text(text)

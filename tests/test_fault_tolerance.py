@@ -1,8 +1,8 @@
 """Kill a Ray worker process in the middle of a run: the job still commits exactly the expected rows.
 
 Why this holds: Ray Data retries a map task whose worker died (system failures, max_retries=-1), the reader is
-deterministic, and the writer names each part by a hash of the ids it holds and counts rows from data (never from
-side effects), so a re-executed task rewrites the same part and nothing is counted twice (docs/ARCHITECTURE.md).
+deterministic, and the writer names each part by the sha256 of its bytes and counts rows from data (never from side
+effects), so a re-executed task rewrites the same part and nothing is counted twice (docs/ARCHITECTURE.md).
 
 The run happens on a private Ray cluster started by this test (tests/test_cluster.py: LocalRay); the worker killed
 is a descendant of that cluster's own `ray start` process, never anyone else's.
@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import yaml
 
+from tests.plugins import pause
 from tests.test_cluster import LocalRay
 from tests.test_s3 import FIX, expected_ids
 
@@ -40,8 +41,8 @@ def busy_workers(cluster: LocalRay) -> list[psutil.Process]:
                 title = " ".join(p.cmdline())
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            # the read + stage operator (StageGroupTask) or the writer (TimedWriter around PartWriter)
-            if title.startswith("ray::") and ("StageGroup" in title or "TimedWriter" in title):
+            # the read + stage operator (named after its stages) or the writer
+            if title.startswith("ray::") and ("read+normalize" in title or "MapBatches(write)" in title):
                 found.append(p)
     return found
 
@@ -59,13 +60,13 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path):
         "input": {"uri": str(inp), "format": "jsonl", "id_field": "id", "batch_rows": 50},
         "output": {"uri": str(out), "target_shard_mb": 0.01},
         "ray": {"batch_rows": 100},
-        "stages": [{"stage": "normalize"}],
+        "stages": [{"stage": "normalize"}, pause(0.4)],  # slow batches: a worker is busy long enough to kill
     }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(cfg))
     cluster = LocalRay(num_cpus=2, auth="disabled")
     try:
         cluster.start_head()
-        env = {**cluster.env, "RAY_ADDRESS": cluster.address, "REFINERY_TEST_WRITE_DELAY": "0.4"}
+        env = {**cluster.env, "RAY_ADDRESS": cluster.address}
         job = subprocess.Popen([sys.executable, "-m", "jobs.run", "--config", str(tmp_path / "job.yaml")], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         killed = None

@@ -60,6 +60,7 @@ from tests.hostile_data import (
     warc_record,
     zeros_gzip_member,
 )
+from tests.plugins import pause
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -326,8 +327,10 @@ def test_unreadable_file_is_one_line_naming_it(tmp_path):
 def test_stop_signals_end_cleanly(tmp_path, sig):
     plant_shards(tmp_path / "in", shards=2, per_shard=64)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(dup_cfg(str(tmp_path / "in"), str(tmp_path / "out"))))
-    e = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "REFINERY_TEST_WRITE_DELAY": "5"}
+    job = dup_cfg(str(tmp_path / "in"), str(tmp_path / "out"))
+    job["stages"].append(pause(5))  # slow batches: the signal lands inside the run
+    cfg.write_text(yaml.safe_dump(job))
+    e = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     e.pop("RAY_ADDRESS", None)
     p = subprocess.Popen([sys.executable, "-m", "jobs.cli", "run", str(cfg)], cwd=ROOT, env=e,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

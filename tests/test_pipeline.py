@@ -19,6 +19,7 @@ import yaml
 from refinery.accounting import check_accounting
 from refinery.commit import verify
 from tests.conftest import read_output
+from tests.plugins import pause
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "foundation"
@@ -172,10 +173,10 @@ def test_kill_during_write_leaves_nothing_published_and_rerun_matches(run_config
     shutil.copytree(FIX, inp)
     out = tmp_path / "out"
     cfg_path = tmp_path / "job.yaml"
-    cfg = _cfg(inp, out, STAGES, ray={"num_cpus": 2})
+    cfg = _cfg(inp, out, [*STAGES, pause(2)], ray={"num_cpus": 2})  # slow batches: the kill lands mid-write
     cfg["output"]["target_shard_mb"] = 0.01
     cfg_path.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "REFINERY_TEST_WRITE_DELAY": "2", "RAY_AUTH_MODE": "disabled"}
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     proc = subprocess.Popen([sys.executable, "-m", "jobs.run", "--config", str(cfg_path)], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

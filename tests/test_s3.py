@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tests.plugins import pause
+
 ROOT = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "s3"
 
@@ -182,10 +184,11 @@ def test_server_crash_mid_run_then_rerun(s3_server, s3_input, tmp_path, ray_sess
     out = f"s3://{s3_server.out_bucket}/{prefix}/"
     cfg = job_config(input_uri, s3_server.options("reader"), out, s3_server.options("writer"),
                      output={"target_shard_mb": 0.02})
+    cfg["stages"].append(pause(0.7))  # slow batches: the crash lands mid-run
     path = tmp_path / "crash.yaml"
     path.write_text(yaml.safe_dump(cfg))
     address = ray_session.get_runtime_context().gcs_address
-    env = cli_env(address, {"REFINERY_TEST_WRITE_DELAY": "0.7"})  # slow part writes: the crash lands mid-run
+    env = cli_env(address)
     proc = subprocess.Popen([sys.executable, "-m", "jobs.run", "--config", str(path)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     admin = s3_server.fs("admin")
