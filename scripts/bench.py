@@ -56,7 +56,7 @@ from bench_memory import (  # noqa: E402
 PEERS_DIR = ROOT / ".peers"
 PEER_SPECS = {
     # datatrove's [processing] extra brings regex/tokenizers/nltk its filters import; spacy is its English
-    # word tokenizer; orjson is needed by JsonlReader (see ../shared/ENVIRONMENT.md).
+    # word tokenizer; orjson is needed by JsonlReader.
     "datatrove": ["datatrove[processing]==0.10.1", "orjson", "spacy", "psutil"],
     # CPU torch first, or pip pulls CUDA torch and ~2.7 GB of nvidia wheels.
     "nemo": ["torch==2.13.0+cpu", "nemo-curator[text_cpu]==1.4.0", "psutil"],

@@ -73,7 +73,7 @@ def _raw_resiliparse(html: str, url: str) -> str:
     return extract_plain_text(html, main_content=True)
 
 
-# The libraries called directly with their defaults (the baselines of ../shared/ENVIRONMENT.md), timed in the
+# The libraries called directly with their defaults (the baselines measured before our extractors), timed in the
 # same run so the integration's cost and gain read as ratios on a noisy shared machine.
 PEERS = {"peer:trafilatura.extract": _raw_trafilatura, "peer:resiliparse(main_content)": _raw_resiliparse}
 

@@ -126,7 +126,7 @@ LANG_PARAGRAPHS_TYPE = pa.list_(
 class LangId(Stage[LangIdParams]):
     name = "langid"
     stateful = True
-    # Fractional CPU: a pool of model actors must never take every core from the readers (see ENVIRONMENT.md).
+    # Fractional CPU: a pool of model actors holding every core starved the read tasks and the job hung (Ray 2.60).
     resources = Resources(num_cpus=0.5)
 
     def __init__(self, params=None) -> None:
