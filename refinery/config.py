@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -216,8 +217,8 @@ def parse_config(text: str, source: str = "<config>", overrides: list[str] | Non
         lines = _line_index(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "<yaml>"
-        raise ConfigError(source, [(where, f"invalid YAML: {getattr(e, 'problem', e)}")]) from None
+        at = f"line {mark.line + 1}" if mark else "<yaml>"
+        raise ConfigError(source, [(at, f"invalid YAML: {getattr(e, 'problem', e)}")]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -293,10 +294,10 @@ def overlapping_locations(cfg: RunConfig) -> list[tuple[tuple[Any, ...], str]]:
     """Outputs that overlap an input: an output inside an input is read back as input by the next run (its
     rows committed twice), and an input inside the output is at the mercy of the output's commit."""
     problems: list[tuple[tuple[Any, ...], str]] = []
-    outputs = [(("output", "uri"), cfg.output.uri)]
+    outputs: list[tuple[tuple[Any, ...], str]] = [(("output", "uri"), cfg.output.uri)]
     if cfg.output.state_uri:
         outputs.append((("output", "state_uri"), cfg.output.state_uri))
-    inputs = [(("input", "uri"), cfg.input.uri)]
+    inputs: list[tuple[tuple[Any, ...], str]] = [(("input", "uri"), cfg.input.uri)]
     inputs += [(("input", "files", i), u) for i, u in enumerate(cfg.input.files or [])]
     for out_loc, out_uri in outputs:
         out = _location(out_uri, cfg.output.storage_options)
@@ -329,7 +330,7 @@ def _location(uri: str, storage_options: dict[str, Any]) -> tuple[str, str, str]
     return proto, str(endpoint or ""), "/" + rest.strip("/")
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Mapping[str, Any]) -> str:
     if err.get("type") == "extra_forbidden":
         return "unknown key"
     if err.get("type") == "missing":

@@ -358,7 +358,7 @@ def open_input(fs: fsspec.AbstractFileSystem, path: str) -> BinaryIO:
     f = fs.open(path, "rb")
     if protocol_of(fs) == "file":
         return f
-    return io.BufferedReader(f, buffer_size=1 << 20)  # type: ignore[arg-type]
+    return io.BufferedReader(f, buffer_size=1 << 20)
 
 
 def read_bytes(fs: fsspec.AbstractFileSystem, path: str) -> bytes:

@@ -9,6 +9,7 @@ retried, missing things are `None`/`False` rather than exceptions.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import posixpath
@@ -72,7 +73,7 @@ class Location:
         """The location inside its file system (no protocol)."""
         if self._path is None:
             self._fs, self._path = get_fs(self.uri, self.storage_options)
-        return self._path  # type: ignore[return-value]
+        return self._path
 
     @property
     def is_local(self) -> bool:
@@ -192,7 +193,7 @@ class Location:
             return
         for i in range(0, len(paths), 1000):
             chunk = paths[i : i + 1000]
-            retry_call(lambda chunk=chunk: self.fs.rm(chunk), "delete", self.child_uri(chunk[0]))
+            retry_call(functools.partial(self.fs.rm, chunk), "delete", self.child_uri(chunk[0]))
 
     def move_to(self, dest: Location) -> None:
         """Publish this file at `dest` (rename locally; a server-side copy on object stores, whose staged original

@@ -21,7 +21,7 @@ def progress(message: str, *args: object) -> None:
 class _StdoutHandler(logging.StreamHandler):
     """Writes to whatever `sys.stdout` is when a line is logged (tests and embedders swap it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):  # noqa: D102
         return sys.stdout
 

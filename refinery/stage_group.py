@@ -72,7 +72,7 @@ def _add_flags(table: pa.Table, tagged: pa.Array) -> pa.Table:
 def apply_sliced(group: Sequence[tuple[str, Stage]], block: pa.Table, batch_rows: int | None,
                  seconds: dict[str, float]) -> Iterator[pa.Table]:
     """Run the group on `block` in slices of `batch_rows` rows: Ray hands over whole blocks (its own row bundling
-    would cost parallelism, see jobs/pipeline.py), while stages keep a bounded batch size."""
+    would cost parallelism, see docs/ARCHITECTURE.md), while stages keep a bounded batch size."""
     for part in row_slices(block, batch_rows or block.num_rows or 1):
         yield apply_group(group, part, seconds)
 

@@ -48,3 +48,20 @@ def test_no_test_hooks_or_prints_in_library_code():
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
                 offenders.append(f"{p.relative_to(ROOT)}:{node.lineno}: print")
     assert offenders == []
+
+
+def test_the_example_stage_in_the_architecture_page_runs():
+    """docs/ARCHITECTURE.md shows a complete filter stage and its test: they must be code that works."""
+    import re
+
+    page = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    section = page.split("## The Stage contract", 1)[1].split("\n## ", 1)[0]
+    stage_src, test_src = re.findall(r"```python\n(.*?)```", section, flags=re.S)[:2]
+    assert 25 <= len(stage_src.strip().splitlines()) <= 40  # "about 30 lines"
+    namespace: dict = {"__name__": "docs_example_stage"}
+    exec(compile(stage_src, "ARCHITECTURE.md:stage", "exec", dont_inherit=True), namespace)
+    exec(compile(test_src, "ARCHITECTURE.md:test", "exec", dont_inherit=True), namespace)
+    tests = [v for k, v in namespace.items() if k.startswith("test_")]
+    assert tests
+    for t in tests:
+        t()
