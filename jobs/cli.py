@@ -39,8 +39,14 @@ def command(name: str, add_arguments: Callable[[argparse.ArgumentParser], None])
 def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML config file")
     p.add_argument("--config", dest="config_opt", help="YAML config file (same as the positional argument)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value",
-                   help="override a config value, e.g. --set output.uri=/tmp/out (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="dotted.key=value",
+        help="override a config value, e.g. --set output.uri=/tmp/out (repeatable)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, str]:

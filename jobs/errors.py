@@ -48,13 +48,17 @@ def stop_signal(e: BaseException) -> int | None:
     return getattr(e, "signum", None) if type(e).__name__ == "Stopped" else None
 
 
-def report(e: BaseException, secrets: list[str], what: str = "run", stop_note: str = "",
-           stream: TextIO | None = None) -> int:
+def report(
+    e: BaseException, secrets: list[str], what: str = "run", stop_note: str = "", stream: TextIO | None = None
+) -> int:
     """Print the one line for `e` (credentials scrubbed) to stderr and return its exit code."""
     stream = stream or sys.stderr
     signum = stop_signal(e)
     if signum is not None:
-        print(f"refinery: stopped by {signal.Signals(signum).name}{'; ' + stop_note if stop_note else ''}", file=stream)
+        print(
+            f"refinery: stopped by {signal.Signals(signum).name}{'; ' + stop_note if stop_note else ''}",
+            file=stream,
+        )
         return 128 + int(signum)
     cause = root_cause(e)
     if isinstance(cause, ConfigError):
@@ -68,7 +72,9 @@ def report(e: BaseException, secrets: list[str], what: str = "run", stop_note: s
         print(f"refinery: error: {text}", file=stream)
         return EXIT_CONFIG
     if isinstance(cause, REFUSALS):
-        print(f"refinery: {what} failed: {text.splitlines()[0] if text else type(cause).__name__}", file=stream)
+        print(
+            f"refinery: {what} failed: {text.splitlines()[0] if text else type(cause).__name__}", file=stream
+        )
         return EXIT_FAIL
     print(f"refinery: {what} failed: {type(cause).__name__}: {text[:2000]}", file=stream)
     return EXIT_FAIL

@@ -57,21 +57,42 @@ class AccountingError(RuntimeError):
 
 def noop_result(plan: RunPlan) -> RunResult:
     """This exact run is already committed: its report and manifest."""
-    return RunResult(plan.output.uri, plan.run_id, "noop", plan.output.join("report.json").read_json(),
-                     plan.output.join("manifest.json").read_json())
+    return RunResult(
+        plan.output.uri,
+        plan.run_id,
+        "noop",
+        plan.output.join("report.json").read_json(),
+        plan.output.join("manifest.json").read_json(),
+    )
 
 
-def finalize(plan: RunPlan, ex: Execution, manifest_extra: dict[str, Any] | None = None,
-             finalize_state: bool = True, on_commit: Callable[[str], None] | None = None) -> RunResult:
+def finalize(
+    plan: RunPlan,
+    ex: Execution,
+    manifest_extra: dict[str, Any] | None = None,
+    finalize_state: bool = True,
+    on_commit: Callable[[str], None] | None = None,
+) -> RunResult:
     cfg = plan.cfg
     rows_read, input_counts = read_totals(plan.tasks, ex.reads)
     check_duplicate_ids(plan, ex.duplicate_ids)
-    report = build_report(ex.stats, plan.labels, ex.seconds, rows_read=rows_read, extra={
-        "run_id": plan.run_id, "wall_seconds": round(ex.wall_seconds, 3), "io_seconds": ex.io_seconds,
-        "input": {"files": len(plan.files), **input_counts}, "duplicate_ids": ex.duplicate_ids,
-        # read_units planned vs Ray tasks that read: equal unless Ray Data bundled read items into fewer tasks
-        "read_tasks": len(plan.tasks), "read_units": ex.read_units, "read_ray_tasks": ex.read_ray_tasks,
-    })
+    report = build_report(
+        ex.stats,
+        plan.labels,
+        ex.seconds,
+        rows_read=rows_read,
+        extra={
+            "run_id": plan.run_id,
+            "wall_seconds": round(ex.wall_seconds, 3),
+            "io_seconds": ex.io_seconds,
+            "input": {"files": len(plan.files), **input_counts},
+            "duplicate_ids": ex.duplicate_ids,
+            # read_units planned vs Ray tasks that read: equal unless Ray Data bundled read items into fewer tasks
+            "read_tasks": len(plan.tasks),
+            "read_units": ex.read_units,
+            "read_ray_tasks": ex.read_ray_tasks,
+        },
+    )
     problems = check_accounting(report) + check_files(ex.files, rows_read)
     if problems:
         raise AccountingError("accounting does not balance, nothing was published: " + "; ".join(problems))
@@ -109,12 +130,17 @@ def finalize(plan: RunPlan, ex: Execution, manifest_extra: dict[str, Any] | None
 def check_duplicate_ids(plan: RunPlan, duplicate_ids: int) -> None:
     field_name = plan.cfg.input.id_field
     if duplicate_ids and plan.dup_policy == "error":
-        raise DuplicateIdsError(f"the input holds {duplicate_ids} duplicate id(s) in {field_name!r} "
-                                "(input.on_duplicate_id: error); nothing was published. Set on_duplicate_id to keep "
-                                "or quarantine (quarantine/ then lists every repeat with its source location)")
+        raise DuplicateIdsError(
+            f"the input holds {duplicate_ids} duplicate id(s) in {field_name!r} "
+            "(input.on_duplicate_id: error); nothing was published. Set on_duplicate_id to keep "
+            "or quarantine (quarantine/ then lists every repeat with its source location)"
+        )
     if duplicate_ids and plan.dup_policy == "keep":
-        log.warning("the input holds %d duplicate id(s) in %r; all rows are kept (input.on_duplicate_id: keep)",
-                    duplicate_ids, field_name)
+        log.warning(
+            "the input holds %d duplicate id(s) in %r; all rows are kept (input.on_duplicate_id: keep)",
+            duplicate_ids,
+            field_name,
+        )
 
 
 def read_totals(tasks: list[ReadTask], reads: dict[int, dict[str, Any]]) -> tuple[int, dict[str, int]]:
@@ -122,8 +148,10 @@ def read_totals(tasks: list[ReadTask], reads: dict[int, dict[str, Any]]) -> tupl
     must have reported, or rows may be missing."""
     missing = [t.uri for i, t in enumerate(tasks) if i not in reads]
     if missing:
-        raise AccountingError(f"{len(missing)} read task(s) never reported what they read (first: {missing[0]}); "
-                              "nothing was published")
+        raise AccountingError(
+            f"{len(missing)} read task(s) never reported what they read (first: {missing[0]}); "
+            "nothing was published"
+        )
     counters: dict[str, int] = {}
     for r in reads.values():
         for k, v in (r.get("counters") or {}).items():
@@ -143,5 +171,3 @@ def check_files(files: list[dict[str, Any]], rows_read: int) -> list[str]:
     if held != rows_read:
         problems.append(f"the staged parts hold {held} rows, the readers produced {rows_read}")
     return problems
-
-

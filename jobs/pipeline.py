@@ -47,13 +47,17 @@ def print_summary(result: RunResult, stream=sys.stdout) -> None:
     w(f"\nrun {result.run_id}: {result.status} → {result.output_uri}\n")
     w(f"{'stage':<28}{'rows_in':>12}{'rows_out':>12}{'dropped':>12}{'seconds':>10}\n")
     for s in r.get("stages", []):
-        w(f"{s['name']:<28}{s['rows_in']:>12}{s['rows_out']:>12}{sum(s['dropped'].values()):>12}{s['seconds']:>10.2f}\n")
+        w(
+            f"{s['name']:<28}{s['rows_in']:>12}{s['rows_out']:>12}{sum(s['dropped'].values()):>12}{s['seconds']:>10.2f}\n"
+        )
         for reason, n in sorted(s["dropped"].items(), key=lambda kv: -kv[1])[:5]:
             w(f"  - {reason:<24}{n:>36}\n")
     q = r.get("quarantined", {})
     sk = r.get("skipped", {})
-    w(f"rows read {r.get('rows_read', 0)}, written {r.get('rows_out', 0)}, dropped {r.get('dropped_total', 0)}, "
-      f"quarantined {sum(q.values())}{' ' + json.dumps(q) if q else ''}"
-      f"{f', skipped {sum(sk.values())} ' + json.dumps(sk) if sk else ''}\n")
+    w(
+        f"rows read {r.get('rows_read', 0)}, written {r.get('rows_out', 0)}, dropped {r.get('dropped_total', 0)}, "
+        f"quarantined {sum(q.values())}{' ' + json.dumps(q) if q else ''}"
+        f"{f', skipped {sum(sk.values())} ' + json.dumps(sk) if sk else ''}\n"
+    )
     if "wall_seconds" in r:
         w(f"wall time {r['wall_seconds']:.1f}s\n")

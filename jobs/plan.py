@@ -58,8 +58,11 @@ class StageGroup:
         """What one worker of the fused group needs: the most any member asks for."""
         res = [p.stage.resources for p in self.stages]
         mem = [r.memory_mb for r in res if r.memory_mb]
-        return Resources(num_cpus=max(r.num_cpus for r in res), num_gpus=max(r.num_gpus for r in res),
-                         memory_mb=max(mem) if mem else None)
+        return Resources(
+            num_cpus=max(r.num_cpus for r in res),
+            num_gpus=max(r.num_gpus for r in res),
+            memory_mb=max(mem) if mem else None,
+        )
 
     @property
     def stateful(self) -> bool:
@@ -126,7 +129,9 @@ def plan_run(cfg: RunConfig, config_source: str = "<config>") -> RunPlan:
     plan.work = output.join(WORK_DIR, run_id)
     probe_writable(plan.work.uri, output.storage_options)
     plan.raw_policy = cfg.raw_policy()
-    plan.input_cfg = cfg.input if plan.raw_policy != "drop" else cfg.input.model_copy(update={"quarantine_raw_bytes": 0})
+    plan.input_cfg = (
+        cfg.input if plan.raw_policy != "drop" else cfg.input.model_copy(update={"quarantine_raw_bytes": 0})
+    )
     plan.tasks, plan.unclaimed = plan_reads(files, cfg.input, run_id)
     plan.stages = plan_stages(cfg)
     plan.dup_policy = cfg.input.on_duplicate_id if cfg.input.id_field else None
@@ -136,8 +141,14 @@ def plan_run(cfg: RunConfig, config_source: str = "<config>") -> RunPlan:
     if plan.dup_policy in ("keep", "error"):
         plan.id_hashes = plan.work.join("ids")
         plan.id_parts = id_partitions(sum(f.size for f in files) * 3 // row_bytes)
-    progress("run %s: %d input file(s), %d read task(s), %d stage(s) → %s", run_id, len(files), len(plan.tasks),
-             len(plan.stages), output.uri)
+    progress(
+        "run %s: %d input file(s), %d read task(s), %d stage(s) → %s",
+        run_id,
+        len(files),
+        len(plan.tasks),
+        len(plan.stages),
+        output.uri,
+    )
     if plan.unclaimed:
         progress("%d file(s) have no reader and go to quarantine (unsupported_format)", len(plan.unclaimed))
     return plan
@@ -233,8 +244,9 @@ def rows_per_shard(tasks: list[ReadTask], cfg: RunConfig, run_id: str) -> tuple[
     return 100_000, 1024
 
 
-def pack_read_tasks(tasks: list[ReadTask], num_cpus: int, pack_bytes: int = PACK_BYTES,
-                    max_files: int = PACK_MAX_FILES) -> list[list[tuple[int, ReadTask]]]:
+def pack_read_tasks(
+    tasks: list[ReadTask], num_cpus: int, pack_bytes: int = PACK_BYTES, max_files: int = PACK_MAX_FILES
+) -> list[list[tuple[int, ReadTask]]]:
     """Group read tasks into units, one backend task each, as (key, task) pairs; the key is the task's index.
 
     Why: each Ray task costs tens of milliseconds to schedule, so 10,000 one-line files read as 10,000 tasks
@@ -268,8 +280,13 @@ def pack_read_tasks(tasks: list[ReadTask], num_cpus: int, pack_bytes: int = PACK
 def code_version() -> str:
     version = refinery.__version__
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).resolve().parent.parent,
-                             capture_output=True, text=True, timeout=5).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except Exception:
         sha = ""
     return f"{version}+g{sha}" if sha else version

@@ -81,7 +81,9 @@ class RefreshResult:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
     recovered: list[str] = field(default_factory=list)
-    inputs: list[dict[str, Any]] = field(default_factory=list)  # runs without a snapshot: what was listed, and why skipped
+    inputs: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # runs without a snapshot: what was listed, and why skipped
     missing_inputs: int = 0  # processed earlier, no longer listed
     latest: dict[str, Any] | None = None  # the `latest` pointer record
     report_uri: str | None = None  # the run report of a run that published no snapshot
@@ -104,12 +106,15 @@ def check_refresh_root(root: str, so: dict[str, Any]) -> None:
     names = set(loc.names())
     ours = bool(names & {SNAPSHOTS, LATEST}) or loc.join(REFRESH_STATE).exists()
     if names and not ours:
-        raise OutputExistsError(f"{root} is not empty and holds no refresh output ({', '.join(sorted(names)[:5])}); "
-                                "refusing to publish snapshots there. Choose an empty folder as output.uri")
+        raise OutputExistsError(
+            f"{root} is not empty and holds no refresh output ({', '.join(sorted(names)[:5])}); "
+            "refusing to publish snapshots there. Choose an empty folder as output.uri"
+        )
 
 
-def refresh(cfg: RunConfig, config_source: str = "<config>", date: dt.date | None = None,
-            lock_ttl_s: float = 6 * 3600) -> RefreshResult:
+def refresh(
+    cfg: RunConfig, config_source: str = "<config>", date: dt.date | None = None, lock_ttl_s: float = 6 * 3600
+) -> RefreshResult:
     root = cfg.output.uri.rstrip("/")
     so = cfg.output.storage_options
     state_uri = refresh_state_uri(root)
@@ -119,24 +124,53 @@ def refresh(cfg: RunConfig, config_source: str = "<config>", date: dt.date | Non
     try:
         lock.acquire()
     except LockHeld as e:
-        runlog.append(state_uri, {"event": "end", "refresh_id": refresh_id, "outcome": "refused", "detail": str(e)},
-                      so, locked=False)
+        runlog.append(
+            state_uri,
+            {"event": "end", "refresh_id": refresh_id, "outcome": "refused", "detail": str(e)},
+            so,
+            locked=False,
+        )
         raise
     t0 = time.time()
-    runlog.append(state_uri, {"event": "start", "refresh_id": refresh_id, "config": config_source,
-                              "config_hash": cfg.config_hash(), "owner": lock.owner}, so)
+    runlog.append(
+        state_uri,
+        {
+            "event": "start",
+            "refresh_id": refresh_id,
+            "config": config_source,
+            "config_hash": cfg.config_hash(),
+            "owner": lock.owner,
+        },
+        so,
+    )
     try:
         result = _refresh_locked(cfg, config_source, root, so, date, lock)
     except BaseException as e:
-        runlog.append(state_uri, {"event": "end", "refresh_id": refresh_id, "outcome": "failed",
-                                  "error": f"{type(e).__name__}: {scrub(str(e), cfg.secrets())[:500]}", "seconds": round(time.time() - t0, 3)}, so)
+        runlog.append(
+            state_uri,
+            {
+                "event": "end",
+                "refresh_id": refresh_id,
+                "outcome": "failed",
+                "error": f"{type(e).__name__}: {scrub(str(e), cfg.secrets())[:500]}",
+                "seconds": round(time.time() - t0, 3),
+            },
+            so,
+        )
         lock.release()
         raise
     outcome = "alert" if result.alerts else result.outcome
-    end = {"event": "end", "refresh_id": refresh_id, "outcome": outcome,
-           "snapshot_id": result.snapshot_id, "previous_snapshot": result.previous_snapshot,
-           "recovered": result.recovered, "counts": result.counts,
-           "alerts": [a["metric"] for a in result.alerts], "seconds": round(time.time() - t0, 3)}
+    end = {
+        "event": "end",
+        "refresh_id": refresh_id,
+        "outcome": outcome,
+        "snapshot_id": result.snapshot_id,
+        "previous_snapshot": result.previous_snapshot,
+        "recovered": result.recovered,
+        "counts": result.counts,
+        "alerts": [a["metric"] for a in result.alerts],
+        "seconds": round(time.time() - t0, 3),
+    }
     if result.outcome != "published":
         rel = write_run_report(cfg, root, so, refresh_id, config_source, t0, end, result)
         if rel:
@@ -147,8 +181,16 @@ def refresh(cfg: RunConfig, config_source: str = "<config>", date: dt.date | Non
     return result
 
 
-def write_run_report(cfg: RunConfig, root: str, so: dict[str, Any], refresh_id: str, config_source: str,
-                     t0: float, end: dict[str, Any], result: RefreshResult) -> str | None:
+def write_run_report(
+    cfg: RunConfig,
+    root: str,
+    so: dict[str, Any],
+    refresh_id: str,
+    config_source: str,
+    t0: float,
+    end: dict[str, Any],
+    result: RefreshResult,
+) -> str | None:
     """Write the report of a run that published no snapshot to `<root>/reports/`; returns its path under root.
 
     Best effort: the run's outcome is already decided and its state written, so a failure here is printed and
@@ -161,25 +203,40 @@ def write_run_report(cfg: RunConfig, root: str, so: dict[str, Any], refresh_id: 
         if result.latest:
             manifest = committed_manifest(snapshot_uri(root, result.latest["snapshot_id"]), so) or {}
             latest_counts = manifest.get("counts", {})
-        recent = [r for r in runlog.read(refresh_state_uri(root), so) if r.get("event") == "end"][-RECENT_RUNS:]
-        page = render_run({
-            **end, "config": config_source, "config_hash": cfg.config_hash(),
-            "started_at": started.isoformat(timespec="seconds"), "finished_at": runlog.now_iso(),
-            "inputs": [{**f, "uri": scrub(f["uri"], cfg.secrets())} for f in result.inputs],
-            "missing_inputs": result.missing_inputs, "latest": result.latest, "latest_counts": latest_counts,
-            "alerts": result.alerts, "recent": recent,
-        })
+        recent = [r for r in runlog.read(refresh_state_uri(root), so) if r.get("event") == "end"][
+            -RECENT_RUNS:
+        ]
+        page = render_run(
+            {
+                **end,
+                "config": config_source,
+                "config_hash": cfg.config_hash(),
+                "started_at": started.isoformat(timespec="seconds"),
+                "finished_at": runlog.now_iso(),
+                "inputs": [{**f, "uri": scrub(f["uri"], cfg.secrets())} for f in result.inputs],
+                "missing_inputs": result.missing_inputs,
+                "latest": result.latest,
+                "latest_counts": latest_counts,
+                "alerts": result.alerts,
+                "recent": recent,
+            }
+        )
         Location(uri, so).write_bytes(page.encode())
     except Exception as e:  # reporting must not turn a finished run into a failure
-        log.warning("could not write the run report %s: %s: %s", uri, type(e).__name__,
-                    scrub(str(e), cfg.secrets())[:300])
+        log.warning(
+            "could not write the run report %s: %s: %s",
+            uri,
+            type(e).__name__,
+            scrub(str(e), cfg.secrets())[:300],
+        )
         return None
     progress("refresh run report: %s", uri)
     return rel
 
 
-def _refresh_locked(cfg: RunConfig, config_source: str, root: str, so: dict[str, Any], date: dt.date | None,
-                    lock: LeaseLock) -> RefreshResult:
+def _refresh_locked(
+    cfg: RunConfig, config_source: str, root: str, so: dict[str, Any], date: dt.date | None, lock: LeaseLock
+) -> RefreshResult:
     recovered, recovered_alerts = recover(cfg, root, so)
     files = list_inputs(cfg.input.uri, cfg.input.storage_options, cfg.input.exclude)
     known = read_inputs_state(root, so)
@@ -192,13 +249,29 @@ def _refresh_locked(cfg: RunConfig, config_source: str, root: str, so: dict[str,
         if merged != known:  # touched files: same content, new metadata
             write_inputs_state(root, merged, latest, so)
         progress("refresh: %d input(s), none new or changed; latest = %s", len(files), latest)
-        seen = [{"uri": f.uri, "size": f.size, "etag": f.etag, "mtime": f.mtime,
-                 "status": "unchanged" if entries[f.uri] == known.get(f.uri) else "touched",
-                 "snapshot_id": entries[f.uri].get("snapshot_id")} for f in files]
+        seen = [
+            {
+                "uri": f.uri,
+                "size": f.size,
+                "etag": f.etag,
+                "mtime": f.mtime,
+                "status": "unchanged" if entries[f.uri] == known.get(f.uri) else "touched",
+                "snapshot_id": entries[f.uri].get("snapshot_id"),
+            }
+            for f in files
+        ]
         listed = {f.uri for f in files}
-        return RefreshResult("recovered" if recovered else "nothing_new", latest, latest, recovered_alerts,
-                             counts={"inputs": len(files), "new_inputs": 0, "changed_inputs": 0}, recovered=recovered,
-                             inputs=seen, missing_inputs=sum(u not in listed for u in known), latest=latest_rec)
+        return RefreshResult(
+            "recovered" if recovered else "nothing_new",
+            latest,
+            latest,
+            recovered_alerts,
+            counts={"inputs": len(files), "new_inputs": 0, "changed_inputs": 0},
+            recovered=recovered,
+            inputs=seen,
+            missing_inputs=sum(u not in listed for u in known),
+            latest=latest_rec,
+        )
 
     run_key = _digest([f"{f.uri}|{entries[f.uri]['sha256']}" for f in todo] + [cfg.config_hash()])
     snapshot_id = new_snapshot_id(root, run_key, date, so)
@@ -219,8 +292,14 @@ def _refresh_locked(cfg: RunConfig, config_source: str, root: str, so: dict[str,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     write_pending(root, pending, so)
-    progress("refresh: %d input(s): %d new, %d changed → snapshot %s (previous: %s)", len(files), len(new),
-             len(changed), snapshot_id, latest)
+    progress(
+        "refresh: %d input(s): %d new, %d changed → snapshot %s (previous: %s)",
+        len(files),
+        len(new),
+        len(changed),
+        snapshot_id,
+        latest,
+    )
     lineage = {
         "snapshot_id": snapshot_id,
         "previous_snapshot": latest,
@@ -236,7 +315,9 @@ def _refresh_locked(cfg: RunConfig, config_source: str, root: str, so: dict[str,
     maybe_fail("after_manifest")
     alerts = publish(cfg, root, so, pending)
     counts = {
-        "inputs": len(files), "new_inputs": len(new), "changed_inputs": len(changed),
+        "inputs": len(files),
+        "new_inputs": len(new),
+        "changed_inputs": len(changed),
         **result.manifest.get("counts", {}),
     }
     return RefreshResult("published", snapshot_id, latest, alerts, counts, recovered)
@@ -275,8 +356,9 @@ def publish(cfg: RunConfig, root: str, so: dict[str, Any], pending: dict[str, An
     return alerts
 
 
-def write_monitoring(cfg: RunConfig, root: str, so: dict[str, Any], snapshot_id: str,
-                     pending: dict[str, Any]) -> list[dict[str, Any]]:
+def write_monitoring(
+    cfg: RunConfig, root: str, so: dict[str, Any], snapshot_id: str, pending: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Profile, drift vs the previous snapshot, data card and HTML report, written into the snapshot folder.
 
     These files sit beside manifest.json (not under data/), so they do not change what `verify` checks."""
@@ -288,8 +370,14 @@ def write_monitoring(cfg: RunConfig, root: str, so: dict[str, Any], snapshot_id:
         prev = Location(snapshot_uri(root, prev_id), so).join(MONITORING).read_json_or_none()
         prev_profile = prev.get("profile") if isinstance(prev, dict) else None
     profile = build_profile(snap, so, cfg.monitoring, snapshot_id, prev_profile)
-    drift, alerts = (compare_profiles(prev_profile, profile, cfg.monitoring) if prev_profile else (None, []))
-    body = {"snapshot_id": snapshot_id, "previous_snapshot": prev_id, "profile": profile, "drift": drift, "alerts": alerts}
+    drift, alerts = compare_profiles(prev_profile, profile, cfg.monitoring) if prev_profile else (None, [])
+    body = {
+        "snapshot_id": snapshot_id,
+        "previous_snapshot": prev_id,
+        "profile": profile,
+        "drift": drift,
+        "alerts": alerts,
+    }
     folder.join(MONITORING).write_bytes(json.dumps(body, indent=2, default=float).encode())
     manifest = committed_manifest(snap, so) or {}
     report = folder.join("report.json").read_json()
@@ -354,7 +442,9 @@ def add_refresh_args(p: argparse.ArgumentParser) -> None:
 
     add_config_args(p)
     p.add_argument("--date", help="logical date of the snapshot, YYYY-MM-DD (default: today, UTC)")
-    p.add_argument("--lock-ttl", type=float, default=6 * 3600, help="lease lock expiry in seconds (default 6h)")
+    p.add_argument(
+        "--lock-ttl", type=float, default=6 * 3600, help="lease lock expiry in seconds (default 6h)"
+    )
 
 
 def refresh_from_args(args: argparse.Namespace) -> int:
@@ -377,14 +467,20 @@ def refresh_from_args(args: argparse.Namespace) -> int:
     except BaseException as e:
         if not isinstance(e, Exception) and stop_signal(e) is None:
             raise
-        return report(e, cfg.secrets(), "refresh",
-                      stop_note="the next refresh recovers (rolls the pending snapshot forward or back)")
+        return report(
+            e,
+            cfg.secrets(),
+            "refresh",
+            stop_note="the next refresh recovers (rolls the pending snapshot forward or back)",
+        )
     root = cfg.output.uri.rstrip("/")
     print(f"refresh: {result.outcome}; latest = {result.snapshot_id} (previous {result.previous_snapshot})")
     if result.counts:
         print("counts: " + json.dumps(result.counts))
     if result.outcome == "published":
-        print(f"snapshot: {snapshot_uri(root, result.snapshot_id)}  (report.html, DATACARD.md, monitoring.json)")
+        print(
+            f"snapshot: {snapshot_uri(root, result.snapshot_id)}  (report.html, DATACARD.md, monitoring.json)"
+        )
     elif result.report_uri:
         print(f"report: {result.report_uri}")
     if result.alerts:

@@ -27,15 +27,20 @@ def run_from_args(args: argparse.Namespace) -> int:
     except BaseException as e:
         if not isinstance(e, Exception) and stop_signal(e) is None:
             raise
-        note = (f"run {committed[0]} had committed" if committed else
-                "the run did not commit, so nothing of it is published (run it again to redo it)")
+        note = (
+            f"run {committed[0]} had committed"
+            if committed
+            else "the run did not commit, so nothing of it is published (run it again to redo it)"
+        )
         code = report(e, cfg.secrets(), "run", stop_note=note)
         if code >= 128:
             shutdown()
         return code
     print_summary(result)
-    print(f"output: {result.output_uri}/data  (manifest: {result.output_uri}/manifest.json, "
-          f"report: {result.output_uri}/report.json)")
+    print(
+        f"output: {result.output_uri}/data  (manifest: {result.output_uri}/manifest.json, "
+        f"report: {result.output_uri}/report.json)"
+    )
     if result.status == "committed" and cfg.monitoring.html_report:
         html = write_html_report(cfg, result)
         if html:
@@ -60,8 +65,10 @@ def write_html_report(cfg, result) -> str | None:
         target.write_bytes(page.encode())
         return target.uri
     except Exception as e:
-        print(f"refinery: warning: no HTML report ({type(e).__name__}: {scrub(str(e), cfg.secrets())[:300]})",
-              file=sys.stderr)
+        print(
+            f"refinery: warning: no HTML report ({type(e).__name__}: {scrub(str(e), cfg.secrets())[:300]})",
+            file=sys.stderr,
+        )
         return None
 
 

@@ -41,7 +41,10 @@ def _value_counts(arr: pa.ChunkedArray | pa.Array) -> dict[str, int]:
     if len(arr) == 0:
         return {}
     vc = pc.value_counts(arr)
-    return {("" if v is None else str(v)): int(n) for v, n in zip(vc.field(0).to_pylist(), vc.field(1).to_pylist(), strict=True)}
+    return {
+        ("" if v is None else str(v)): int(n)
+        for v, n in zip(vc.field(0).to_pylist(), vc.field(1).to_pylist(), strict=True)
+    }
 
 
 def _lang_or_blank(table: pa.Table) -> pa.Array:
@@ -50,7 +53,9 @@ def _lang_or_blank(table: pa.Table) -> pa.Array:
     return pa.array([""] * table.num_rows, pa.string())
 
 
-def batch_stats(kept: pa.Table | None, dead: pa.Table | None, counters: dict[str, float] | None = None) -> Stats:
+def batch_stats(
+    kept: pa.Table | None, dead: pa.Table | None, counters: dict[str, float] | None = None
+) -> Stats:
     s = empty_stats()
     if kept is not None and kept.num_rows:
         s["rows_kept"] = kept.num_rows
@@ -82,7 +87,9 @@ def build_report(
     from the written rows and the check is only internal.
     """
     drops = stats.get("drop", {})
-    quarantined = {k[len(QUARANTINE_PREFIX) :]: v for k, v in drops.items() if k.startswith(QUARANTINE_PREFIX)}
+    quarantined = {
+        k[len(QUARANTINE_PREFIX) :]: v for k, v in drops.items() if k.startswith(QUARANTINE_PREFIX)
+    }
     skipped = {k[len(SKIP_PREFIX) :]: v for k, v in drops.items() if k.startswith(SKIP_PREFIX)}
     per_stage_drops: dict[str, dict[str, int]] = {label: {} for label in stage_labels}
     unknown: dict[str, int] = {}
@@ -119,9 +126,13 @@ def build_report(
                 "rows_in": rows_in,
                 "rows_out": rows_out,
                 "dropped": dict(sorted(dropped.items())),
-                "flagged": {k.partition(":")[2]: v for k, v in flagged.items() if k.partition(":")[0] == label},
+                "flagged": {
+                    k.partition(":")[2]: v for k, v in flagged.items() if k.partition(":")[0] == label
+                },
                 "by_lang": by_lang,
-                "counters": {k.partition(".")[2]: v for k, v in counters.items() if k.partition(".")[0] == label},
+                "counters": {
+                    k.partition(".")[2]: v for k, v in counters.items() if k.partition(".")[0] == label
+                },
                 "seconds": round(seconds.get(label, 0.0), 3),
             }
         )
@@ -159,8 +170,10 @@ def check_accounting(report: dict[str, Any]) -> list[str]:
     total = report["rows_out"] + report["dropped_total"] + sum(report["quarantined"].values())
     total += sum(report.get("skipped", {}).values())
     if report["rows_read"] != total:
-        problems.append(f"the readers produced {report['rows_read']} rows but the output accounts for {total} "
-                        "(kept + dropped + quarantined + skipped)")
+        problems.append(
+            f"the readers produced {report['rows_read']} rows but the output accounts for {total} "
+            "(kept + dropped + quarantined + skipped)"
+        )
     return problems
 
 

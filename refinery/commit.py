@@ -41,7 +41,9 @@ class OutputExistsError(Exception):
     """The output holds something a run must not overwrite (another run, or files that are not ours)."""
 
 
-def committed_manifest(output_uri: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def committed_manifest(
+    output_uri: str, storage_options: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The manifest of a committed output, or None when the output is not committed."""
     out = Location(output_uri, storage_options)
     return out.join(MANIFEST).read_json() if out.join(SUCCESS).exists() else None
@@ -113,15 +115,24 @@ def commit(
     out = Location(output_uri, storage_options)
     work = Location(work_uri, storage_options)
     journal = out.join(WORK_DIR, JOURNAL)
-    published = [{**{k: f[k] for k in ("rows", "bytes", "sha256")}, "path": "/".join(f["path"].split("/")[-2:]),
-                  "kind": f["path"].split("/")[-2], "src": f["path"]} for f in files]
+    published = [
+        {
+            **{k: f[k] for k in ("rows", "bytes", "sha256")},
+            "path": "/".join(f["path"].split("/")[-2:]),
+            "kind": f["path"].split("/")[-2],
+            "src": f["path"],
+        }
+        for f in files
+    ]
     new_paths = {f["path"] for f in published}
     stale = set(_listed_files(out.join(MANIFEST)))
     previous = journal.read_json_or_none()
     if previous:  # an earlier commit crashed half-way: what it published and what it meant to remove
         stale |= {p for p in [*previous.get("publish", []), *previous.get("remove", [])] if _is_part_path(p)}
     stale -= new_paths  # same name = same bytes (parts are named by their sha256): moved over below
-    journal.write_json({"run_id": manifest.get("run_id"), "publish": sorted(new_paths), "remove": sorted(stale)})
+    journal.write_json(
+        {"run_id": manifest.get("run_id"), "publish": sorted(new_paths), "remove": sorted(stale)}
+    )
     for name in (SUCCESS, MANIFEST, REPORT, "report.html"):
         out.join(name).remove()
     out.remove_files(sorted(stale))
@@ -138,7 +149,9 @@ def commit(
     try:
         journal.remove()
         work.remove(recursive=True)
-    except Exception:  # leftover staging is harmless (underscore prefix, never trusted); the next run clears it
+    except (
+        Exception
+    ):  # leftover staging is harmless (underscore prefix, never trusted); the next run clears it
         pass
     return manifest
 
@@ -173,7 +186,9 @@ def verify(output_uri: str, storage_options: dict[str, Any] | None = None, deep:
     data_rows = all_rows = 0
     paths = [f["path"] for f in manifest.get("files", [])]
     for p in sorted({p for p in paths if paths.count(p) > 1}):
-        problems.append(f"{p}: listed {paths.count(p)} times in the manifest (its rows would be counted twice)")
+        problems.append(
+            f"{p}: listed {paths.count(p)} times in the manifest (its rows would be counted twice)"
+        )
     for f in manifest.get("files", []):
         loc = out.join(f["path"])
         if not loc.exists():
@@ -199,7 +214,7 @@ def verify(output_uri: str, storage_options: dict[str, Any] | None = None, deep:
     for d in PUBLISHED_DIRS:
         folder = out.join(d)
         for loc in folder.find():
-            rel = f"{d}/{loc.path[len(folder.path.rstrip('/')) + 1:]}"
+            rel = f"{d}/{loc.path[len(folder.path.rstrip('/')) + 1 :]}"
             if not loc.name.startswith(".") and rel not in listed:
                 problems.append(f"{rel}: present but not in the manifest")
     return problems

@@ -27,9 +27,11 @@ class _Strict(BaseModel):
 def _no_credentials(uri: str | None) -> str | None:
     """A URI is written to logs, manifests and every row's `source`: it must not carry a password."""
     if uri and uri_has_userinfo(uri) and ":" in uri.split("://", 1)[1].split("@", 1)[0]:
-        raise ValueError(f"{redact_uri(uri)}: credentials inside a URI are not accepted (they would end up in logs "
-                         "and manifests); put them in storage_options (key, secret), which are redacted, or use "
-                         "the environment's credential chain")
+        raise ValueError(
+            f"{redact_uri(uri)}: credentials inside a URI are not accepted (they would end up in logs "
+            "and manifests); put them in storage_options (key, secret), which are redacted, or use "
+            "the environment's credential chain"
+        )
     return uri
 
 
@@ -49,7 +51,8 @@ def _known_format(name: str) -> str:
 class InputConfig(_Strict):
     uri: SafeUri = Field(description="file, folder, glob or any fsspec URL (s3://bucket/prefix/)")
     format: Annotated[str, AfterValidator(_known_format)] = Field(
-        default="auto", description="a reader's format (stages/readers/), or auto: by extension")
+        default="auto", description="a reader's format (stages/readers/), or auto: by extension"
+    )
     text_field: str = "text"
     id_field: str | None = None
     # Ids are the user's and may repeat (ids numbered per shard are common); nothing relies on them being unique.
@@ -109,11 +112,19 @@ class MonitoringConfig(_Strict):
     """
 
     drift_metric: Literal["js", "psi"] = "js"  # Jensen–Shannon divergence (base 2, in [0, 1]) or PSI
-    max_lang_drift: float = Field(default=0.1, ge=0, description="language-mix drift vs the previous snapshot")
+    max_lang_drift: float = Field(
+        default=0.1, ge=0, description="language-mix drift vs the previous snapshot"
+    )
     max_quality_drift: float = Field(default=0.1, ge=0, description="per quality-signal histogram drift")
-    max_dedup_rate_change: float = Field(default=0.2, ge=0, description="absolute change of the dedup drop rate")
-    max_pii_rate_change: float = Field(default=0.2, ge=0, description="absolute change of PII hits per document")
-    quality_signals: list[str] = Field(default_factory=list, description="children of `quality` to track (default all numeric)")
+    max_dedup_rate_change: float = Field(
+        default=0.2, ge=0, description="absolute change of the dedup drop rate"
+    )
+    max_pii_rate_change: float = Field(
+        default=0.2, ge=0, description="absolute change of PII hits per document"
+    )
+    quality_signals: list[str] = Field(
+        default_factory=list, description="children of `quality` to track (default all numeric)"
+    )
     histogram_bins: int = Field(default=20, gt=1, le=200)
     # Bias: flag a filter whose drop rate on one language/domain is > bias_ratio × its overall drop rate and at
     # least bias_min_gap higher in absolute terms, for groups with at least bias_min_rows rows.
@@ -121,7 +132,9 @@ class MonitoringConfig(_Strict):
     bias_min_gap: float = Field(default=0.1, ge=0, le=1)
     bias_min_rows: int = Field(default=20, ge=1)
     top_domains: int = Field(default=20, ge=1)
-    html_report: bool = Field(default=True, description="`refinery run` writes report.html beside report.json")
+    html_report: bool = Field(
+        default=True, description="`refinery run` writes report.html beside report.json"
+    )
 
 
 class StageSpec(_Strict):
@@ -145,7 +158,9 @@ class RunConfig(_Strict):
     ray: RayConfig = Field(default_factory=RayConfig)
     stages: list[StageSpec] = Field(default_factory=list)
     quarantine: QuarantineConfig = Field(default_factory=QuarantineConfig)
-    licenses: dict[str, str] = Field(default_factory=dict, description="source uri prefix → licence, for data cards")
+    licenses: dict[str, str] = Field(
+        default_factory=dict, description="source uri prefix → licence, for data cards"
+    )
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     def config_hash(self) -> str:
@@ -156,7 +171,9 @@ class RunConfig(_Strict):
         output is still recognised, and a refresh still knows its inputs)."""
         public = self.public_dict()
         public.pop("monitoring", None)
-        defaults = RunConfig.model_validate({"input": {"uri": "-"}, "output": {"uri": "-"}}).model_dump(mode="json")
+        defaults = RunConfig.model_validate({"input": {"uri": "-"}, "output": {"uri": "-"}}).model_dump(
+            mode="json"
+        )
         for section, key in LATER_KEYS:
             node, default = public.get(section, {}), defaults.get(section, {})
             if key is None:
@@ -183,8 +200,12 @@ class RunConfig(_Strict):
 
 
 # (section, key) added to the config after the first release; key None = the whole section.
-LATER_KEYS = (("input", "files"), ("input", "on_duplicate_id"), ("input", "max_compression_ratio"),
-              ("quarantine", None))
+LATER_KEYS = (
+    ("input", "files"),
+    ("input", "on_duplicate_id"),
+    ("input", "max_compression_ratio"),
+    ("quarantine", None),
+)
 
 
 class ConfigError(Exception):
@@ -266,7 +287,9 @@ def _validate_stages(stages: Any, where) -> list[tuple[str, str]]:
         try:
             cls = get_stage(name)
         except KeyError as e:
-            errors.append((where(("stages", i, "stage")), str(e.args[0]) if e.args else f"unknown stage {name!r}"))
+            errors.append(
+                (where(("stages", i, "stage")), str(e.args[0]) if e.args else f"unknown stage {name!r}")
+            )
             continue
         params = spec.get("params") or {}
         if not isinstance(params, dict):
@@ -280,12 +303,18 @@ def _validate_stages(stages: Any, where) -> list[tuple[str, str]]:
             try:
                 inst.resources.with_(**spec["resources"])
             except ValidationError as e:
-                errors += [(where(("stages", i, "resources", *err["loc"])), _message(err)) for err in e.errors()]
+                errors += [
+                    (where(("stages", i, "resources", *err["loc"])), _message(err)) for err in e.errors()
+                ]
         missing = [c for c in inst.requires() if c not in available]
         if missing:
             hint = " (add a `langid` stage before it)" if missing == ["lang"] else ""
-            errors.append((where(("stages", i, "stage")),
-                           f"stage {name!r} needs column(s) {missing} that no earlier stage makes{hint}"))
+            errors.append(
+                (
+                    where(("stages", i, "stage")),
+                    f"stage {name!r} needs column(s) {missing} that no earlier stage makes{hint}",
+                )
+            )
         available.update(f.name for f in inst.output_fields())
     return errors
 
@@ -306,11 +335,21 @@ def overlapping_locations(cfg: RunConfig) -> list[tuple[tuple[Any, ...], str]]:
             if out[:2] != inp[:2]:
                 continue
             if out[2] == inp[2] or out[2].startswith(inp[2].rstrip("/") + "/"):
-                problems.append((out_loc, f"{out_uri} is the input or inside it ({in_uri}): a run would read its "
-                                          "own output back; choose an output outside the input"))
+                problems.append(
+                    (
+                        out_loc,
+                        f"{out_uri} is the input or inside it ({in_uri}): a run would read its "
+                        "own output back; choose an output outside the input",
+                    )
+                )
             elif inp[2].startswith(out[2].rstrip("/") + "/"):
-                problems.append((in_loc, f"{in_uri} is inside the output ({out_uri}): choose an output folder "
-                                         "that does not hold the input"))
+                problems.append(
+                    (
+                        in_loc,
+                        f"{in_uri} is inside the output ({out_uri}): choose an output folder "
+                        "that does not hold the input",
+                    )
+                )
     return problems
 
 
@@ -326,7 +365,9 @@ def _location(uri: str, storage_options: dict[str, Any]) -> tuple[str, str, str]
         rest = rest[: rest.rfind("/", 0, glob) + 1] or "."
     if proto == "file":
         return proto, "", os.path.realpath(os.path.expanduser(rest))
-    endpoint = storage_options.get("endpoint_url") or (storage_options.get("client_kwargs") or {}).get("endpoint_url")
+    endpoint = storage_options.get("endpoint_url") or (storage_options.get("client_kwargs") or {}).get(
+        "endpoint_url"
+    )
     return proto, str(endpoint or ""), "/" + rest.strip("/")
 
 

@@ -31,27 +31,79 @@ class StorageError(Exception):
 
 
 # S3 error codes that no retry can fix: fail at once and say which bucket/prefix and which operation.
-FATAL_CODES = frozenset({
-    "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
-    "InvalidBucketName", "ExpiredToken", "InvalidToken", "AccountProblem",
-})
+FATAL_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "NoSuchBucket",
+        "InvalidBucketName",
+        "ExpiredToken",
+        "InvalidToken",
+        "AccountProblem",
+    }
+)
 # Throttling and server-side hiccups: worth a bounded, jittered retry.
-TRANSIENT_CODES = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequests", "RequestLimitExceeded",
-    "RequestTimeout", "InternalError", "ServiceUnavailable", "500", "502", "503", "504",
-})
-_TRANSIENT_TYPES = frozenset({
-    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
-    "HTTPClientError", "ProxyConnectionError", "ResponseStreamingError", "IncompleteRead", "FSTimeoutError",
-    "ClientConnectionError", "ClientConnectorError", "ServerDisconnectedError", "ClientPayloadError",
-    "ClientOSError", "ServerTimeoutError", "ProtocolError",
-})
-_TRANSIENT_ERRNOS = frozenset({
-    errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE, errno.EHOSTUNREACH,
-    errno.ENETUNREACH, errno.ENETDOWN,
-})
-_TRANSIENT_TEXT = ("SlowDown", "reduce your request rate", "Service Unavailable", "ServiceUnavailable",
-                   "Please reduce", "Connection reset", "Connection refused", "Server disconnected")
+TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "TooManyRequests",
+        "RequestLimitExceeded",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+_TRANSIENT_TYPES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ConnectTimeoutError",
+        "HTTPClientError",
+        "ProxyConnectionError",
+        "ResponseStreamingError",
+        "IncompleteRead",
+        "FSTimeoutError",
+        "ClientConnectionError",
+        "ClientConnectorError",
+        "ServerDisconnectedError",
+        "ClientPayloadError",
+        "ClientOSError",
+        "ServerTimeoutError",
+        "ProtocolError",
+    }
+)
+_TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.ECONNRESET,
+        errno.ECONNREFUSED,
+        errno.ECONNABORTED,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+    }
+)
+_TRANSIENT_TEXT = (
+    "SlowDown",
+    "reduce your request rate",
+    "Service Unavailable",
+    "ServiceUnavailable",
+    "Please reduce",
+    "Connection reset",
+    "Connection refused",
+    "Server disconnected",
+)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -141,8 +193,15 @@ def retry_call(
             if attempt == n - 1 or not is_transient(e):
                 raise
             delay = backoff_delay(attempt, base, cap)
-            log.warning("retrying %s %s in %.1fs after %s (attempt %d/%d)", op, location, delay,
-                        error_code(e) or type(e).__name__, attempt + 1, n)
+            log.warning(
+                "retrying %s %s in %.1fs after %s (attempt %d/%d)",
+                op,
+                location,
+                delay,
+                error_code(e) or type(e).__name__,
+                attempt + 1,
+                n,
+            )
             sleep(delay)
     raise AssertionError("unreachable")
 
@@ -204,7 +263,9 @@ def _is_hidden(path: str) -> bool:
     return name.startswith(".") or name.startswith("_")
 
 
-def list_inputs(uri: str, storage_options: dict[str, Any] | None = None, exclude: list[str] | None = None) -> list[InputFile]:
+def list_inputs(
+    uri: str, storage_options: dict[str, Any] | None = None, exclude: list[str] | None = None
+) -> list[InputFile]:
     """Resolve a file, folder (recursive), or glob into input files with size/etag/mtime, sorted by uri.
 
     Hidden and underscore-prefixed names (``_SUCCESS``, ``.DS_Store``, staging folders) are skipped, like Spark
@@ -214,6 +275,7 @@ def list_inputs(uri: str, storage_options: dict[str, Any] | None = None, exclude
         fs, path = get_fs(uri, storage_options)
     except Exception as e:  # bad URL or missing optional filesystem
         raise StorageError(describe_error("open filesystem for", uri, e)) from None
+
     def _list() -> list[tuple[str, dict[str, Any]]]:
         if any(ch in path for ch in "*?["):
             infos = fs.glob(path, detail=True)
@@ -239,7 +301,11 @@ def list_inputs(uri: str, storage_options: dict[str, Any] | None = None, exclude
             raise StorageError(describe_error("list", uri, e) + fatal_hint(e)) from None
         if any(isinstance(x, FileNotFoundError) for x in _chain(e)):
             code = error_code(e)
-            what = "bucket does not exist" if code == "NoSuchBucket" or "bucket" in str(e).lower() else "not found"
+            what = (
+                "bucket does not exist"
+                if code == "NoSuchBucket" or "bucket" in str(e).lower()
+                else "not found"
+            )
             raise StorageError(f"input not found: {uri} ({what})") from None
         raise StorageError(describe_error("list", uri, e)) from None
     files = []
@@ -250,7 +316,9 @@ def list_inputs(uri: str, storage_options: dict[str, Any] | None = None, exclude
         rel = p[len(root) :].lstrip("/") if p.startswith(root) else posixpath.basename(p)
         if any(_is_hidden(part) for part in rel.split("/") if part):
             continue
-        if exclude and any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(posixpath.basename(p), pat) for pat in exclude):
+        if exclude and any(
+            fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(posixpath.basename(p), pat) for pat in exclude
+        ):
             continue
         etag = info.get("ETag") or info.get("etag")
         mtime = info.get("LastModified") or info.get("mtime") or info.get("last_modified")
@@ -268,7 +336,9 @@ def list_inputs(uri: str, storage_options: dict[str, Any] | None = None, exclude
     if protocol_of(fs) == "file":
         for f in files:
             if os.path.lexists(f.uri) and os.path.exists(f.uri) and not os.access(f.uri, os.R_OK):
-                raise StorageError(f"cannot read input {f.uri}: permission denied (check the file's permissions)")
+                raise StorageError(
+                    f"cannot read input {f.uri}: permission denied (check the file's permissions)"
+                )
     probe_readable(fs, files[0].uri)
     return files
 

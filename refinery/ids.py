@@ -47,7 +47,9 @@ def write_id_hashes(folder: Location, rows: pa.Table, nparts: int) -> None:
     hashes = pa.FixedSizeBinaryArray.from_buffers(HASH_TYPE, len(ids), [None, pa.py_buffer(raw)])
     part = np.frombuffer(raw, dtype=np.uint64)[::2] % np.uint64(nparts)
     src = rows["source"].combine_chunks()
-    where = zip(pc.struct_field(src, "uri").to_pylist(), pc.struct_field(src, "offset").to_pylist(), strict=True)
+    where = zip(
+        pc.struct_field(src, "uri").to_pylist(), pc.struct_field(src, "offset").to_pylist(), strict=True
+    )
     tag = xxhash.xxh3_128_hexdigest("\n".join(stable_id(u or "", o or 0) for u, o in where).encode())
     for k in np.unique(part):
         sel = np.flatnonzero(part == k)

@@ -40,7 +40,10 @@ class Location:
         return self.uri
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Location) and (self.uri, self.storage_options) == (other.uri, other.storage_options)
+        return isinstance(other, Location) and (self.uri, self.storage_options) == (
+            other.uri,
+            other.storage_options,
+        )
 
     def __hash__(self) -> int:
         return hash(self.uri)
@@ -107,7 +110,9 @@ class Location:
         if not self.exists():
             return []
         paths = retry_call(lambda: self.fs.find(self.path), "list", self.uri)
-        return [Location(self.child_uri(p), self.storage_options) for p in sorted(paths) if p.endswith(suffix)]
+        return [
+            Location(self.child_uri(p), self.storage_options) for p in sorted(paths) if p.endswith(suffix)
+        ]
 
     def open(self, mode: str = "rb") -> IO[Any]:
         return self.fs.open(self.path, mode)
@@ -146,7 +151,9 @@ class Location:
                 h.update(block)
         return h.hexdigest()
 
-    def iter_parquet_batches(self, columns: list[str] | None = None, batch_size: int = 65536) -> Iterator[Any]:
+    def iter_parquet_batches(
+        self, columns: list[str] | None = None, batch_size: int = 65536
+    ) -> Iterator[Any]:
         import pyarrow.parquet as pq
 
         with self.open("rb") as f:

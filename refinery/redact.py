@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_SECRET_KEY = re.compile(r"(secret|password|passwd|token|session|credential|private|^key$|access_key|api_key)", re.I)
+_SECRET_KEY = re.compile(
+    r"(secret|password|passwd|token|session|credential|private|^key$|access_key|api_key)", re.I
+)
 MASK = "***"
 
 
@@ -34,7 +36,10 @@ def is_secret_key(key: str) -> bool:
 
 def redact_mapping(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {k: (MASK if is_secret_key(str(k)) and v not in (None, "") else redact_mapping(v)) for k, v in obj.items()}
+        return {
+            k: (MASK if is_secret_key(str(k)) and v not in (None, "") else redact_mapping(v))
+            for k, v in obj.items()
+        }
     if isinstance(obj, list):
         return [redact_mapping(v) for v in obj]
     if isinstance(obj, str):

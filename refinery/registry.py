@@ -27,11 +27,18 @@ class Registry(Generic[T]):
 
     def add(self, name: str, item: T) -> T:
         other = self._items.get(name)
-        same = other is item or other == item or (
-            getattr(other, "__qualname__", None) is not None
-            and getattr(other, "__qualname__", None) == getattr(item, "__qualname__", None))
+        same = (
+            other is item
+            or other == item
+            or (
+                getattr(other, "__qualname__", None) is not None
+                and getattr(other, "__qualname__", None) == getattr(item, "__qualname__", None)
+            )
+        )
         if other is not None and not same:
-            raise ValueError(f"{self.kind} name {name!r} is registered twice ({_origin(other)} and {_origin(item)})")
+            raise ValueError(
+                f"{self.kind} name {name!r} is registered twice ({_origin(other)} and {_origin(item)})"
+            )
         self._items[name] = item
         return item
 

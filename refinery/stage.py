@@ -98,7 +98,9 @@ class Stage(ABC, Generic[P]):
                 if isinstance(arg, type) and issubclass(arg, StageParams):
                     cls.Params = arg
 
-    def __init__(self, params: P | Mapping[str, Any] | None = None, resources: Resources | None = None) -> None:
+    def __init__(
+        self, params: P | Mapping[str, Any] | None = None, resources: Resources | None = None
+    ) -> None:
         if params is None or isinstance(params, Mapping):
             params = self.Params(**(params or {}))  # type: ignore[assignment]
         self.params = params  # type: ignore[assignment]
@@ -136,11 +138,13 @@ class Stage(ABC, Generic[P]):
 class GlobalBackend(Protocol):
     """What the execution backend does for a global stage (jobs/ray_backend implements it with Ray)."""
 
-    def map_collect(self, ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int, resources: Resources,
-                    name: str) -> list[dict[str, Any]]: ...
+    def map_collect(
+        self, ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int, resources: Resources, name: str
+    ) -> list[dict[str, Any]]: ...
 
-    def run_wave(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], resources: Resources,
-                 name: str) -> list[Any]: ...
+    def run_wave(
+        self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], resources: Resources, name: str
+    ) -> list[Any]: ...
 
     def dataset_from(self, fn: Callable[[Any], pa.Table | None], items: Sequence[Any], name: str) -> Any: ...
 
@@ -159,16 +163,21 @@ class GlobalContext:
     input_bytes: int = 0  # Parquet bytes of the checkpoint the stage reads (sizes its partitions)
     resources: Resources = field(default_factory=Resources)  # the stage's, config overrides applied
 
-    def map_collect(self, ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int,
-                    resources: Resources | None = None) -> list[dict[str, Any]]:
+    def map_collect(
+        self, ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int, resources: Resources | None = None
+    ) -> list[dict[str, Any]]:
         """Run `fn` over every slice of at most `rows` rows of `ds` (with the stage's resources) and return the
         rows of the small tables it returns (counters, partitions written), never the data."""
         return self.backend.map_collect(ds, fn, rows, resources or self.resources, f"{self.label}:map")
 
-    def run_wave(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], name: str | None = None) -> list[Any]:
+    def run_wave(
+        self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], name: str | None = None
+    ) -> list[Any]:
         """fn(*a) for each a, as parallel tasks (one CPU each, the stage's memory); their small results in order."""
         res = Resources(num_cpus=1, memory_mb=self.resources.memory_mb)
-        return self.backend.run_wave(fn, args, res, f"{self.label}:{name or getattr(fn, '__name__', 'wave').lstrip('_')}")
+        return self.backend.run_wave(
+            fn, args, res, f"{self.label}:{name or getattr(fn, '__name__', 'wave').lstrip('_')}"
+        )
 
     def dataset_from(self, fn: Callable[[Any], pa.Table | None], items: Sequence[Any]) -> Any:
         """The dataset this stage returns: fn(item) for each item, one task each (tables of the same rows and
@@ -215,7 +224,9 @@ def get_stage(name: str) -> type[Stage[Any]]:
     return cls
 
 
-def build_stage(name: str, params: Mapping[str, Any] | None, resources: Mapping[str, Any] | None = None) -> Stage[Any]:
+def build_stage(
+    name: str, params: Mapping[str, Any] | None, resources: Mapping[str, Any] | None = None
+) -> Stage[Any]:
     """A stage from its config entry: params validated by its Params model, resources over its defaults."""
     cls = get_stage(name)
     stage = cls(cls.Params(**(params or {})))

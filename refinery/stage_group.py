@@ -36,7 +36,9 @@ def build_group(specs: Sequence[StageSpecT]) -> list[tuple[str, Stage]]:
     return _CACHE[key]
 
 
-def apply_group(group: Sequence[tuple[str, Stage]], batch: pa.Table, seconds: dict[str, float] | None = None) -> pa.Table:
+def apply_group(
+    group: Sequence[tuple[str, Stage]], batch: pa.Table, seconds: dict[str, float] | None = None
+) -> pa.Table:
     alive, dead = split_alive(batch)
     dead_parts = [dead] if dead is not None else []
     for label, stage in group:
@@ -45,7 +47,9 @@ def apply_group(group: Sequence[tuple[str, Stage]], batch: pa.Table, seconds: di
         t0 = time.perf_counter()
         out, reasons = stage(alive)
         if reasons is not None and reasons.null_count < len(reasons):
-            tagged = pc.binary_join_element_wise(pa.scalar(label, pa.string()), reasons.cast(pa.string()), ":")
+            tagged = pc.binary_join_element_wise(
+                pa.scalar(label, pa.string()), reasons.cast(pa.string()), ":"
+            )
             if stage.action == "drop":
                 keep = pc.is_null(tagged)
                 dropped = pc.invert(keep)
@@ -69,8 +73,9 @@ def _add_flags(table: pa.Table, tagged: pa.Array) -> pa.Table:
     return table.append_column(FLAGGED_COL, arr)
 
 
-def apply_sliced(group: Sequence[tuple[str, Stage]], block: pa.Table, batch_rows: int | None,
-                 seconds: dict[str, float]) -> Iterator[pa.Table]:
+def apply_sliced(
+    group: Sequence[tuple[str, Stage]], block: pa.Table, batch_rows: int | None, seconds: dict[str, float]
+) -> Iterator[pa.Table]:
     """Run the group on `block` in slices of `batch_rows` rows: Ray hands over whole blocks (its own row bundling
     would cost parallelism, see docs/ARCHITECTURE.md), while stages keep a bounded batch size."""
     for part in row_slices(block, batch_rows or block.num_rows or 1):

@@ -31,7 +31,9 @@ def committed_generations(index_uri: str, storage_options: dict[str, Any] | None
     return files
 
 
-def commit_generations(state_uri: str, run_id: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+def commit_generations(
+    state_uri: str, run_id: str, storage_options: dict[str, Any] | None = None
+) -> list[str]:
     """Mark every `gen-<run_id>` folder under `state_uri` as committed; returns the folders marked."""
     state = Location(state_uri, storage_options)
     if not state.exists():

@@ -119,7 +119,16 @@ class PartWriter:
             if d.num_rows:
                 records.append(self._write("droplog", _droplog_table(d)))
         stats = batch_stats(alive if alive.num_rows else None, dead, counters)
-        records.append({"kind": "stats", "path": None, "rows": batch.num_rows, "bytes": 0, "sha256": None, "stats": json.dumps(stats)})
+        records.append(
+            {
+                "kind": "stats",
+                "path": None,
+                "rows": batch.num_rows,
+                "bytes": 0,
+                "sha256": None,
+                "stats": json.dumps(stats),
+            }
+        )
         return pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
 
     def _split(self, table: pa.Table) -> list[pa.Table]:
@@ -146,7 +155,14 @@ class PartWriter:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return {"kind": kind, "path": f"{kind}/{name}", "rows": table.num_rows, "bytes": size, "sha256": digest, "stats": None}
+        return {
+            "kind": kind,
+            "path": f"{kind}/{name}",
+            "rows": table.num_rows,
+            "bytes": size,
+            "sha256": digest,
+            "stats": None,
+        }
 
 
 def _sha256_file(path: str) -> str:
@@ -170,7 +186,14 @@ def _droplog_table(d: pa.Table) -> pa.Table:
     stage = pc.list_element(parts, 0)
     reason = pc.list_element(parts, 1)
     return pa.Table.from_arrays(
-        [d["id"], pc.struct_field(d["source"], "uri"), stage, reason, d["lang"], d["domain"],
-         pc.struct_field(d["source"], "offset")],
+        [
+            d["id"],
+            pc.struct_field(d["source"], "uri"),
+            stage,
+            reason,
+            d["lang"],
+            d["domain"],
+            pc.struct_field(d["source"], "offset"),
+        ],
         schema=DROPLOG_SCHEMA,
     )

@@ -84,8 +84,12 @@ def _norm_code(code: str) -> str:
 
 
 class LangIdParams(FilterParams):
-    model_path: str | None = Field(default=None, description="path or fsspec URI of a fastText LID model; default: bundled lid.176.ftz")
-    languages: list[str] | None = Field(default=None, description="keep only these languages; None = annotate and keep all")
+    model_path: str | None = Field(
+        default=None, description="path or fsspec URI of a fastText LID model; default: bundled lid.176.ftz"
+    )
+    languages: list[str] | None = Field(
+        default=None, description="keep only these languages; None = annotate and keep all"
+    )
     # A single threshold, or per language with "*" as the default for languages not listed.
     min_score: float | dict[str, float] = 0.0
     top_k: int = Field(default=1, ge=1, le=10, description=">1 adds `lang_top` (list of {lang, score})")
@@ -96,7 +100,9 @@ class LangIdParams(FilterParams):
     # Optional second opinion from lingua-language-detector (pip install lingua-language-detector; its models
     # ship in the wheel) for documents fastText is unsure about or whose label is in a confusable group.
     second_opinion: Literal["none", "lingua"] = "none"
-    second_opinion_below: float = Field(default=0.5, ge=0.0, le=1.0, description="fastText score under which lingua decides")
+    second_opinion_below: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="fastText score under which lingua decides"
+    )
     confusable_groups: list[list[str]] = Field(default_factory=lambda: [list(g) for g in CONFUSABLE_GROUPS])
 
     @field_validator("languages")
@@ -162,7 +168,9 @@ class LangId(Stage[LangIdParams]):
         wanted = tuple(sorted({_TO_LINGUA.get(c, c) for c in codes} & known))
         if wanted not in self._detectors:
             self._detectors[wanted] = (
-                LanguageDetectorBuilder.from_iso_codes_639_1(*[getattr(IsoCode639_1, c.upper()) for c in wanted]).build()
+                LanguageDetectorBuilder.from_iso_codes_639_1(
+                    *[getattr(IsoCode639_1, c.upper()) for c in wanted]
+                ).build()
                 if len(wanted) > 1
                 else None
             )
@@ -267,7 +275,9 @@ class LangId(Stage[LangIdParams]):
         # Rows with no text (images/audio without a caption) get no language rather than a guess on "".
         has_text = [bool(t.strip()) for t in texts]
         lang_arr = pa.array([lg if h else None for lg, h in zip(langs, has_text, strict=True)], pa.string())
-        score_arr = pa.array([s if h else None for s, h in zip(lang_scores, has_text, strict=True)], pa.float32())
+        score_arr = pa.array(
+            [s if h else None for s, h in zip(lang_scores, has_text, strict=True)], pa.float32()
+        )
         out = _set(out, "lang", lang_arr)
         out = _set(out, "lang_score", score_arr)
         if p.top_k > 1 and top is not None:
@@ -277,7 +287,13 @@ class LangId(Stage[LangIdParams]):
             ]
             out = _set(out, "lang_top", pa.array(vals, LANG_TOP_TYPE))
         if paras is not None:
-            out = _set(out, "lang_paragraphs", pa.array([x if h else None for x, h in zip(paras, has_text, strict=True)], LANG_PARAGRAPHS_TYPE))
+            out = _set(
+                out,
+                "lang_paragraphs",
+                pa.array(
+                    [x if h else None for x, h in zip(paras, has_text, strict=True)], LANG_PARAGRAPHS_TYPE
+                ),
+            )
         return out, self._reasons(lang_arr, score_arr, has_text)
 
     def _reasons(self, lang_arr: pa.Array, score_arr: pa.Array, has_text: list[bool]) -> pa.Array | None:

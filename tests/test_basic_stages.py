@@ -13,18 +13,27 @@ from pydantic import ValidationError
 from stages.length_filter import LengthFilter
 from stages.normalize import Normalize
 
-TEXTS = [json.loads(line)["text"] for line in (Path(__file__).parent / "fixtures" / "foundation" / "docs_a.jsonl")
-         .read_text(encoding="utf-8").splitlines()]  # 100 real documents (lingua-py, Apache-2.0)
+TEXTS = [
+    json.loads(line)["text"]
+    for line in (Path(__file__).parent / "fixtures" / "foundation" / "docs_a.jsonl")
+    .read_text(encoding="utf-8")
+    .splitlines()
+]  # 100 real documents (lingua-py, Apache-2.0)
 
 
 def table(texts: list[str | None], modality: list[str] | None = None) -> pa.Table:
-    return pa.table({"id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.large_string()),
-                     "modality": modality or ["text"] * len(texts)})
+    return pa.table(
+        {
+            "id": [str(i) for i in range(len(texts))],
+            "text": pa.array(texts, pa.large_string()),
+            "modality": modality or ["text"] * len(texts),
+        }
+    )
 
 
 def test_normalize_makes_one_canonical_text():
     base = TEXTS[3]
-    messy = ("  " + base.replace(" ", " \t\u00a0 ", 3) + "\r\n\r\n\r\n\r\nzweiter\u200b Absatz\x07 \r\n")
+    messy = "  " + base.replace(" ", " \t\u00a0 ", 3) + "\r\n\r\n\r\n\r\nzweiter\u200b Absatz\x07 \r\n"
     decomposed = unicodedata.normalize("NFD", "Émile Zola, café")
     out, reasons = Normalize().process(table([messy, decomposed, None]))
     assert reasons is None
@@ -38,7 +47,10 @@ def test_normalize_makes_one_canonical_text():
 def test_normalize_params_change_what_it_does():
     s = "ﬁne  ligature\n\n\n\nend"
     assert Normalize({"form": "NFKC"}).process(table([s]))[0]["text"][0].as_py() == "fine ligature\n\nend"
-    assert Normalize({"form": "none", "collapse_whitespace": False}).process(table([s]))[0]["text"][0].as_py() == s
+    assert (
+        Normalize({"form": "none", "collapse_whitespace": False}).process(table([s]))[0]["text"][0].as_py()
+        == s
+    )
     assert Normalize({"max_blank_lines": 0}).process(table([s]))[0]["text"][0].as_py() == "ﬁne ligature\nend"
     with pytest.raises(ValidationError):
         Normalize({"max_blank_lines": -1})
@@ -49,7 +61,9 @@ def test_length_filter_gives_one_reason_per_dropped_row():
     stage = LengthFilter({"min_words": 100, "max_chars": 2000})
     _, reasons = stage.process(table(TEXTS))
     got = reasons.to_pylist()
-    for t, n, r in zip(TEXTS, words, got, strict=True):  # the first failing check (chars before words) names it
+    for t, n, r in zip(
+        TEXTS, words, got, strict=True
+    ):  # the first failing check (chars before words) names it
         assert r == ("too_many_chars" if len(t) > 2000 else "too_few_words" if n < 100 else None)
     assert {"too_few_words", None} <= set(got)  # the fixture has both kinds
 

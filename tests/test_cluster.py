@@ -33,7 +33,12 @@ RAY = str(Path(sys.executable).parent / "ray")
 RUNTIME_ENV = {
     "pip": {
         "packages": ["${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}"],
-        "pip_install_options": ["--no-deps", "--no-build-isolation", "--disable-pip-version-check", "--no-cache-dir"],
+        "pip_install_options": [
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+        ],
         "pip_check": False,
     },
 }
@@ -53,7 +58,9 @@ class LocalRay:
     """A private multi-node Ray cluster on 127.0.0.1 (`ray start --block` per node, each its own process group)."""
 
     def __init__(self, num_cpus: int = 2, auth: str = "token"):
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="rfr-"))  # short: Ray's socket paths must stay < 108 chars
+        self.temp_dir = Path(
+            tempfile.mkdtemp(prefix="rfr-")
+        )  # short: Ray's socket paths must stay < 108 chars
         self.gcs_port, self.dash_port = free_ports(2)
         self.token = _TOKEN
         # the job's `python` must be this venv's python
@@ -78,19 +85,35 @@ class LocalRay:
         p = free_ports(7)
         # Worker ports below Linux's ephemeral range (32768+), where free_ports() never picks: no collisions.
         lo = 10000 + (p[6] % 100) * 200
-        return [f"--node-manager-port={p[0]}", f"--object-manager-port={p[1]}", f"--dashboard-agent-listen-port={p[2]}",
-                f"--dashboard-agent-grpc-port={p[3]}", f"--runtime-env-agent-port={p[4]}",
-                f"--metrics-export-port={p[5]}", f"--min-worker-port={lo}", f"--max-worker-port={lo + 199}"]
+        return [
+            f"--node-manager-port={p[0]}",
+            f"--object-manager-port={p[1]}",
+            f"--dashboard-agent-listen-port={p[2]}",
+            f"--dashboard-agent-grpc-port={p[3]}",
+            f"--runtime-env-agent-port={p[4]}",
+            f"--metrics-export-port={p[5]}",
+            f"--min-worker-port={lo}",
+            f"--max-worker-port={lo + 199}",
+        ]
 
     def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
         out = open(self.temp_dir / log, "ab")
-        proc = subprocess.Popen([RAY, "start", "--block", "--disable-usage-stats", *args], env=self.env, cwd=ROOT,
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [RAY, "start", "--block", "--disable-usage-stats", *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         out.close()
         self.nodes.append(proc)
         return proc
 
-    def _start_with_retries(self, make_args, log: str, n_nodes: int, timeout: float, attempts: int = 3) -> None:
+    def _start_with_retries(
+        self, make_args, log: str, n_nodes: int, timeout: float, attempts: int = 3
+    ) -> None:
         """Ray gives a raylet a fixed 30 s to come up; on an overloaded machine that can fail: try again."""
         for attempt in range(attempts):
             proc = self._spawn(make_args(), log)
@@ -113,25 +136,43 @@ class LocalRay:
     def start_head(self, timeout: float = 120) -> LocalRay:
         def args() -> list[str]:
             self.gcs_port, self.dash_port, client_port = free_ports(3)
-            return ["--head", "--node-ip-address=127.0.0.1", f"--port={self.gcs_port}",
-                    "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash_port}", "--include-dashboard=true",
-                    f"--ray-client-server-port={client_port}", f"--num-cpus={self.num_cpus}",
-                    f"--temp-dir={self.temp_dir}", *self._node_ports()]
+            return [
+                "--head",
+                "--node-ip-address=127.0.0.1",
+                f"--port={self.gcs_port}",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={self.dash_port}",
+                "--include-dashboard=true",
+                f"--ray-client-server-port={client_port}",
+                f"--num-cpus={self.num_cpus}",
+                f"--temp-dir={self.temp_dir}",
+                *self._node_ports(),
+            ]
 
         self._start_with_retries(args, "head.log", 1, timeout)
         return self
 
     def add_node(self, num_cpus: int, resources: dict[str, float], timeout: float = 120) -> None:
         def args() -> list[str]:
-            return [f"--address={self.address}", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}",
-                    f"--resources={json.dumps(resources)}", *self._node_ports()]
+            return [
+                f"--address={self.address}",
+                "--node-ip-address=127.0.0.1",
+                f"--num-cpus={num_cpus}",
+                f"--resources={json.dumps(resources)}",
+                *self._node_ports(),
+            ]
 
         self._start_with_retries(args, f"node{len(self.nodes)}.log", len(self.nodes) + 1, timeout)
 
     def alive_nodes(self) -> list[dict]:
         from ray.util.state import list_nodes
 
-        return [n for n in list_nodes(address=self.dashboard, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)]
+        return [
+            n
+            for n in list_nodes(
+                address=self.dashboard, filters=[("state", "=", "ALIVE")], raise_on_missing_output=False
+            )
+        ]
 
     def wait_nodes(self, n: int, timeout: float) -> None:
         deadline = time.time() + timeout
@@ -153,7 +194,9 @@ class LocalRay:
         return "\n".join(f.read_text(errors="replace")[-2000:] for f in self.temp_dir.glob("*.log"))
 
     def ray_cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([RAY, *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [RAY, *args], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        )
 
     def stop(self) -> None:
         """Kill exactly the processes this cluster started: each node's `ray start --block` and its descendants."""
@@ -210,8 +253,22 @@ def submit_command(dashboard: str, config: str, overrides: list[str], install: b
     checkout with --working-dir only (the project's deps and the project itself are already in this venv): the
     pip runtime env's cloned virtualenv lacked `pyarrow.dataset` on the test machine (known gap, see report)."""
     env = ["--runtime-env-json", json.dumps(RUNTIME_ENV)] if install else []
-    cmd = [RAY, "job", "submit", "--address", dashboard, "--working-dir", ".", *env,
-           "--", "python", "-m", "jobs.run", "--config", config]
+    cmd = [
+        RAY,
+        "job",
+        "submit",
+        "--address",
+        dashboard,
+        "--working-dir",
+        ".",
+        *env,
+        "--",
+        "python",
+        "-m",
+        "jobs.run",
+        "--config",
+        config,
+    ]
     for o in overrides:
         cmd += ["--set", o]
     return cmd
@@ -239,18 +296,27 @@ def test_ray_job_submit_on_two_nodes(two_node_cluster, tmp_path):
         "name": "submit-test",
         # split_bytes: the uncompressed files become several byte-range read tasks (small files alone would be
         # grouped into one task, which can only run on one node); Ray Data SPREADs tasks over the nodes
-        "input": {"uri": str(inp), "format": "jsonl", "id_field": "id", "batch_rows": 50, "split_bytes": 8000},
+        "input": {
+            "uri": str(inp),
+            "format": "jsonl",
+            "id_field": "id",
+            "batch_rows": 50,
+            "split_bytes": 8000,
+        },
         "output": {"uri": str(out), "target_shard_mb": 0.01},
         "ray": {"batch_rows": 100},
-        "stages": [{"stage": "normalize"}, {"stage": "length_filter", "params": {"min_chars": 1}}, pause(0.3)],
+        "stages": [
+            {"stage": "normalize"},
+            {"stage": "length_filter", "params": {"min_chars": 1}},
+            pause(0.3),
+        ],
     }
     cfg_path = tmp_path / "job.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     sub_id = f"refinery-test-{uuid.uuid4().hex[:8]}"
     cmd = submit_command(cluster.dashboard, str(cfg_path), [])
     cmd.insert(3, f"--submission-id={sub_id}")
-    p = subprocess.run(cmd, env=cluster.env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=420)
+    p = subprocess.run(cmd, env=cluster.env, cwd=ROOT, capture_output=True, text=True, timeout=420)
     text = p.stdout + p.stderr
     Path(os.environ.get("REFINERY_TEST_LOG", "/dev/null")).write_text(text)
     assert p.returncode == 0, text[-6000:]
@@ -268,8 +334,13 @@ def test_ray_job_submit_on_two_nodes(two_node_cluster, tmp_path):
 
     with _env(cluster.env):
         job_id = JobSubmissionClient(cluster.dashboard).get_job_info(sub_id).job_id
-        tasks = list_tasks(address=cluster.dashboard, filters=[("job_id", "=", job_id)], detail=True, limit=10000,
-                           raise_on_missing_output=False)
+        tasks = list_tasks(
+            address=cluster.dashboard,
+            filters=[("job_id", "=", job_id)],
+            detail=True,
+            limit=10000,
+            raise_on_missing_output=False,
+        )
         nodes = {n["node_id"]: n for n in cluster.alive_nodes()}
     used = {t["node_id"] for t in tasks if t.get("node_id") and "Map" in (t.get("name") or "")}
     assert len(nodes) == 2
@@ -279,8 +350,14 @@ def test_ray_job_submit_on_two_nodes(two_node_cluster, tmp_path):
 def test_job_submit_without_token_is_refused(two_node_cluster):
     env = {k: v for k, v in two_node_cluster.env.items() if k != "RAY_AUTH_TOKEN"}
     env["HOME"] = tempfile.mkdtemp(prefix="rfh-")  # no ~/.ray/auth_token to fall back on
-    p = subprocess.run([RAY, "job", "list", "--address", two_node_cluster.dashboard], env=env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [RAY, "job", "list", "--address", two_node_cluster.dashboard],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode != 0
     assert "auth" in (p.stdout + p.stderr).lower()
 
@@ -312,7 +389,9 @@ def test_cluster_yaml_node_types():
     cpu = [t for n, t in types.items() if n != cfg["head_node_type"] and not t["resources"].get("GPU")]
     gpu = [t for t in types.values() if t["resources"].get("GPU", 0) >= 1]
     assert cpu and all(t["min_workers"] == 0 and t["max_workers"] > 0 for t in cpu)
-    assert gpu and all(t["min_workers"] == 0 and t["node_config"]["InstanceType"].startswith(("g5.", "g6.")) for t in gpu)
+    assert gpu and all(
+        t["min_workers"] == 0 and t["node_config"]["InstanceType"].startswith(("g5.", "g6.")) for t in gpu
+    )
     # S3 through instance profiles, never keys
     assert all("IamInstanceProfile" in t["node_config"] for t in types.values())
     text = (ROOT / "cluster.yaml").read_text()

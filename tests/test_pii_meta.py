@@ -35,21 +35,28 @@ def _labelled() -> list[dict]:
 
 def value(kind: str, i: int = 0) -> str:
     """The i-th labelled value of a type in the PII fixture."""
-    found = [r["text"][s["start"]:s["end"]] for r in _labelled() for s in r["spans"] if s["type"] == kind]
+    found = [r["text"][s["start"] : s["end"]] for r in _labelled() for s in r["spans"] if s["type"] == kind]
     return found[i]
 
 
 def sentence(kind: str, i: int = 0) -> str:
     """The i-th short fixture sentence holding a value of that type."""
-    return [r["text"] for r in _labelled() if len(r["text"]) < 100 and any(s["type"] == kind for s in r["spans"])][i]
+    return [
+        r["text"] for r in _labelled() if len(r["text"]) < 100 and any(s["type"] == kind for s in r["spans"])
+    ][i]
 
 
 def scrub(params: dict, metas: list) -> tuple[list, list[dict], pa.Table]:
     """Run the stage on rows with these metas (dicts are written like the readers write them: orjson)."""
     raw = [orjson.dumps(m).decode() if isinstance(m, dict) else m for m in metas]
     n = len(raw)
-    t = pa.table({"id": [f"r{i}" for i in range(n)], "text": pa.array(["plain text"] * n, pa.large_string()),
-                  "meta": pa.array(raw, pa.large_string())})
+    t = pa.table(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "text": pa.array(["plain text"] * n, pa.large_string()),
+            "meta": pa.array(raw, pa.large_string()),
+        }
+    )
     out, _ = Pii(params).process(t)
     return out["meta"].to_pylist(), out["pii"].to_pylist(), out
 
@@ -65,10 +72,19 @@ def test_the_four_leaks_are_gone_from_meta_and_counted():
     email, email2, phone = value("EMAIL_ADDRESS", 0), value("EMAIL_ADDRESS", 1), value("PHONE_NUMBER", 0)
     title = sentence("EMAIL_ADDRESS", 2)  # a real sentence holding an e-mail, as a page title
     metas = [
-        {"author_email": email, "phone": phone, "url": f"https://forum.example.net/post?id=7&email={email2}",
-         "title": title, "warc_date": "2024-05-18T01:58:10Z", "views": 12},
+        {
+            "author_email": email,
+            "phone": phone,
+            "url": f"https://forum.example.net/post?id=7&email={email2}",
+            "title": title,
+            "warc_date": "2024-05-18T01:58:10Z",
+            "views": 12,
+        },
         # percent-encoded e-mail in the query, values nested in objects and lists
-        {"url": f"https://forum.example.net/p?email={quote(email2)}", "contact": {"emails": [email], "tel": phone}},
+        {
+            "url": f"https://forum.example.net/p?email={quote(email2)}",
+            "contact": {"emails": [email], "tel": phone},
+        },
         None,
     ]
     out, pii, _ = scrub({"ner_model": None}, metas)
@@ -80,12 +96,20 @@ def test_the_four_leaks_are_gone_from_meta_and_counted():
     first = json.loads(out[0])
     assert first["author_email"] == "<EMAIL_ADDRESS>" and first["phone"] == "<PHONE_NUMBER>"
     assert first["url"] == "https://forum.example.net/post?id=7&email=<EMAIL_ADDRESS>"
-    assert "<EMAIL_ADDRESS>" in first["title"] and first["warc_date"] == "2024-05-18T01:58:10Z" and first["views"] == 12
+    assert (
+        "<EMAIL_ADDRESS>" in first["title"]
+        and first["warc_date"] == "2024-05-18T01:58:10Z"
+        and first["views"] == 12
+    )
     assert json.loads(out[1])["contact"] == {"emails": ["<EMAIL_ADDRESS>"], "tel": "<PHONE_NUMBER>"}
     assert out[2] is None
     # Meta findings are in the per-type counts and `total`, and `meta_total` says how many of them came from meta.
     assert pii[0]["email_address"] == 3 and pii[0]["phone_number"] == 1
-    assert pii[0]["meta_total"] == pii[0]["total"] == 4 and pii[1]["meta_total"] == 3 and pii[2]["meta_total"] == 0
+    assert (
+        pii[0]["meta_total"] == pii[0]["total"] == 4
+        and pii[1]["meta_total"] == 3
+        and pii[2]["meta_total"] == 0
+    )
 
 
 def test_warc_record_title_and_target_uri_are_scrubbed_machine_fields_kept(tmp_path):
@@ -95,7 +119,7 @@ def test_warc_record_title_and_target_uri_are_scrubbed_machine_fields_kept(tmp_p
     email, phone = value("EMAIL_ADDRESS", 3), value("PHONE_NUMBER", 1)
     title = sentence("EMAIL_ADDRESS", 1)
     page = gzip.decompress((WEB / "escopete_wikipedia.html.gz").read_bytes()).decode()
-    page = page.replace(page[page.index("<title>"):page.index("</title>")], f"<title>{title}", 1)
+    page = page.replace(page[page.index("<title>") : page.index("</title>")], f"<title>{title}", 1)
     url = f"https://an.wikipedia.org/wiki/Escopete?contact={quote(email)}&tel={phone}"
     warc = tmp_path / "leaky.warc.gz"
     with warc.open("wb") as f:
@@ -111,7 +135,9 @@ def test_warc_record_title_and_target_uri_are_scrubbed_machine_fields_kept(tmp_p
     assert gone([email, phone, title], out[0])
     assert after["url"] == "https://an.wikipedia.org/wiki/Escopete?contact=<EMAIL_ADDRESS>&tel=<PHONE_NUMBER>"
     assert "<EMAIL_ADDRESS>" in after["title"]
-    assert {k: after[k] for k in MACHINE_KEYS if k in before} == {k: before[k] for k in MACHINE_KEYS if k in before}
+    assert {k: after[k] for k in MACHINE_KEYS if k in before} == {
+        k: before[k] for k in MACHINE_KEYS if k in before
+    }
     assert row_domain(table).to_pylist() == ["an.wikipedia.org"]
     assert pii[0]["meta_total"] == 3
 
@@ -120,7 +146,10 @@ def test_warc_record_title_and_target_uri_are_scrubbed_machine_fields_kept(tmp_p
 def test_person_names_in_title_and_author_are_caught_with_the_model():
     title = "Bryan Maclean's killers sentenced to life in prison"  # a real fixture sentence, headline-shaped
     assert title in [r["text"] for r in _labelled()]
-    authors = ["Caitlyn Schulz", "Nicole Mahler"]  # fixture names (sentences 'It's under … Caitlyn Schulz', …)
+    authors = [
+        "Caitlyn Schulz",
+        "Nicole Mahler",
+    ]  # fixture names (sentences 'It's under … Caitlyn Schulz', …)
     assert all(any(a in r["text"] for r in _labelled()) for a in authors)
     out, pii, _ = scrub({}, [{"title": title, "author": authors[0]}, {"byline": {"name": authors[1]}}])
     assert gone(["Bryan Maclean", *authors], "".join(out)), out
@@ -166,7 +195,9 @@ def test_url_hosts_survive_and_only_the_pii_in_them_changes():
     ]
     out, pii, table = scrub({"ner_model": None}, [{"url": u} for u in urls])
     after = [json.loads(m)["url"] for m in out]
-    before_hosts = row_domain(pa.table({"meta": [orjson.dumps({"url": u}).decode() for u in urls]})).to_pylist()
+    before_hosts = row_domain(
+        pa.table({"meta": [orjson.dumps({"url": u}).decode() for u in urls]})
+    ).to_pylist()
     assert row_domain(table).to_pylist() == before_hosts and None not in before_hosts
     assert gone([email, user, phone], "".join(after)), after
     assert after[0] == "https://shop.example.com/orders?email=<EMAIL_ADDRESS>&x=1#top"
@@ -179,8 +210,13 @@ def test_url_hosts_survive_and_only_the_pii_in_them_changes():
 def test_real_web_meta_keeps_its_machine_data_and_loses_planted_pii():
     """False-positive check on every meta of the real web fixtures (WARC, WET, ARC, HTML, images, audio): nothing
     there is personal data, so no original value may change; a planted e-mail in each row must go."""
-    rows = [r for p in sorted(WEB.iterdir()) if p.is_dir() or p.name.endswith((".gz", ".arc"))
-            for r in live(read_rows(p)) if r["meta"] and ".wat" not in p.name]
+    rows = [
+        r
+        for p in sorted(WEB.iterdir())
+        if p.is_dir() or p.name.endswith((".gz", ".arc"))
+        for r in live(read_rows(p))
+        if r["meta"] and ".wat" not in p.name
+    ]
     assert len(rows) >= 25
     email = value("EMAIL_ADDRESS", 6)
     metas = [{**json.loads(r["meta"]), "author_email": email} for r in rows]
@@ -199,7 +235,10 @@ def test_real_web_meta_keeps_its_machine_data_and_loses_planted_pii():
             # NER also sees titles; it may tag words of real titles (measured: 4 of the fixtures' titles,
             # docs/evaluation/pii.md) but never touches ids, dates, content types or URLs.
             assert set(changed) <= {"title"} and len(changed) <= 6, changed
-        assert row_domain(table).to_pylist() == row_domain(pa.table({"meta": [r["meta"] for r in rows]})).to_pylist()
+        assert (
+            row_domain(table).to_pylist()
+            == row_domain(pa.table({"meta": [r["meta"] for r in rows]})).to_pylist()
+        )
     assert n_values > 100
 
 
@@ -208,7 +247,9 @@ def test_real_web_meta_keeps_its_machine_data_and_loses_planted_pii():
 
 def test_scrub_text_patterns_only_for_raw_records():
     email, phone = value("EMAIL_ADDRESS", 7), value("PHONE_NUMBER", 4)
-    broken = b'{"id": "bad", "text": "write to ' + email.encode() + b" or call " + phone.encode() + b' \xff\xfe'
+    broken = (
+        b'{"id": "bad", "text": "write to ' + email.encode() + b" or call " + phone.encode() + b" \xff\xfe"
+    )
     scrubber = Pii.patterns_only({"operators": {"PHONE_NUMBER": "mask"}})
     assert scrubber.stateful is False  # nothing to load: runs as plain tasks, and fast
     text = scrubber.scrub_text(broken.decode("utf-8", errors="replace"))
@@ -223,20 +264,37 @@ def test_scrub_text_patterns_only_for_raw_records():
 # ------------------------------------------------------------------ audit-pii
 
 
-def test_audit_finds_meta_and_quarantine_pii_that_the_text_only_audit_called_clean(run_config, tmp_path, capsys):
+def test_audit_finds_meta_and_quarantine_pii_that_the_text_only_audit_called_clean(
+    run_config, tmp_path, capsys
+):
     from jobs.cli import main
     from jobs.commands.audit_pii import audit
     from tests.conftest import read_output
 
     email, email2, phone = value("EMAIL_ADDRESS", 8), value("EMAIL_ADDRESS", 9), value("PHONE_NUMBER", 5)
-    texts = [json.loads(line)["text"] for line in (FIX / "foundation" / "docs_a.jsonl").read_text().splitlines()[:4]]
+    texts = [
+        json.loads(line)["text"]
+        for line in (FIX / "foundation" / "docs_a.jsonl").read_text().splitlines()[:4]
+    ]
     src = tmp_path / "in.jsonl"
     with src.open("w") as f:
         for i, text in enumerate(texts):
-            f.write(json.dumps({"id": f"doc{i}", "text": text, "author_email": email, "phone": phone,
-                                "url": f"https://blog.example.com/p/{i}?email={quote(email2)}",
-                                "title": sentence("EMAIL_ADDRESS", i)}) + "\n")
-        f.write('{"id": "bad", "text": "reach me at ' + email + '\n')  # broken: quarantined with its raw bytes
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"doc{i}",
+                        "text": text,
+                        "author_email": email,
+                        "phone": phone,
+                        "url": f"https://blog.example.com/p/{i}?email={quote(email2)}",
+                        "title": sentence("EMAIL_ADDRESS", i),
+                    }
+                )
+                + "\n"
+            )
+        f.write(
+            '{"id": "bad", "text": "reach me at ' + email + "\n"
+        )  # broken: quarantined with its raw bytes
     base = {"input": {"uri": str(src), "format": "jsonl", "id_field": "id"}, "ray": {"batch_rows": 2}}
     raw = run_config({**base, "output": {"uri": str(tmp_path / "raw")}, "stages": []})
     res = audit(raw.output_uri)
@@ -245,7 +303,9 @@ def test_audit_finds_meta_and_quarantine_pii_that_the_text_only_audit_called_cle
     meta = res["by_column"]["meta"]  # ... while every row's meta leaks
     assert meta["residual"]["EMAIL_ADDRESS"] == 12 and meta["residual"]["PHONE_NUMBER"] >= 4
     assert meta["row_ids"]["EMAIL_ADDRESS"] == [f"doc{i}" for i in range(4)]
-    assert res["residual"] == {k: res["by_column"]["text"]["residual"][k] + v for k, v in meta["residual"].items()}
+    assert res["residual"] == {
+        k: res["by_column"]["text"]["residual"][k] + v for k, v in meta["residual"].items()
+    }
     q = res["quarantine"]
     assert q["files"] == 1 and q["rows"] == 1 and q["residual"]["EMAIL_ADDRESS"] == 1 and not q["clean"]
     capsys.readouterr()
@@ -254,8 +314,13 @@ def test_audit_finds_meta_and_quarantine_pii_that_the_text_only_audit_called_cle
     assert json.loads(printed)["by_column"]["meta"]["row_ids"]["PHONE_NUMBER"]
     assert gone([email, email2, phone], printed)
 
-    scrubbed = run_config({**base, "output": {"uri": str(tmp_path / "out")},
-                           "stages": [{"stage": "pii", "params": {"ner_model": None}}]})
+    scrubbed = run_config(
+        {
+            **base,
+            "output": {"uri": str(tmp_path / "out")},
+            "stages": [{"stage": "pii", "params": {"ner_model": None}}],
+        }
+    )
     res = audit(scrubbed.output_uri)
     assert res["clean"] and res["by_column"]["meta"]["clean"]
     data, manifest = read_output(scrubbed.output_uri)
@@ -263,7 +328,9 @@ def test_audit_finds_meta_and_quarantine_pii_that_the_text_only_audit_called_cle
     assert row_domain(data).to_pylist() == ["blog.example.com"] * 4
     assert [p["meta_total"] for p in data["pii"].to_pylist()] == [4] * 4
     counters = next(s for s in scrubbed.report["stages"] if s["name"] == "pii")["counters"]
-    assert counters["meta_pii"] == 16 and counters["docs_with_meta_pii"] == 4 and counters["email_address"] == 12
+    assert (
+        counters["meta_pii"] == 16 and counters["docs_with_meta_pii"] == 4 and counters["email_address"] == 12
+    )
     assert gone([email, email2, phone], json.dumps(scrubbed.report) + json.dumps(manifest))
     # Monitoring counts the hits per type once: meta_pii is the meta share of them, not more hits.
     from refinery.config import MonitoringConfig

@@ -21,8 +21,9 @@ needs_model = pytest.mark.skipif(MODEL is None, reason="no spaCy English model i
 def scrub(texts: list[str], **params) -> list[str]:
     stage = Pii({"ner_model": "auto", **params})
     stage.setup()
-    out, _ = stage.process(pa.table({"id": [str(i) for i in range(len(texts))],
-                                     "text": pa.array(texts, pa.large_string())}))
+    out, _ = stage.process(
+        pa.table({"id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.large_string())})
+    )
     return out["text"].to_pylist()
 
 
@@ -35,12 +36,14 @@ def test_census_gazetteer_ships_in_the_installed_package():
 
 @needs_model
 def test_rules_find_names_the_model_misses_and_leave_the_rest_intact():
-    docs = ["I would like to remove my kid Todd from the will. How do I do that?",
-            "My name is Ludmiła",
-            "Name:    Nayla Montero Address:     unknown",
-            "follow up with patricia desrosiers in a couple of months.",
-            "she was born on 8/5/1989. her maiden name is nyberg",
-            "Ubul: What a wife. Nicole: Remember me, Mary? When I killed your brother! John: You saved my life!"]
+    docs = [
+        "I would like to remove my kid Todd from the will. How do I do that?",
+        "My name is Ludmiła",
+        "Name:    Nayla Montero Address:     unknown",
+        "follow up with patricia desrosiers in a couple of months.",
+        "she was born on 8/5/1989. her maiden name is nyberg",
+        "Ubul: What a wife. Nicole: Remember me, Mary? When I killed your brother! John: You saved my life!",
+    ]
     names = ["Todd", "Ludmiła", "Nayla Montero", "patricia desrosiers", "nyberg", "Ubul"]
     before = scrub(docs, name_rules=False)
     after = scrub(docs)
@@ -53,9 +56,11 @@ def test_rules_find_names_the_model_misses_and_leave_the_rest_intact():
 
 @needs_model
 def test_common_words_and_the_models_other_labels_are_not_names():
-    docs = ["Will you come? May is a good month, and I hope to grant it.",
-            "We flew to Florence, Italy, last week. Florence was hot.",
-            "the committee approved the budget and the minutes."]
+    docs = [
+        "Will you come? May is a good month, and I hope to grant it.",
+        "We flew to Florence, Italy, last week. Florence was hot.",
+        "the committee approved the budget and the minutes.",
+    ]
     out = scrub(docs)
     assert out[0] == docs[0]  # given names that are English words ("Will", "May", "Grant") need the model
     assert "<PERSON>" not in out[1]  # the model called Florence a place: one sense per document
@@ -69,8 +74,12 @@ def test_rules_cut_the_person_leak_on_real_labelled_data():
     texts = [d["text"] for d in docs]
 
     def leaks(outs: list[str], kind: str) -> tuple[int, int]:
-        vals = [(d["text"][s["start"]:s["end"]], o) for d, o in zip(docs, outs, strict=True)
-                for s in d["spans"] if s["type"] == kind]
+        vals = [
+            (d["text"][s["start"] : s["end"]], o)
+            for d, o in zip(docs, outs, strict=True)
+            for s in d["spans"]
+            if s["type"] == kind
+        ]
         return sum(v in o for v, o in vals), len(vals)
 
     before, after = scrub(texts, name_rules=False), scrub(texts)

@@ -27,7 +27,11 @@ N_DOCS = 300  # 100 jsonl + 100 jsonl.gz + 50 jsonl.zst + 50 parquet
 
 
 def _cfg(inp, out, stages=None, **extra):
-    cfg = {"input": {"uri": str(inp), "exclude": ["README.md", "LICENSE*"]}, "output": {"uri": str(out), "target_shard_mb": 0.05}, "stages": stages or []}
+    cfg = {
+        "input": {"uri": str(inp), "exclude": ["README.md", "LICENSE*"]},
+        "output": {"uri": str(out), "target_shard_mb": 0.05},
+        "stages": stages or [],
+    }
     for k, v in extra.items():
         cfg.setdefault(k, {}).update(v)
     return cfg
@@ -47,7 +51,11 @@ def _check_counts(result, expected_read):
     assert check_accounting(result.report) == []
     for s in result.report["stages"]:
         assert s["rows_in"] == s["rows_out"] + sum(s["dropped"].values())
-    total = result.report["rows_out"] + result.report["dropped_total"] + sum(result.report["quarantined"].values())
+    total = (
+        result.report["rows_out"]
+        + result.report["dropped_total"]
+        + sum(result.report["quarantined"].values())
+    )
     assert total == result.report["rows_read"]
     assert verify(result.output_uri) == []
     return table, manifest
@@ -72,10 +80,14 @@ def test_all_formats_commit_with_full_accounting(run_config, tmp_path):
     assert all(f["sha256"] and f["bytes"] > 0 for f in manifest["files"])
     assert all(f["path"].startswith(("data/", "droplog/")) for f in manifest["files"])
     # the drop log says which rows went and why
-    droplog = pq.read_table(Path(res.output_uri) / next(f["path"] for f in manifest["files"] if f["kind"] == "droplog"))
+    droplog = pq.read_table(
+        Path(res.output_uri) / next(f["path"] for f in manifest["files"] if f["kind"] == "droplog")
+    )
     assert set(droplog["stage"].to_pylist()) == {"length_filter"}
     assert not set(droplog["id"].to_pylist()) & set(table["id"].to_pylist())
-    assert not (Path(res.output_uri) / "_work").exists() or not any((Path(res.output_uri) / "_work").iterdir())
+    assert not (Path(res.output_uri) / "_work").exists() or not any(
+        (Path(res.output_uri) / "_work").iterdir()
+    )
     # each of the 4 files was read by its own Ray task: Ray Data did not bundle the read items into one task
     # (it does when an operator fused with the read asks for a row-count batch size)
     assert res.report["read_tasks"] == 4 and res.report["read_ray_tasks"] == 4
@@ -93,7 +105,9 @@ def test_plain_run_gets_an_offline_html_report(run_config, tmp_path):
     assert uri == f"{res.output_uri}/report.html" and f"<h1>Run {res.run_id}</h1>" in page
     dropped = res.report["stages"][1]["dropped"]["too_few_chars"]
     assert "too_few_chars" in page and str(dropped) in page  # the funnel shows the real drop count
-    assert not any(x in page for x in ("<script", "src=", "href=", "@import"))  # self-contained, readable offline
+    assert not any(
+        x in page for x in ("<script", "src=", "href=", "@import")
+    )  # self-contained, readable offline
     assert verify(res.output_uri) == []  # the page sits outside data/ and changes nothing verify checks
 
 
@@ -109,8 +123,13 @@ def test_every_bad_case_in_one_run(run_config, tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()
     good = (FIX / "docs_a.jsonl").read_bytes().splitlines(keepends=True)[:20]
-    bad = [b'{"text": "unterminated\n', b'{"text": "bad \xff utf8"}\n', b'{"text": 42}\n', b'{"x": 1}\n',
-           b'{"text": "' + b"y" * 20000 + b'"}\n']
+    bad = [
+        b'{"text": "unterminated\n',
+        b'{"text": "bad \xff utf8"}\n',
+        b'{"text": 42}\n',
+        b'{"x": 1}\n',
+        b'{"text": "' + b"y" * 20000 + b'"}\n',
+    ]
     (inp / "mixed.jsonl").write_bytes(b"".join(good[:10] + bad + good[10:]))
     import gzip
 
@@ -120,8 +139,15 @@ def test_every_bad_case_in_one_run(run_config, tmp_path):
     res = run_config(_cfg(inp, tmp_path / "out", input={"max_record_bytes": 10000}))
     table, manifest = read_output(res.output_uri)
     q = res.report["quarantined"]
-    assert q == {"malformed_json": 1, "invalid_utf8": 1, "text_not_string": 1, "missing_text_field": 1,
-                 "record_too_large": 1, "truncated_compressed_stream": 1, "empty_file": 1}
+    assert q == {
+        "malformed_json": 1,
+        "invalid_utf8": 1,
+        "text_not_string": 1,
+        "missing_text_field": 1,
+        "record_too_large": 1,
+        "truncated_compressed_stream": 1,
+        "empty_file": 1,
+    }
     texts = table["text"].to_pylist()
     good_texts = [json.loads(line)["text"] for line in good]
     assert all(t in texts for t in good_texts)  # every good record of mixed.jsonl is in the output
@@ -177,8 +203,14 @@ def test_kill_during_write_leaves_nothing_published_and_rerun_matches(run_config
     cfg["output"]["target_shard_mb"] = 0.01
     cfg_path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.run", "--config", str(cfg_path)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.run", "--config", str(cfg_path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -204,7 +236,11 @@ def test_kill_during_write_leaves_nothing_published_and_rerun_matches(run_config
         psutil.wait_procs(tree, timeout=30)
     assert not (out / "_SUCCESS").exists()
     assert not (out / "data").exists() and not (out / "manifest.json").exists()
-    visible = [p for p in out.rglob("*.parquet") if not any(part.startswith(("_", ".")) for part in p.relative_to(out).parts)]
+    visible = [
+        p
+        for p in out.rglob("*.parquet")
+        if not any(part.startswith(("_", ".")) for part in p.relative_to(out).parts)
+    ]
     assert visible == []
     rerun = run_config(cfg)
     clean = run_config(_cfg(inp, tmp_path / "clean", STAGES))
@@ -250,7 +286,11 @@ def _register_toy_global_stage():
 
 def test_global_stage_gets_checkpointed_live_rows_and_drops_are_accounted(run_config, tmp_path):
     _register_toy_global_stage()
-    stages = [*STAGES, {"stage": "test_longest_per_label"}, {"stage": "length_filter", "params": {"max_chars": 4000}}]
+    stages = [
+        *STAGES,
+        {"stage": "test_longest_per_label"},
+        {"stage": "length_filter", "params": {"max_chars": 4000}},
+    ]
     res = run_config(_cfg(FIX, tmp_path / "out", stages))
     table, manifest = _check_counts(res, N_DOCS)
     import json as _json
@@ -278,4 +318,9 @@ def test_checkpoint_reader_cuts_a_small_checkpoint_into_a_task_per_core(ray_sess
     # many row groups already give enough tasks: none is cut
     pq.write_table(pa.table({"id": [f"d{i:05d}" for i in range(3000)]}), path, row_group_size=500)
     assert read_checkpoint([(Location(str(path)), 3000)], num_cpus=2, row_group_rows=500).count() == 3000
-    assert read_checkpoint([(Location(str(path)), 3000)], num_cpus=2, row_group_rows=500).materialize().num_blocks() == 6
+    assert (
+        read_checkpoint([(Location(str(path)), 3000)], num_cpus=2, row_group_rows=500)
+        .materialize()
+        .num_blocks()
+        == 6
+    )

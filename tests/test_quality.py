@@ -40,8 +40,12 @@ def _datatrove(name: str):
         GopherRepetitionFilter,
     )
 
-    return {"gopher_repetition": GopherRepetitionFilter, "gopher_quality": GopherQualityFilter,
-            "c4_quality": C4QualityFilter, "fineweb_quality": FineWebQualityFilter}[name]()
+    return {
+        "gopher_repetition": GopherRepetitionFilter,
+        "gopher_quality": GopherQualityFilter,
+        "c4_quality": C4QualityFilter,
+        "fineweb_quality": FineWebQualityFilter,
+    }[name]()
 
 
 def _run_datatrove(name: str, texts: list[str]) -> tuple[list[str | None], list[str]]:
@@ -73,34 +77,49 @@ def test_decisions_agree_with_datatrove(name, docs):
     ref, ref_text = _run_datatrove(name, texts)
     out, reasons = build_stage(name, {}).process(_table(texts))
     ours = reasons.to_pylist() if reasons is not None else [None] * len(texts)
-    disagreements = [(docs[i]["source"], docs[i]["id"], ref[i], ours[i]) for i in range(len(texts)) if (ref[i] is None) != (ours[i] is None)]
+    disagreements = [
+        (docs[i]["source"], docs[i]["id"], ref[i], ours[i])
+        for i in range(len(texts))
+        if (ref[i] is None) != (ours[i] is None)
+    ]
     assert not disagreements, f"{name} disagrees with datatrove on: {disagreements}"
     # the fixture exercises both outcomes, and the first failing rule is the same rule
     assert any(r is None for r in ref) and any(r is not None for r in ref)
     assert [DT_REASONS.get(r, r) for r in ref] == ours
     if name == "c4_quality":  # the cleaned text is datatrove's cleaned text
         got = out["text"].to_pylist()
-        assert [g for g, r in zip(got, ours, strict=True) if r is None] == [t for t, r in zip(ref_text, ref, strict=True) if r is None]
+        assert [g for g, r in zip(got, ours, strict=True) if r is None] == [
+            t for t, r in zip(ref_text, ref, strict=True) if r is None
+        ]
 
 
 def test_c4_hands_exact_tokens_of_its_cleaned_text_to_the_next_stage(docs):
     texts = [d["text"] for d in docs]
     out, reasons = build_stage("c4_quality", {}).process(_table(texts))
-    cleaned = [t for t, r, o in zip(out["text"].to_pylist(), reasons.to_pylist(), texts, strict=True) if r is None and t != o]
+    cleaned = [
+        t
+        for t, r, o in zip(out["text"].to_pylist(), reasons.to_pylist(), texts, strict=True)
+        if r is None and t != o
+    ]
     assert cleaned
     for t in cleaned:
         cached = qtok.words_of(qtok._CACHE.get(t))
         fresh = qtok.words_of(qtok.tokenizer()(t))
-        assert np.array_equal(cached[:, [qtok.ORTH, qtok.LENGTH, qtok.PUNCT, qtok.SENT_PUNCT]], fresh[:, [qtok.ORTH, qtok.LENGTH, qtok.PUNCT, qtok.SENT_PUNCT]])
+        assert np.array_equal(
+            cached[:, [qtok.ORTH, qtok.LENGTH, qtok.PUNCT, qtok.SENT_PUNCT]],
+            fresh[:, [qtok.ORTH, qtok.LENGTH, qtok.PUNCT, qtok.SENT_PUNCT]],
+        )
 
 
 def test_c4_reports_what_it_removed():
-    text = ("Home | About | Contact\n"
-            "This site uses cookies to improve your experience.\n"
-            "The river rose by two metres overnight. Residents were moved to the school. Roads were closed.\n"
-            "Officials said the water would fall by Friday. Schools stay closed until then.\n"
-            "Enable JavaScript to view the map of the affected areas.\n"
-            "Share this")
+    text = (
+        "Home | About | Contact\n"
+        "This site uses cookies to improve your experience.\n"
+        "The river rose by two metres overnight. Residents were moved to the school. Roads were closed.\n"
+        "Officials said the water would fall by Friday. Schools stay closed until then.\n"
+        "Enable JavaScript to view the map of the affected areas.\n"
+        "Share this"
+    )
     st = build_stage("c4_quality", {})
     out, reasons = st.process(_table([text]))
     assert reasons is None
@@ -108,18 +127,27 @@ def test_c4_reports_what_it_removed():
     kept = out["text"][0].as_py()
     assert kept.startswith("The river rose") and kept.endswith("until then.")
     assert q["c4_lines"] == 6 and q["c4_lines_removed"] == 4
-    assert q["c4_lines_no_terminal_punct"] == 2 and q["c4_lines_policy"] == 1 and q["c4_lines_javascript"] == 1
+    assert (
+        q["c4_lines_no_terminal_punct"] == 2 and q["c4_lines_policy"] == 1 and q["c4_lines_javascript"] == 1
+    )
     assert q["c4_chars_removed"] == len(text) - len(kept)
     assert q["c4_sentences"] == 5
     assert st.summarize(out) == {
-        "lines_removed": 4.0, "chars_removed": float(len(text) - len(kept)), "lines_too_long_word": 0.0,
-        "lines_no_terminal_punct": 2.0, "lines_too_few_words": 0.0, "lines_javascript": 1.0, "lines_policy": 1.0,
+        "lines_removed": 4.0,
+        "chars_removed": float(len(text) - len(kept)),
+        "lines_too_long_word": 0.0,
+        "lines_no_terminal_punct": 2.0,
+        "lines_too_few_words": 0.0,
+        "lines_javascript": 1.0,
+        "lines_policy": 1.0,
     }
 
 
 def test_signals_allow_rethresholding_without_recomputing(docs):
     texts = [d["text"] for d in docs]
-    out, reasons = build_stage("gopher_quality", {"min_stop_words": None, "max_non_alpha_words_ratio": None}).process(_table(texts))
+    out, reasons = build_stage(
+        "gopher_quality", {"min_stop_words": None, "max_non_alpha_words_ratio": None}
+    ).process(_table(texts))
     q = out["quality"].to_pylist()
     # mean word length in [3, 10] recomputed from the stored signals gives the stage's decision for that rule
     for row, r in zip(q, reasons.to_pylist() if reasons is not None else [None] * len(q), strict=True):
@@ -129,9 +157,15 @@ def test_signals_allow_rethresholding_without_recomputing(docs):
 
 
 def test_per_language_rules_and_skips():
-    lingua = [json.loads(x) for x in gzip.open(FIX.parent / "langid" / "lingua_sentences_slice.jsonl.gz", "rt", encoding="utf-8")]
+    lingua = [
+        json.loads(x)
+        for x in gzip.open(FIX.parent / "langid" / "lingua_sentences_slice.jsonl.gz", "rt", encoding="utf-8")
+    ]
     sents = {lg: [r["text"] for r in lingua if r["lang"] == lg] for lg in ("de", "fr", "es")}
-    german = [" ".join(sents["de"]), " ".join(sents["fr"] + sents["es"])]  # the second is labelled de on purpose
+    german = [
+        " ".join(sents["de"]),
+        " ".join(sents["fr"] + sents["es"]),
+    ]  # the second is labelled de on purpose
     english = "The cat sat on the mat and looked at the dog. " * 12
     texts = [*german, english]
     langs = ["de"] * len(german) + ["en"]
@@ -139,12 +173,16 @@ def test_per_language_rules_and_skips():
     base = build_stage("gopher_quality", {"min_doc_words": 20})
     _, r0 = base.process(_table(texts, langs))
     assert set(r0.to_pylist()[:-1]) == {"stop_words"}  # English stop words: German is wiped out
-    per = build_stage("gopher_quality", {"min_doc_words": 20, "per_language": {"de": {"skip": ["stop_words"]}}})
+    per = build_stage(
+        "gopher_quality", {"min_doc_words": 20, "per_language": {"de": {"skip": ["stop_words"]}}}
+    )
     out, r1 = per.process(_table(texts, langs))
     assert r1 is None or r1.to_pylist()[: len(german)] == [None] * len(german)
     # the signal is still there for everyone
     assert all(v is not None for v in pc_field(out, "gopher_stop_words"))
-    per_thr = build_stage("gopher_quality", {"min_doc_words": 20, "per_language": {"de": {"stop_words": ["der", "die", "und"]}}})
+    per_thr = build_stage(
+        "gopher_quality", {"min_doc_words": 20, "per_language": {"de": {"stop_words": ["der", "die", "und"]}}}
+    )
     _, r2 = per_thr.process(_table(texts, langs))
     assert (r2.to_pylist() if r2 is not None else [None])[-1] is None
     only = build_stage("gopher_quality", {"min_doc_words": 20, "only_languages": ["en"]})
@@ -204,7 +242,9 @@ def test_end_to_end_report_by_language_and_drop_reasons(run_config, tmp_path, do
     assert {"lang", "lang_score", "quality", "flagged"} <= set(table.column_names)
     qnames = {f.name for f in table.schema.field("quality").type}
     assert {"gopher_mean_word_length", "gopher_stop_words", "c4_lines_removed", "c4_sentences"} <= qnames
-    droplog = pq.read_table(Path(res.output_uri) / next(f["path"] for f in manifest["files"] if f["kind"] == "droplog"))
+    droplog = pq.read_table(
+        Path(res.output_uri) / next(f["path"] for f in manifest["files"] if f["kind"] == "droplog")
+    )
     reasons = set(zip(droplog["stage"].to_pylist(), droplog["reason"].to_pylist(), strict=True))
     assert ("gopher_quality", next(iter(gq["dropped"]))) in reasons
     assert droplog["lang"].null_count == 0  # dropped rows keep their language

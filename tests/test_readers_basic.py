@@ -43,7 +43,10 @@ def _quarantine(table: pa.Table) -> dict[str, int]:
 def test_every_format_reads_real_documents(name):
     t = read_all(str(FIX / name))
     assert t[DROP_COL].null_count == t.num_rows
-    assert t.num_rows == {"docs_a.jsonl": 100, "docs_b.jsonl.gz": 100, "docs_c.jsonl.zst": 50, "docs_d.parquet": 50}[name]
+    assert (
+        t.num_rows
+        == {"docs_a.jsonl": 100, "docs_b.jsonl.gz": 100, "docs_c.jsonl.zst": 50, "docs_d.parquet": 50}[name]
+    )
     assert all(isinstance(x, str) and len(x) > 20 for x in t["text"].to_pylist())
     meta = json.loads(t["meta"][0].as_py())
     assert "lang_label" in meta and "doc_id" in meta  # extra fields kept
@@ -67,7 +70,9 @@ def test_byte_range_splits_read_every_line_exactly_once(tmp_path):
     icfg = InputConfig(uri=str(path), split_bytes=997)  # odd size: boundaries fall mid-line
     tasks, _ = plan_reads(list_inputs(str(path)), icfg, "test-run")
     assert len(tasks) > 50
-    split = pa.concat_tables([t for task in tasks for t in load_readers()["jsonl"](icfg, "test-run").read(task)])
+    split = pa.concat_tables(
+        [t for task in tasks for t in load_readers()["jsonl"](icfg, "test-run").read(task)]
+    )
     assert sorted(split["id"].to_pylist()) == sorted(whole["id"].to_pylist())
     assert sorted(split["text"].to_pylist()) == sorted(whole["text"].to_pylist())
 
@@ -79,7 +84,7 @@ def test_bad_records_are_quarantined_with_reasons(tmp_path):
         b'{"text": "bad \xff utf8"}\n',
         b'{"text": ["not", "a", "string"]}\n',
         b'{"other": 1}\n',
-        b'[1, 2]\n',
+        b"[1, 2]\n",
         b'{"text": "' + b"x" * 5000 + b'"}\n',
     ]
     (tmp_path / "mixed.jsonl").write_bytes(b"".join(good[:2] + bad + good[2:]))
@@ -115,7 +120,9 @@ def test_truncated_gzip_keeps_the_readable_part(tmp_path):
 
 
 def test_parquet_and_text_bad_cases(tmp_path):
-    pq.write_table(pa.table({"text": ["fine document", None, "another"], "k": [1, 2, 3]}), tmp_path / "p.parquet")
+    pq.write_table(
+        pa.table({"text": ["fine document", None, "another"], "k": [1, 2, 3]}), tmp_path / "p.parquet"
+    )
     pq.write_table(pa.table({"text": pa.array([], pa.string())}), tmp_path / "empty.parquet")
     (tmp_path / "doc.txt").write_text("one document per file", encoding="utf-8")
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe\x00not utf8")

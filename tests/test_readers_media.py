@@ -37,10 +37,21 @@ def test_images_all_formats_with_fields():
     rows = read_rows(IMAGES, "auto")
     # sidecars are claimed by the image reader, never read as documents
     assert set(rows) == {
-        "chessboard_GRAY.png", "phantom.png", "no_time_for_that_tiny.gif", "horse.tiff",
-        "rocket_small.jpg", "rocket_small.webp", "truncated.jpg",
+        "chessboard_GRAY.png",
+        "phantom.png",
+        "no_time_for_that_tiny.gif",
+        "horse.tiff",
+        "rocket_small.jpg",
+        "rocket_small.webp",
+        "truncated.jpg",
     }
-    expect_mime = {".png": "image/png", ".gif": "image/gif", ".tiff": "image/tiff", ".jpg": "image/jpeg", ".webp": "image/webp"}
+    expect_mime = {
+        ".png": "image/png",
+        ".gif": "image/gif",
+        ".tiff": "image/tiff",
+        ".jpg": "image/jpeg",
+        ".webp": "image/webp",
+    }
     for name, r in rows.items():
         if name == "truncated.jpg":
             continue
@@ -89,8 +100,14 @@ def test_dhash_is_stable_under_resizing():
 def test_audio_fields_and_transcripts():
     rows = read_rows(AUDIO, "auto")
     assert set(rows) == {
-        "activated.wav", "added.wav", "auth-thankyou.wav", "beep.wav",
-        "calling.flac", "cancelled.ogg", "cancelled.mp3", "not_audio.mp3",
+        "activated.wav",
+        "added.wav",
+        "auth-thankyou.wav",
+        "beep.wav",
+        "calling.flac",
+        "cancelled.ogg",
+        "cancelled.mp3",
+        "not_audio.mp3",
     }  # transcripts.jsonl and the .txt/.json sidecars are not documents
     wav = rows["added.wav"]
     assert wav["modality"] == "audio" and wav["text"] == "Added."
@@ -98,8 +115,14 @@ def test_audio_fields_and_transcripts():
     assert (m["mime"], m["sample_rate"], m["channels"]) == ("audio/wav", 8000, 1)
     assert abs(m["duration_s"] - (11614 - 44) / 16000) < 0.01  # 16-bit mono PCM at 8 kHz
     assert m["sha256"] == hashlib.sha256((AUDIO / "added.wav").read_bytes()).hexdigest()
-    assert json.loads(wav["meta"]) == {"transcript_lang": "en", "bytes": 11614, "transcript_source": "transcripts.jsonl"}
-    assert rows["calling.flac"]["text"] == "Calling." and rows["calling.flac"]["media"]["mime"] == "audio/flac"
+    assert json.loads(wav["meta"]) == {
+        "transcript_lang": "en",
+        "bytes": 11614,
+        "transcript_source": "transcripts.jsonl",
+    }
+    assert (
+        rows["calling.flac"]["text"] == "Calling." and rows["calling.flac"]["media"]["mime"] == "audio/flac"
+    )
     for name in ("cancelled.ogg", "cancelled.mp3"):
         r = rows[name]
         assert r["text"] == "Cancelled." and json.loads(r["meta"])["transcript_source"] == "sidecar_json"
@@ -116,4 +139,6 @@ def test_undecodable_audio_is_quarantined():
 def test_audio_by_uri_above_inline_limit():
     rows = read_rows(AUDIO, "audio", inline_max_bytes=10_000)
     assert rows["beep.wav"]["media"]["bytes"] is not None  # 6852 bytes
-    assert rows["activated.wav"]["media"]["bytes"] is None and rows["activated.wav"]["media"]["uri"].endswith("activated.wav")
+    assert rows["activated.wav"]["media"]["bytes"] is None and rows["activated.wav"]["media"]["uri"].endswith(
+        "activated.wav"
+    )

@@ -17,7 +17,9 @@ from stages.readers.extract import EXTRACTORS, decode_html, extract_page, python
 from stages.readers.warc import parse_http
 
 WEB = Path(__file__).parent / "fixtures" / "web"
-WARC_FILES = sorted(p.name for p in WEB.iterdir() if any(x in p.name for x in (".warc", ".wet", ".wat", ".arc")))
+WARC_FILES = sorted(
+    p.name for p in WEB.iterdir() if any(x in p.name for x in (".warc", ".wet", ".wat", ".arc"))
+)
 
 
 def read_rows(uri: str | Path, fmt: str = "auto", **kw) -> list[dict]:
@@ -102,7 +104,12 @@ def test_extract_page_metadata_and_alts():
         + '</p><img src="/i/x.png" alt="Ein Bild"></article></body></html>'
     )
     page = extract_page(html, "combined", collect_alts=True)
-    assert page.title == "T" and page.date == "2024-01-02" and page.url == "https://ex.org/a" and page.lang == "de"
+    assert (
+        page.title == "T"
+        and page.date == "2024-01-02"
+        and page.url == "https://ex.org/a"
+        and page.lang == "de"
+    )
     assert page.image_alts == {"https://ex.org/i/x.png": "Ein Bild"}
     assert "Ein Satz mit Inhalt." in page.text
 
@@ -119,13 +126,17 @@ def test_empty_page_is_skipped_not_quarantined(tmp_path):
 
 
 def test_parse_http_tolerates_lf_headers_and_decoded_gzip_bodies():
-    block = b"HTTP/1.1 200 OK\nContent-Type: text/html; charset=EUC-JP\nContent-Encoding: gzip\n\n<html>x</html>"
+    block = (
+        b"HTTP/1.1 200 OK\nContent-Type: text/html; charset=EUC-JP\nContent-Encoding: gzip\n\n<html>x</html>"
+    )
     h = parse_http(block)
     assert h.status == 200 and h.charset == "EUC-JP" and h.payload == b"<html>x</html>"
     body = gzip.compress(b"<p>zipped</p>")
     h = parse_http(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Type: text/html\r\n\r\n" + body)
     assert h.payload == b"<p>zipped</p>" and h.charset is None
-    h = parse_http(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHello\r\n6\r\n World\r\n0\r\n\r\n")
+    h = parse_http(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHello\r\n6\r\n World\r\n0\r\n\r\n"
+    )
     assert h.payload == b"Hello World"
     assert parse_http(b"GET / HTTP/1.1\r\n\r\n") is None
 
@@ -164,7 +175,10 @@ def test_arc_files_via_warcio():
 
 
 def test_wat_metadata_only():
-    assert _counts(read_rows(WEB / "cc_whirlwind.warc.wat.gz", "auto")) == {"skip:warcinfo": 1, "skip:metadata": 1}
+    assert _counts(read_rows(WEB / "cc_whirlwind.warc.wat.gz", "auto")) == {
+        "skip:warcinfo": 1,
+        "skip:metadata": 1,
+    }
 
 
 def test_euc_jp_clueweb_quirks():
@@ -223,7 +237,9 @@ def test_truncated_archive_keeps_earlier_records(tmp_path):
     rows = read_rows(tmp_path / "cut.warc.gz", "warc", extractor="resiliparse")
     full = read_rows(WEB / "cn_ru_slice.warc.gz", "warc", extractor="resiliparse")
     assert 0 < len(rows) < len(full)
-    assert [r["_drop"] for r in rows[:-1]] == [r["_drop"] for r in full[: len(rows) - 1]]  # earlier records kept
+    assert [r["_drop"] for r in rows[:-1]] == [
+        r["_drop"] for r in full[: len(rows) - 1]
+    ]  # earlier records kept
     assert rows[-1]["_drop"] in ("quarantine:truncated_record", "quarantine:broken_archive")
     assert "bytes" in rows[-1]["_detail"]
 
@@ -239,7 +255,12 @@ def test_every_fixture_archive_is_accounted_in_report(run_config, tmp_path):
     out = tmp_path / "out"
     result = run_config(
         {
-            "input": {"uri": str(WEB), "format": "auto", "extractor": "resiliparse", "exclude": ["multimodal/*", "*.md", "*.py", "LICENSE*"]},
+            "input": {
+                "uri": str(WEB),
+                "format": "auto",
+                "extractor": "resiliparse",
+                "exclude": ["multimodal/*", "*.md", "*.py", "LICENSE*"],
+            },
             "output": {"uri": str(out)},
         }
     )
@@ -247,7 +268,9 @@ def test_every_fixture_archive_is_accounted_in_report(run_config, tmp_path):
     records = sum(len(read_rows(WEB / f, "warc", extractor="resiliparse")) for f in WARC_FILES)
     html_docs = 2
     assert rep["rows_read"] == records + html_docs
-    assert rep["rows_read"] == rep["rows_out"] + rep["dropped_total"] + sum(rep["quarantined"].values()) + sum(rep["skipped"].values())
+    assert rep["rows_read"] == rep["rows_out"] + rep["dropped_total"] + sum(
+        rep["quarantined"].values()
+    ) + sum(rep["skipped"].values())
     assert "unreadable_file" not in rep["quarantined"]
     assert len(WARC_FILES) == 8
     assert rep["skipped"]["request"] == 1 + 2 + 3 + 1  # cc_whirlwind, warcio, cn_ru, crawl_mixed

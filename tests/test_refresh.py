@@ -60,14 +60,26 @@ def days():
     c2[c2.index("de-010")] = "nl-000"  # … one replaced in place by another …
     c2 += ids("nl", 4, 1)  # … and four appended
     near_src = ids("en", 5) + ids("de", 5)
-    near = [{"id": f"near-{i}", "lang": docs[i]["lang"], "text": edit_words(docs[i]["text"], 0.01, n)}
-            for n, i in enumerate(near_src)]
+    near = [
+        {"id": f"near-{i}", "lang": docs[i]["lang"], "text": edit_words(docs[i]["text"], 0.01, n)}
+        for n, i in enumerate(near_src)
+    ]
     day1 = {name: [docs[i] for i in ii] for name, ii in {"a.jsonl": a, "b.jsonl": b, "c.jsonl": c}.items()}
-    day2 = {**day1, "c.jsonl": [docs[i] for i in c2], "d.jsonl": [docs[i] for i in new_d],
-            "e.jsonl": [docs[i] for i in new_e], "n.jsonl": near}
-    return {"day1": day1, "day2": day2, "day1_ids": set(a) | set(b) | set(c),
-            "expected2": set(new_d) | set(new_e) | set(ids("nl", 5)),
-            "near": {d["id"] for d in near}, "unchanged_c": set(c2) - set(ids("nl", 5))}
+    day2 = {
+        **day1,
+        "c.jsonl": [docs[i] for i in c2],
+        "d.jsonl": [docs[i] for i in new_d],
+        "e.jsonl": [docs[i] for i in new_e],
+        "n.jsonl": near,
+    }
+    return {
+        "day1": day1,
+        "day2": day2,
+        "day1_ids": set(a) | set(b) | set(c),
+        "expected2": set(new_d) | set(new_e) | set(ids("nl", 5)),
+        "near": {d["id"] for d in near},
+        "unchanged_c": set(c2) - set(ids("nl", 5)),
+    }
 
 
 def write_day(inputs: Path, files: dict[str, list[dict]]) -> None:
@@ -153,16 +165,22 @@ def final_state(out: Path) -> dict:
     from refinery.state import MARKER
 
     snaps = committed_snapshots(str(out))
-    run_snapshot = {json.loads((out / "snapshots" / s / "manifest.json").read_text())["run_id"]: s for s in snaps}
+    run_snapshot = {
+        json.loads((out / "snapshots" / s / "manifest.json").read_text())["run_id"]: s for s in snaps
+    }
     return {
         "snapshot_dirs": sorted(p.name for p in (out / "snapshots").iterdir()),
         "snapshots": {s: sorted(snapshot_ids(out / "snapshots" / s)) for s in snaps},
         "latest": read_latest(str(out))["snapshot_id"],
-        "inputs": {Path(k).name + "@" + Path(k).parent.name: (v["sha256"], v.get("snapshot_id"))
-                   for k, v in read_inputs_state(str(out)).items()},
+        "inputs": {
+            Path(k).name + "@" + Path(k).parent.name: (v["sha256"], v.get("snapshot_id"))
+            for k, v in read_inputs_state(str(out)).items()
+        },
         # committed index generations, named by the snapshot of their run (run ids depend on the output path)
-        "generations": sorted(f"{m.parent.parent.name}/{run_snapshot.get(m.parent.name[len('gen-'):], m.parent.name)}"
-                              for m in (out / "_state").rglob(MARKER)),
+        "generations": sorted(
+            f"{m.parent.parent.name}/{run_snapshot.get(m.parent.name[len('gen-') :], m.parent.name)}"
+            for m in (out / "_state").rglob(MARKER)
+        ),
         "pending": (out / "_state" / "refresh" / "pending.json").exists(),
         "lock": (out / "_state" / "refresh" / "LOCK").exists(),
     }
@@ -180,8 +198,15 @@ def run_two_days(days, tmp: Path, light: bool) -> dict:
     rc2 = cli("refresh", str(cfg), "--date", "2026-01-02")
     state2 = final_state(out)
     rc3 = cli("refresh", str(cfg), "--date", "2026-01-03")
-    return {"tmp": tmp, "inputs": inputs, "out": out, "cfg": cfg, "rc": (rc1, rc2, rc3), "state2": state2,
-            "day1_copy": day1_copy}
+    return {
+        "tmp": tmp,
+        "inputs": inputs,
+        "out": out,
+        "cfg": cfg,
+        "rc": (rc1, rc2, rc3),
+        "state2": state2,
+        "day1_copy": day1_copy,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -264,10 +289,15 @@ def test_nothing_new_run_writes_its_own_report(days, two_days, tmp_path):
 
     out = two_days["out"]
     assert two_days["rc"][2] == 0
-    ends = [r for r in map(json.loads, (out / "_state" / "refresh" / "runlog.jsonl").read_text().splitlines())
-            if r["event"] == "end"]
+    ends = [
+        r
+        for r in map(json.loads, (out / "_state" / "refresh" / "runlog.jsonl").read_text().splitlines())
+        if r["event"] == "end"
+    ]
     assert [r["outcome"] for r in ends] == ["published", "alert", "nothing_new"]
-    assert "report" not in ends[0] and "report" not in ends[1]  # published runs: the report is in the snapshot
+    assert (
+        "report" not in ends[0] and "report" not in ends[1]
+    )  # published runs: the report is in the snapshot
     rel = ends[2]["report"]
     assert sorted(p.relative_to(out).as_posix() for p in (out / "reports").iterdir()) == [rel]
     page = (out / rel).read_text(encoding="utf-8")
@@ -289,8 +319,16 @@ def test_nothing_new_run_writes_its_own_report(days, two_days, tmp_path):
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert not any(d["text"][:40] in page for docs in days["day2"].values() for d in docs)
     if shutil.which("chromium"):
-        res = subprocess.run([str(Path(__file__).parent.parent / "scripts" / "screenshot_report.sh"), str(out / rel),
-                              str(tmp_path / "noop.png")], capture_output=True, text=True, timeout=200)
+        res = subprocess.run(
+            [
+                str(Path(__file__).parent.parent / "scripts" / "screenshot_report.sh"),
+                str(out / rel),
+                str(tmp_path / "noop.png"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=200,
+        )
         assert res.returncode == 0, res.stderr
         assert "1 inline SVG" in res.stdout and (tmp_path / "noop.png").stat().st_size > 0
 
@@ -312,7 +350,9 @@ def crash_then_rerun(ref: dict, point: str, tmp: Path, monkeypatch) -> tuple[dic
     return crashed, rc
 
 
-@pytest.mark.parametrize("point", ["after_data", "before_success", "after_manifest", "after_pointer", "after_state"])
+@pytest.mark.parametrize(
+    "point", ["after_data", "before_success", "after_manifest", "after_pointer", "after_state"]
+)
 def test_crash_at_each_step_then_rerun_reaches_the_same_state(point, two_days_light, tmp_path, monkeypatch):
     ref = two_days_light
     crashed, rc = crash_then_rerun(ref, point, tmp_path, monkeypatch)
@@ -330,7 +370,9 @@ def test_crash_after_pointer_with_dedup_index_rolls_forward(two_days, tmp_path, 
     """The dedup index generation of day 2 becomes visible only on recovery, after the pointer."""
     crashed, rc = crash_then_rerun(two_days, "after_pointer", tmp_path, monkeypatch)
     assert len(two_days["state2"]["generations"]) == 4  # exact + fuzzy, day 1 + day 2
-    assert set(crashed["generations"]) < set(two_days["state2"]["generations"]), "generation committed before the pointer"
+    assert set(crashed["generations"]) < set(two_days["state2"]["generations"]), (
+        "generation committed before the pointer"
+    )
     assert len(crashed["generations"]) == 2
     assert final_state(tmp_path / "out") == two_days["state2"]
     assert rc == 3

@@ -78,12 +78,20 @@ def cli_env(ray_address: str | None = None, worker_env: dict | None = None) -> d
     return e
 
 
-def run_cli(cfg: dict, tmp_path: Path, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+def run_cli(
+    cfg: dict, tmp_path: Path, env: dict | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess:
     path = tmp_path / f"cfg-{uuid.uuid4().hex[:6]}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     e = env or cli_env()
-    return subprocess.run([sys.executable, "-m", "jobs.run", "--config", str(path)], cwd=ROOT, env=e,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.run", "--config", str(path)],
+        cwd=ROOT,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -101,16 +109,28 @@ def test_full_job_s3_in_to_s3_out(s3_server, s3_input, run_config):
     out = f"s3://{s3_server.out_bucket}/{prefix}/"
     writer = s3_server.options("writer")
     # split_bytes: the uncompressed files are also read as parallel byte ranges (ranged GETs + seek on S3)
-    res = run_config(job_config(input_uri, s3_server.options("reader"), out, writer,
-                                output={"target_shard_mb": 0.05}, input={"split_bytes": 8000}))
+    res = run_config(
+        job_config(
+            input_uri,
+            s3_server.options("reader"),
+            out,
+            writer,
+            output={"target_shard_mb": 0.05},
+            input={"split_bytes": 8000},
+        )
+    )
     assert res.status == "committed"
     admin = s3_server.fs("admin")
     ids, manifest = read_s3_output(admin, out)
     assert sorted(ids) == sorted(expected_ids())  # every row, none twice
     assert len([f for f in manifest["files"] if f["kind"] == "data"]) > 1  # several parts were published
-    assert res.report["rows_read"] == 1200 and res.report["rows_out"] == 1200 and not res.report["quarantined"]
+    assert (
+        res.report["rows_read"] == 1200 and res.report["rows_out"] == 1200 and not res.report["quarantined"]
+    )
     # inputs are recorded with their S3 etags, and the commit removed the staging area
-    assert all(i["etag"] and i["uri"].startswith(f"s3://{s3_server.in_bucket}/{prefix}/") for i in manifest["inputs"])
+    assert all(
+        i["etag"] and i["uri"].startswith(f"s3://{s3_server.in_bucket}/{prefix}/") for i in manifest["inputs"]
+    )
     staged = admin.find(f"{s3_server.out_bucket}/{prefix}/_work", detail=True)
     assert [p for p, info in staged.items() if info["size"] > 0] == []  # SeaweedFS keeps empty folder entries
     assert verify(out, writer) == []
@@ -120,10 +140,23 @@ def test_full_job_s3_in_to_s3_out(s3_server, s3_input, run_config):
         assert ident.secret_key not in text and ident.access_key not in text
     # the checkpoint reader that global stages use reads Parquet straight from S3 with the same options
     data = [(f"{out.rstrip('/')}/{f['path']}", f["rows"]) for f in manifest["files"] if f["kind"] == "data"]
-    assert read_checkpoint([(Location(u, writer), n) for u, n in data], row_group_rows=64 * 1024).count() == 1200
+    assert (
+        read_checkpoint([(Location(u, writer), n) for u, n in data], row_group_rows=64 * 1024).count() == 1200
+    )
     # the same job on the same input is recognised as committed
-    assert run_config(job_config(input_uri, s3_server.options("reader"), out, writer,
-                                 output={"target_shard_mb": 0.05}, input={"split_bytes": 8000})).status == "noop"
+    assert (
+        run_config(
+            job_config(
+                input_uri,
+                s3_server.options("reader"),
+                out,
+                writer,
+                output={"target_shard_mb": 0.05},
+                input={"split_bytes": 8000},
+            )
+        ).status
+        == "noop"
+    )
 
 
 def test_read_only_identity_cannot_write(s3_server, s3_input, tmp_path):
@@ -159,7 +192,10 @@ def test_wrong_keys_fail_fast(s3_server, s3_input, tmp_path, which):
         bad["key"] = "NOSUCHKEY" + bad["key"][9:]
         code = "InvalidAccessKeyId"
     t0 = time.time()
-    p = run_cli(job_config(input_uri, bad, f"s3://{s3_server.out_bucket}/{prefix}/", s3_server.options("writer")), tmp_path)
+    p = run_cli(
+        job_config(input_uri, bad, f"s3://{s3_server.out_bucket}/{prefix}/", s3_server.options("writer")),
+        tmp_path,
+    )
     elapsed = time.time() - t0
     assert p.returncode == 2, p.stderr
     assert f"list s3://{s3_server.in_bucket}/{prefix}/" in p.stderr and code in p.stderr
@@ -170,8 +206,15 @@ def test_wrong_keys_fail_fast(s3_server, s3_input, tmp_path, which):
 
 
 def test_missing_bucket_fails_fast(s3_server, tmp_path):
-    p = run_cli(job_config("s3://no-such-bucket-here/x/", s3_server.options("admin"),
-                           f"s3://{s3_server.out_bucket}/nb/", s3_server.options("writer")), tmp_path)
+    p = run_cli(
+        job_config(
+            "s3://no-such-bucket-here/x/",
+            s3_server.options("admin"),
+            f"s3://{s3_server.out_bucket}/nb/",
+            s3_server.options("writer"),
+        ),
+        tmp_path,
+    )
     assert p.returncode == 2, p.stderr
     assert "s3://no-such-bucket-here/x/" in p.stderr and "bucket" in p.stderr
     assert s3_server.identities["admin"].secret_key not in p.stderr
@@ -182,15 +225,26 @@ def test_server_crash_mid_run_then_rerun(s3_server, s3_input, tmp_path, ray_sess
     retries and commits the right rows, or fails with nothing published; then a re-run commits the right rows."""
     input_uri, prefix = s3_input
     out = f"s3://{s3_server.out_bucket}/{prefix}/"
-    cfg = job_config(input_uri, s3_server.options("reader"), out, s3_server.options("writer"),
-                     output={"target_shard_mb": 0.02})
+    cfg = job_config(
+        input_uri,
+        s3_server.options("reader"),
+        out,
+        s3_server.options("writer"),
+        output={"target_shard_mb": 0.02},
+    )
     cfg["stages"].append(pause(0.7))  # slow batches: the crash lands mid-run
     path = tmp_path / "crash.yaml"
     path.write_text(yaml.safe_dump(cfg))
     address = ray_session.get_runtime_context().gcs_address
     env = cli_env(address)
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.run", "--config", str(path)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.run", "--config", str(path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     admin = s3_server.fs("admin")
     staged = f"{s3_server.out_bucket}/{prefix}/_work"
     deadline = time.time() + 90
@@ -232,8 +286,10 @@ def test_server_crash_mid_run_then_rerun(s3_server, s3_input, tmp_path, ray_sess
 def _client_error(code: str, status: int):
     from botocore.exceptions import ClientError
 
-    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                       "GetObject")
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "GetObject",
+    )
 
 
 def test_retry_classifies_and_backs_off_with_jitter():
@@ -242,7 +298,9 @@ def test_retry_classifies_and_backs_off_with_jitter():
 
     from refinery.fsio import backoff_delay, is_fatal, is_transient, retry_call
 
-    slow = translate_boto_error(_client_error("SlowDown", 503))  # what s3fs raises: OSError caused by ClientError
+    slow = translate_boto_error(
+        _client_error("SlowDown", 503)
+    )  # what s3fs raises: OSError caused by ClientError
     assert is_transient(slow) and not is_fatal(slow)
     assert is_transient(_client_error("ServiceUnavailable", 503))
     assert is_transient(EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
@@ -269,12 +327,22 @@ def test_retry_classifies_and_backs_off_with_jitter():
     # bounded: gives up after `attempts`, and fatal errors are not retried at all
     sleeps.clear()
     with pytest.raises(OSError):
-        retry_call(lambda: (_ for _ in ()).throw(translate_boto_error(_client_error("SlowDown", 503))),
-                   "read", "s3://b/k", attempts=3, sleep=sleeps.append)
+        retry_call(
+            lambda: (_ for _ in ()).throw(translate_boto_error(_client_error("SlowDown", 503))),
+            "read",
+            "s3://b/k",
+            attempts=3,
+            sleep=sleeps.append,
+        )
     assert len(sleeps) == 2
     sleeps.clear()
     with pytest.raises(PermissionError):
-        retry_call(lambda: (_ for _ in ()).throw(translate_boto_error(_client_error("AccessDenied", 403))),
-                   "read", "s3://b/k", attempts=3, sleep=sleeps.append)
+        retry_call(
+            lambda: (_ for _ in ()).throw(translate_boto_error(_client_error("AccessDenied", 403))),
+            "read",
+            "s3://b/k",
+            attempts=3,
+            sleep=sleeps.append,
+        )
     assert sleeps == []
     assert len({round(backoff_delay(3, 0.5, 20), 6) for _ in range(20)}) > 1  # jitter: not one fixed delay

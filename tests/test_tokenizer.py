@@ -23,9 +23,11 @@ def _reference():
 
     nlp = spacy.blank("en")
     sent = frozenset(Sentencizer.default_punct_chars)
-    flags = [nlp.vocab.add_flag(lambda s: any(ch not in qtok.PUNCTUATION_SET for ch in s)),
-             nlp.vocab.add_flag(lambda s: any(ch.isalpha() for ch in s)),
-             nlp.vocab.add_flag(lambda s: s in sent)]
+    flags = [
+        nlp.vocab.add_flag(lambda s: any(ch not in qtok.PUNCTUATION_SET for ch in s)),
+        nlp.vocab.add_flag(lambda s: any(ch.isalpha() for ch in s)),
+        nlp.vocab.add_flag(lambda s: s in sent),
+    ]
     attrs = [ORTH, IDX, LENGTH, IS_SPACE, IS_PUNCT, *flags]
 
     def tokenize(text: str) -> np.ndarray:
@@ -36,20 +38,96 @@ def _reference():
 
 
 def _real_texts() -> list[str]:
-    texts = [json.loads(line)["text"] for line in gzip.open(FIX / "quality" / "docs.jsonl.gz", "rt", encoding="utf-8")]
-    texts += [json.loads(line)["text"] for line in gzip.open(FIX / "langid" / "lingua_sentences_slice.jsonl.gz", "rt", encoding="utf-8")]
+    texts = [
+        json.loads(line)["text"]
+        for line in gzip.open(FIX / "quality" / "docs.jsonl.gz", "rt", encoding="utf-8")
+    ]
+    texts += [
+        json.loads(line)["text"]
+        for line in gzip.open(FIX / "langid" / "lingua_sentences_slice.jsonl.gz", "rt", encoding="utf-8")
+    ]
     return texts
 
 
 def _hostile_texts(n: int = 1500) -> list[str]:
     """Random mixes of the characters spaCy treats specially: runs of mixed whitespace, punctuation that splits
     as prefix/suffix/infix, special cases (emoticons, abbreviations, contractions) and URLs."""
-    pieces = [" ", "  ", "\n", "\n\n", "\t", "\r\n", "\u00a0", "\u2003", " \n ", "a", "word", "Hello", "U.S.",
-              "a.m.", "p.m.", "e.g.", ":)", ":-(", "<3", "(", ")", "[x]", "\"q\"", "'s", "don't", "can't", "—",
-              "...", "!", "?", "http://example.org/a?b=c", "user@example.com", "12,000", "3.14", "#tag", "@you",
-              "日本語", "Привет", "co-operate", "C++", "$5", "10%", "’", "«", "»", ".", ",", "naïve", "Ñandú",
-              "ελληνικά", "عربي", "हिन्दी", "ไทย", "ǅ", "ﬁne", "Straße", "İ", "ª", "º", "²", "Ⅻ", "cannot", "gonna",
-              "Mr", "Dr", "etc", "vs", "i", "I", "em", "ll", "s", "A", "B"]
+    pieces = [
+        " ",
+        "  ",
+        "\n",
+        "\n\n",
+        "\t",
+        "\r\n",
+        "\u00a0",
+        "\u2003",
+        " \n ",
+        "a",
+        "word",
+        "Hello",
+        "U.S.",
+        "a.m.",
+        "p.m.",
+        "e.g.",
+        ":)",
+        ":-(",
+        "<3",
+        "(",
+        ")",
+        "[x]",
+        '"q"',
+        "'s",
+        "don't",
+        "can't",
+        "—",
+        "...",
+        "!",
+        "?",
+        "http://example.org/a?b=c",
+        "user@example.com",
+        "12,000",
+        "3.14",
+        "#tag",
+        "@you",
+        "日本語",
+        "Привет",
+        "co-operate",
+        "C++",
+        "$5",
+        "10%",
+        "’",
+        "«",
+        "»",
+        ".",
+        ",",
+        "naïve",
+        "Ñandú",
+        "ελληνικά",
+        "عربي",
+        "हिन्दी",
+        "ไทย",
+        "ǅ",
+        "ﬁne",
+        "Straße",
+        "İ",
+        "ª",
+        "º",
+        "²",
+        "Ⅻ",
+        "cannot",
+        "gonna",
+        "Mr",
+        "Dr",
+        "etc",
+        "vs",
+        "i",
+        "I",
+        "em",
+        "ll",
+        "s",
+        "A",
+        "B",
+    ]
     rng = random.Random(7)
     # spaCy's phrase matcher can match across a space and so block a special case beside it ("( :)" is "(" ":" ")")
     shadowed = ["( :)", "x ( :),y", "Containers: 1", "2001) -", "it 's", "(: :)", "a.m .", "It 's :)"]

@@ -26,7 +26,9 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A
 _DIGITS = re.compile(r"(?<![\w\-])\d(?:[ \-]?\d){12,18}(?![\w\-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
 TYPES = ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "PHONE_NUMBER")
-_PHONE = re.compile(r"(?<![\w.])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{2,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){2,4}(?![\w])")
+_PHONE = re.compile(
+    r"(?<![\w.])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{2,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){2,4}(?![\w])"
+)
 
 
 def _luhn(d: str) -> bool:
@@ -101,7 +103,9 @@ class _Tally:
         return {"residual": self.counts, "row_ids": self.ids, "clean": not any(self.counts.values())}
 
 
-def audit(output_uri: str, storage_options: dict[str, Any] | None = None, max_ids: int = 100) -> dict[str, Any]:
+def audit(
+    output_uri: str, storage_options: dict[str, Any] | None = None, max_ids: int = 100
+) -> dict[str, Any]:
     """Scan the committed data (`text` and every string of `meta`) and the quarantine's `raw` records.
 
     `residual`/`row_ids`/`clean` cover the data files (text + meta); `by_column` splits them; `quarantine` is
@@ -141,10 +145,17 @@ def audit(output_uri: str, storage_options: dict[str, Any] | None = None, max_id
                             cols[c].add(rid, [value] if c == "text" else meta_strings(value))
     residual = {k: cols["text"].counts[k] + cols["meta"].counts[k] for k in TYPES}
     row_ids = {k: list(dict.fromkeys(cols["text"].ids[k] + cols["meta"].ids[k]))[:max_ids] for k in TYPES}
-    return {"output": output_uri, "run_id": manifest.get("run_id"), "files": len(files), "rows": rows,
-            "residual": residual, "row_ids": row_ids, "clean": not any(residual.values()),
-            "by_column": {c: t.report() for c, t in cols.items()},
-            "quarantine": {"files": len(q_files), "rows": q_rows, **quarantine.report()}}
+    return {
+        "output": output_uri,
+        "run_id": manifest.get("run_id"),
+        "files": len(files),
+        "rows": rows,
+        "residual": residual,
+        "row_ids": row_ids,
+        "clean": not any(residual.values()),
+        "by_column": {c: t.report() for c, t in cols.items()},
+        "quarantine": {"files": len(q_files), "rows": q_rows, **quarantine.report()},
+    }
 
 
 def _args(p: argparse.ArgumentParser) -> None:

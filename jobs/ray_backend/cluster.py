@@ -52,7 +52,9 @@ def init_ray(cfg: RayConfig) -> None:
         kwargs["object_store_memory"] = cfg.object_store_mb * (1 << 20)
     try:
         ray.init(**kwargs)
-    except Exception as e:  # Ray gives a local raylet a fixed 30 s to register; an overloaded machine can miss it
+    except (
+        Exception
+    ) as e:  # Ray gives a local raylet a fixed 30 s to register; an overloaded machine can miss it
         if "timed out during startup" not in str(e):
             raise
         log.warning("local Ray did not start in time (overloaded machine?); trying once more")

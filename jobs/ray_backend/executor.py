@@ -70,26 +70,50 @@ class RayBackend:
             so_far: list[PlannedStage] = []
             for i, seg in enumerate(segments):
                 if isinstance(seg, StageGroup):
-                    ds = apply_stage_group(ds, seg, cfg.ray.batch_rows, ledger_name, cpus, read if i == 0 else None)
+                    ds = apply_stage_group(
+                        ds, seg, cfg.ray.batch_rows, ledger_name, cpus, read if i == 0 else None
+                    )
                     so_far += seg.stages
                     continue
                 # A global stage: checkpoint live rows (dead rows are final and go straight to staging).
                 seg_name = f"seg{sum(1 for s in segments[:i] if isinstance(s, PlannedStage))}"
                 writer = self._writer(plan, plan.work.join(seg_name), so_far, raw_scrub, CHECKPOINT_ROW_GROUP)
                 t0 = time.time()
-                f, s = collect(write(ds, writer, plan.rows_per_shard, cfg.output.max_batch_mb, ledger_name,
-                                     f"checkpoint:{seg.label}"), seg_name)
-                progress("checkpointed %d live rows before %s in %.1fs", s["rows_kept"], seg.label, time.time() - t0)
-                stats = merge_stats(stats, {**s, "rows_kept": 0, "kept_lang": {}, "counters": {}, "flagged": {}})
+                f, s = collect(
+                    write(
+                        ds,
+                        writer,
+                        plan.rows_per_shard,
+                        cfg.output.max_batch_mb,
+                        ledger_name,
+                        f"checkpoint:{seg.label}",
+                    ),
+                    seg_name,
+                )
+                progress(
+                    "checkpointed %d live rows before %s in %.1fs",
+                    s["rows_kept"],
+                    seg.label,
+                    time.time() - t0,
+                )
+                stats = merge_stats(
+                    stats, {**s, "rows_kept": 0, "kept_lang": {}, "counters": {}, "flagged": {}}
+                )
                 files += [x for x in f if x["path"].split("/")[1] != "data"]
                 data_files = [x for x in f if x["path"].split("/")[1] == "data"]
-                ds = read_checkpoint([(plan.work.join(x["path"]), int(x["rows"])) for x in data_files], cpus,
-                                     name=seg.label)
-                ctx = GlobalContext(work=plan.work.join(f"{seg_name}-{seg.label}"),
-                                    state=Location(cfg.output.resolved_state_uri(), cfg.output.storage_options),
-                                    backend=RayGlobalBackend(), label=seg.label, num_cpus=cpus,
-                                    num_gpus=cluster.cluster_gpus(), resources=seg.stage.resources,
-                                    input_bytes=sum(int(x["bytes"]) for x in data_files))
+                ds = read_checkpoint(
+                    [(plan.work.join(x["path"]), int(x["rows"])) for x in data_files], cpus, name=seg.label
+                )
+                ctx = GlobalContext(
+                    work=plan.work.join(f"{seg_name}-{seg.label}"),
+                    state=Location(cfg.output.resolved_state_uri(), cfg.output.storage_options),
+                    backend=RayGlobalBackend(),
+                    label=seg.label,
+                    num_cpus=cpus,
+                    num_gpus=cluster.cluster_gpus(),
+                    resources=seg.stage.resources,
+                    input_bytes=sum(int(x["bytes"]) for x in data_files),
+                )
                 t0 = time.time()
                 ds = seg.stage.apply(ds, ctx)
                 if seg.stage.action == "annotate":
@@ -97,7 +121,9 @@ class RayBackend:
                 ray.get(ledger.add.remote({seg.label: time.time() - t0}))
                 so_far.append(seg)
             writer = self._writer(plan, plan.work.join("final"), plan.stages, raw_scrub)
-            f, s = collect(write(ds, writer, plan.rows_per_shard, cfg.output.max_batch_mb, ledger_name), "final")
+            f, s = collect(
+                write(ds, writer, plan.rows_per_shard, cfg.output.max_batch_mb, ledger_name), "final"
+            )
             files += f
             stats = merge_stats(stats, s)
             duplicate_ids = self._count_duplicate_ids(plan, stats)
@@ -109,17 +135,42 @@ class RayBackend:
                 ray.kill(ledger)
             except Exception:
                 pass
-        io = {"read": round(seconds.get(READ_LABEL, 0.0), 3), "write": round(seconds.get(WRITE_LABEL, 0.0), 3)}
-        return Execution(files=files, stats=stats, reads=reads, seconds=seconds, read_units=len(units),
-                         read_ray_tasks=task_counts.get(READ_LABEL, 0), duplicate_ids=duplicate_ids,
-                         wall_seconds=time.time() - t_start, io_seconds=io)
+        io = {
+            "read": round(seconds.get(READ_LABEL, 0.0), 3),
+            "write": round(seconds.get(WRITE_LABEL, 0.0), 3),
+        }
+        return Execution(
+            files=files,
+            stats=stats,
+            reads=reads,
+            seconds=seconds,
+            read_units=len(units),
+            read_ray_tasks=task_counts.get(READ_LABEL, 0),
+            duplicate_ids=duplicate_ids,
+            wall_seconds=time.time() - t_start,
+            io_seconds=io,
+        )
 
-    def _writer(self, plan: RunPlan, staging: Location, stages: list[PlannedStage], raw_scrub: Any,
-                row_group_rows: int = 64 * 1024) -> PartWriter:
+    def _writer(
+        self,
+        plan: RunPlan,
+        staging: Location,
+        stages: list[PlannedStage],
+        raw_scrub: Any,
+        row_group_rows: int = 64 * 1024,
+    ) -> PartWriter:
         out = plan.cfg.output
-        return PartWriter(staging, output_schema(stages), out.compression, int(out.target_shard_mb * (1 << 20)),
-                          [(p.label, p.stage) for p in stages], row_group_rows=row_group_rows,
-                          id_hashes=plan.id_hashes, id_parts=plan.id_parts, raw_scrub=raw_scrub)
+        return PartWriter(
+            staging,
+            output_schema(stages),
+            out.compression,
+            int(out.target_shard_mb * (1 << 20)),
+            [(p.label, p.stage) for p in stages],
+            row_group_rows=row_group_rows,
+            id_hashes=plan.id_hashes,
+            id_parts=plan.id_parts,
+            raw_scrub=raw_scrub,
+        )
 
     def _count_duplicate_ids(self, plan: RunPlan, stats: dict[str, Any]) -> int:
         """Rows whose id an earlier row already had: counted from the writers' id hashes, or, when repeats were
@@ -127,7 +178,9 @@ class RayBackend:
         if plan.id_hashes is None:
             return int(stats.get("drop", {}).get("quarantine:duplicate_id", 0))
         args = [(plan.id_hashes, k) for k in range(plan.id_parts)]
-        return sum(RayGlobalBackend().run_wave(count_duplicates, args, Resources(num_cpus=1), "duplicate_ids"))
+        return sum(
+            RayGlobalBackend().run_wave(count_duplicates, args, Resources(num_cpus=1), "duplicate_ids")
+        )
 
 
 def collect(records: list[dict[str, Any]], segment: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:

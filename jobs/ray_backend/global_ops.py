@@ -49,14 +49,21 @@ class PerItem:
 
 
 class RayGlobalBackend:
-    def map_collect(self, ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int, resources: Resources,
-                    name: str) -> list[dict[str, Any]]:
-        out = ds.map_batches(named(Sliced, name)(fn, rows), batch_size=None, batch_format="pyarrow",
-                             zero_copy_batch=True, **resources.ray_options())
+    def map_collect(
+        self, ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int, resources: Resources, name: str
+    ) -> list[dict[str, Any]]:
+        out = ds.map_batches(
+            named(Sliced, name)(fn, rows),
+            batch_size=None,
+            batch_format="pyarrow",
+            zero_copy_batch=True,
+            **resources.ray_options(),
+        )
         return out.take_all()
 
-    def run_wave(self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], resources: Resources,
-                 name: str) -> list[Any]:
+    def run_wave(
+        self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], resources: Resources, name: str
+    ) -> list[Any]:
         import ray
 
         t0 = time.perf_counter()

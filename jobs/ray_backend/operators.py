@@ -105,21 +105,28 @@ class ReadFn:
                 return
             except Exception as e:
                 if is_fatal(e):
-                    raise StorageError(scrub(describe_error("read", task.uri, e) + fatal_hint(e), secrets)) from None
+                    raise StorageError(
+                        scrub(describe_error("read", task.uri, e) + fatal_hint(e), secrets)
+                    ) from None
                 if is_transient(e):
                     attempt += 1
                     if attempt >= attempts:
                         raise StorageError(
-                            scrub(describe_error("read", task.uri, e), secrets) + f" (gave up after {attempt} attempts)"
+                            scrub(describe_error("read", task.uri, e), secrets)
+                            + f" (gave up after {attempt} attempts)"
                         ) from None
                     delay = backoff_delay(attempt - 1, base, cap)
-                    log.warning("retrying read of %s in %.1fs (attempt %d/%d)", task.uri, delay, attempt, attempts)
+                    log.warning(
+                        "retrying read of %s in %.1fs (attempt %d/%d)", task.uri, delay, attempt, attempts
+                    )
                     time.sleep(delay)
                     continue
                 # one unreadable file must not stop the job
                 # (the detail names the error type only: a parser's message may quote the record, i.e. PII)
                 rows = RowBuilder(task, self.cfg, self.run_id)
-                detail = type(e).__name__ + (f": {e.strerror}" if isinstance(e, OSError) and e.strerror else "")
+                detail = type(e).__name__ + (
+                    f": {e.strerror}" if isinstance(e, OSError) and e.strerror else ""
+                )
                 rows.quarantine(offset=task.start, reason="unreadable_file", detail=detail)
                 yield rows.flush()
                 return
@@ -163,8 +170,13 @@ def read_dataset(items: Any, read: ReadFn) -> Any:
 class _Group:
     """Shared by the task and actor forms: optionally read the block's read tasks first, then run the group."""
 
-    def __init__(self, specs: Sequence[StageSpecT], ledger: str | None = None, batch_rows: int | None = None,
-                 read: ReadFn | None = None):
+    def __init__(
+        self,
+        specs: Sequence[StageSpecT],
+        ledger: str | None = None,
+        batch_rows: int | None = None,
+        read: ReadFn | None = None,
+    ):
         self.specs = list(specs)
         self.ledger = ledger
         self.batch_rows = batch_rows
@@ -196,8 +208,9 @@ class StageGroupActor(_Group):
         yield from self._run(self.group, batch)
 
 
-def apply_stage_group(ds: Any, group: Any, batch_rows: int, ledger: str, cluster_cpus: int,
-                      read: ReadFn | None = None) -> Any:
+def apply_stage_group(
+    ds: Any, group: Any, batch_rows: int, ledger: str, cluster_cpus: int, read: ReadFn | None = None
+) -> Any:
     """One map operator for a fused group of per-batch stages (a `jobs.plan.StageGroup`), named after them.
 
     `read` (the first group only): `ds` holds read-task descriptors and the group reads them itself, one per call.
@@ -216,16 +229,29 @@ def apply_stage_group(ds: Any, group: Any, batch_rows: int, ledger: str, cluster
         # One block in flight per actor: with Ray's default (several) one actor takes the whole queue of a small
         # input and the pool never grows. Start at full size only when the actors read (see above): Ray's
         # autoscaler left the pool at 1 of 2 actors on a 2-CPU machine.
-        strategy = ray.data.ActorPoolStrategy(min_size=1, max_size=max_actors, max_tasks_in_flight_per_actor=1,
-                                              initial_size=max_actors if read else None)
-        return ds.map_batches(named(StageGroupActor, name), fn_constructor_args=(group.specs(), ledger, batch_rows, read),
-                              compute=strategy, **opts, **common)
-    return ds.map_batches(named(StageGroupTask, name)(group.specs(), ledger, batch_rows, read), **opts, **common)
+        strategy = ray.data.ActorPoolStrategy(
+            min_size=1,
+            max_size=max_actors,
+            max_tasks_in_flight_per_actor=1,
+            initial_size=max_actors if read else None,
+        )
+        return ds.map_batches(
+            named(StageGroupActor, name),
+            fn_constructor_args=(group.specs(), ledger, batch_rows, read),
+            compute=strategy,
+            **opts,
+            **common,
+        )
+    return ds.map_batches(
+        named(StageGroupTask, name)(group.specs(), ledger, batch_rows, read), **opts, **common
+    )
 
 
 def annotate_global(ds: Any, label: str) -> Any:
     """For a global stage with action=annotate: its `_drop` reasons become `flagged`."""
-    return ds.map_batches(annotate_global_drops, batch_format="pyarrow", batch_size=None, fn_kwargs={"label": label})
+    return ds.map_batches(
+        annotate_global_drops, batch_format="pyarrow", batch_size=None, fn_kwargs={"label": label}
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -246,21 +272,32 @@ class TimedWriter:
         return out
 
 
-def write(ds: Any, writer: PartWriter, rows_per_shard: int, max_batch_mb: float, ledger: str,
-          name: str = "write") -> list[dict[str, Any]]:
+def write(
+    ds: Any, writer: PartWriter, rows_per_shard: int, max_batch_mb: float, ledger: str, name: str = "write"
+) -> list[dict[str, Any]]:
     """The writer is its own operator: it bundles blocks from many upstream tasks into parts of `rows_per_shard`
     rows. It declares the memory it needs (a worker process, ~256 MB, plus about three copies of the batch while
     encoding). That keeps Ray from packing too many writers on a node, and keeps Ray Data from fusing the writer
     into the read/stage operator, where its bundle size would count read items, not rows. It holds no CPU:
     writing is short and mostly I/O, and a writer waiting for a CPU that model actors hold would stall the
     whole stream. Returns the file and stats records of every part written."""
-    out = ds.map_batches(named(TimedWriter, name)(writer, ledger), batch_format="pyarrow", batch_size=rows_per_shard,
-                         zero_copy_batch=True, num_cpus=0, memory=(256 + 3 * max_batch_mb) * (1 << 20))
+    out = ds.map_batches(
+        named(TimedWriter, name)(writer, ledger),
+        batch_format="pyarrow",
+        batch_size=rows_per_shard,
+        zero_copy_batch=True,
+        num_cpus=0,
+        memory=(256 + 3 * max_batch_mb) * (1 << 20),
+    )
     return out.take_all()
 
 
-def read_checkpoint(files: list[tuple[Location, int]], num_cpus: int = 1, row_group_rows: int = CHECKPOINT_ROW_GROUP,
-                    name: str = "checkpoint") -> Any:
+def read_checkpoint(
+    files: list[tuple[Location, int]],
+    num_cpus: int = 1,
+    row_group_rows: int = CHECKPOINT_ROW_GROUP,
+    name: str = "checkpoint",
+) -> Any:
     """A Dataset over checkpoint Parquet files (location, rows), one read task per row group, or per slice of one.
 
     Per row group, not per file: a small run's checkpoint is one file, and one task per file would run the next
@@ -270,16 +307,25 @@ def read_checkpoint(files: list[tuple[Location, int]], num_cpus: int = 1, row_gr
     operators took 6-19 s per call even for one small file (measured, Ray 2.60), once per global stage."""
     import ray
 
-    groups = [(loc, g, min(row_group_rows, rows - g * row_group_rows))
-              for loc, rows in files for g in range(-(-rows // row_group_rows))]
+    groups = [
+        (loc, g, min(row_group_rows, rows - g * row_group_rows))
+        for loc, rows in files
+        for g in range(-(-rows // row_group_rows))
+    ]
     cuts = -(-2 * num_cpus // max(1, len(groups)))
     items: list[dict[str, Any]] = []
     for loc, g, n in groups:
         step = -(-n // max(1, min(cuts, n // MIN_SLICE_ROWS)))
-        items += [{"path": loc.uri, "row_group": g, "offset": o, "length": min(step, n - o)}
-                  for o in range(0, n, step)]
+        items += [
+            {"path": loc.uri, "row_group": g, "offset": o, "length": min(step, n - o)}
+            for o in range(0, n, step)
+        ]
     items = items or [{"path": None, "row_group": -1, "offset": 0, "length": 0}]
     options = files[0][0].storage_options if files else {}
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    return ds.map_batches(named(ReadParquetFiles, f"read:{name}")(options), batch_format="pyarrow", batch_size=1,
-                          zero_copy_batch=True)
+    return ds.map_batches(
+        named(ReadParquetFiles, f"read:{name}")(options),
+        batch_format="pyarrow",
+        batch_size=1,
+        zero_copy_batch=True,
+    )

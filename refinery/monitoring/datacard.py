@@ -26,8 +26,14 @@ def _pct(n: float, d: float) -> str:
     return f"{100.0 * n / d:.1f}%" if d else "n/a"
 
 
-def render(snapshot_id: str, manifest: dict[str, Any], report: dict[str, Any], profile: dict[str, Any],
-           licenses: dict[str, str], refresh: dict[str, Any]) -> str:
+def render(
+    snapshot_id: str,
+    manifest: dict[str, Any],
+    report: dict[str, Any],
+    profile: dict[str, Any],
+    licenses: dict[str, str],
+    refresh: dict[str, Any],
+) -> str:
     rows_out = report.get("rows_out", 0)
     rows_read = report.get("rows_read", 0)
     out: list[str] = [f"# Data card — snapshot `{snapshot_id}`", ""]
@@ -44,34 +50,54 @@ def render(snapshot_id: str, manifest: dict[str, Any], report: dict[str, Any], p
         "| input | status | bytes | etag / mtime | licence |",
         "|---|---|---:|---|---|",
     ]
-    status = {u: "new" for u in refresh.get("new_inputs", [])} | {u: "changed" for u in refresh.get("changed_inputs", [])}
+    status = {u: "new" for u in refresh.get("new_inputs", [])} | {
+        u: "changed" for u in refresh.get("changed_inputs", [])
+    }
     lic_counter: Counter = Counter()
     for f in manifest.get("inputs", []):
         lic = licence_for(f["uri"], licenses)
         lic_counter[lic or "not stated"] += 1
-        out.append(f"| `{f['uri']}` | {status.get(f['uri'], '')} | {f.get('size')} | {f.get('etag') or f.get('mtime') or ''} "
-                   f"| {lic or 'not stated'} |")
+        out.append(
+            f"| `{f['uri']}` | {status.get(f['uri'], '')} | {f.get('size')} | {f.get('etag') or f.get('mtime') or ''} "
+            f"| {lic or 'not stated'} |"
+        )
     out += ["", "Licences: " + ", ".join(f"{k} ({v} input(s))" for k, v in sorted(lic_counter.items())), ""]
     out += ["## Languages", "", "| language | documents | share |", "|---|---:|---:|"]
     for lang, n in profile.get("lang", {}).items():
         out.append(f"| {lang} | {n} | {_pct(n, profile.get('rows', 0))} |")
-    out += ["", "## Filters and drop rates", "", "| stage | rows in | dropped | drop rate | reasons |", "|---|---:|---:|---:|---|"]
+    out += [
+        "",
+        "## Filters and drop rates",
+        "",
+        "| stage | rows in | dropped | drop rate | reasons |",
+        "|---|---:|---:|---:|---|",
+    ]
     for s in report.get("stages", []):
         d = sum(s["dropped"].values())
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(s["dropped"].items(), key=lambda kv: -kv[1])) or "—"
+        reasons = (
+            ", ".join(f"{k}: {v}" for k, v in sorted(s["dropped"].items(), key=lambda kv: -kv[1])) or "—"
+        )
         out.append(f"| {s['name']} | {s['rows_in']} | {d} | {_pct(d, s['rows_in'])} | {reasons} |")
     q = report.get("quarantined", {})
     if q:
-        out += ["", "Quarantined (bad input records): " + ", ".join(f"{k}: {v}" for k, v in sorted(q.items()))]
+        out += [
+            "",
+            "Quarantined (bad input records): " + ", ".join(f"{k}: {v}" for k, v in sorted(q.items())),
+        ]
     out += ["", "## Deduplication", ""]
-    out.append(f"- Dedup drop rate: {profile.get('dedup_rate', 0.0):.2%} of rows read "
-               f"({profile.get('dedup_dropped', 0)} rows; `dup_of_published` = already in an earlier snapshot)")
+    out.append(
+        f"- Dedup drop rate: {profile.get('dedup_rate', 0.0):.2%} of rows read "
+        f"({profile.get('dedup_dropped', 0)} rows; `dup_of_published` = already in an earlier snapshot)"
+    )
     for s in report.get("stages", []):
         if "dedup" in s["name"]:
             for reason, n in sorted(s["dropped"].items()):
                 out.append(f"- {s['name']} · {reason}: {n} ({_pct(n, s['rows_in'])} of its input)")
     if profile.get("dedup_clusters"):
-        out.append("- Cluster sizes of kept rows: " + ", ".join(f"{k}: {v}" for k, v in profile["dedup_clusters"].items()))
+        out.append(
+            "- Cluster sizes of kept rows: "
+            + ", ".join(f"{k}: {v}" for k, v in profile["dedup_clusters"].items())
+        )
     out += ["", "## PII", ""]
     if profile.get("pii"):
         out += ["| type | count |", "|---|---:|"] + [f"| {k} | {v:g} |" for k, v in profile["pii"].items()]
@@ -83,12 +109,20 @@ def render(snapshot_id: str, manifest: dict[str, Any], report: dict[str, Any], p
     if flags:
         for f in flags:
             group = f.get("lang") or f.get("domain")
-            out.append(f"- **{f['stage']}** removes {group} at {f['drop_rate']:.1%} vs {f['stage_drop_rate']:.1%} overall "
-                       f"({f['rows_in']} rows)")
+            out.append(
+                f"- **{f['stage']}** removes {group} at {f['drop_rate']:.1%} vs {f['stage_drop_rate']:.1%} overall "
+                f"({f['rows_in']} rows)"
+            )
     else:
         out.append("No filter removes a language or domain far more than average.")
     if profile.get("bias", {}).get("domain_attribution"):
         out.append(f"\nDomains of dropped rows: {profile['bias']['domain_attribution']}.")
-    out += ["", "## Verification", "", f"`refinery verify <root>/snapshots/{snapshot_id}` re-checks the "
-            f"{len(manifest.get('files', []))} file checksums and row counts listed in manifest.json.", ""]
+    out += [
+        "",
+        "## Verification",
+        "",
+        f"`refinery verify <root>/snapshots/{snapshot_id}` re-checks the "
+        f"{len(manifest.get('files', []))} file checksums and row counts listed in manifest.json.",
+        "",
+    ]
     return "\n".join(out)

@@ -49,7 +49,9 @@ def divergence(metric: str, previous: Mapping[str, float], current: Mapping[str,
     return psi(previous, current) if metric == "psi" else js_divergence(previous, current)
 
 
-def compare_profiles(prev: dict[str, Any], cur: dict[str, Any], mon: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def compare_profiles(
+    prev: dict[str, Any], cur: dict[str, Any], mon: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Drift metrics of `cur` against `prev` and the alerts that cross `mon` (a MonitoringConfig) thresholds."""
     metric = mon.drift_metric
     drift: dict[str, Any] = {"metric": metric, "previous_snapshot": prev.get("snapshot_id")}

@@ -66,8 +66,13 @@ def _is_pii_stage(name: str) -> bool:
     return "pii" in name
 
 
-def build_profile(snapshot_uri: str, so: dict[str, Any] | None, mon: Any, snapshot_id: str,
-                  previous: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_profile(
+    snapshot_uri: str,
+    so: dict[str, Any] | None,
+    mon: Any,
+    snapshot_id: str,
+    previous: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     snap = Location(snapshot_uri, so)
     manifest = snap.join("manifest.json").read_json()
     report = snap.join("report.json").read_json()
@@ -93,7 +98,11 @@ def build_profile(snapshot_uri: str, so: dict[str, Any] | None, mon: Any, snapsh
                 q = t["quality"].combine_chunks()
                 for i in range(q.type.num_fields):
                     fld = q.type.field(i)
-                    if not (pa.types.is_integer(fld.type) or pa.types.is_floating(fld.type) or pa.types.is_boolean(fld.type)):
+                    if not (
+                        pa.types.is_integer(fld.type)
+                        or pa.types.is_floating(fld.type)
+                        or pa.types.is_boolean(fld.type)
+                    ):
                         continue
                     if wanted and fld.name not in wanted:
                         continue
@@ -160,8 +169,12 @@ def build_profile(snapshot_uri: str, so: dict[str, Any] | None, mon: Any, snapsh
         ],
         "quarantined": report.get("quarantined", {}),
         "throughput": [
-            {"stage": s["name"], "rows_in": s["rows_in"], "seconds": s["seconds"],
-             "rows_per_s": (s["rows_in"] / s["seconds"]) if s.get("seconds") else None}
+            {
+                "stage": s["name"],
+                "rows_in": s["rows_in"],
+                "seconds": s["seconds"],
+                "rows_per_s": (s["rows_in"] / s["seconds"]) if s.get("seconds") else None,
+            }
             for s in stages
         ],
         "wall_seconds": report.get("wall_seconds"),
@@ -228,13 +241,21 @@ def _droplog_domains(snap: Location, manifest: dict[str, Any]) -> tuple[dict[str
     elif with_col:
         attribution = "drop log domain column; older parts: web source uris only"
     else:
-        attribution = ("web source uris only (drop log without a domain column)" if out
-                       else "none (drop log without a domain column, no web source uris)")
+        attribution = (
+            "web source uris only (drop log without a domain column)"
+            if out
+            else "none (drop log without a domain column, no web source uris)"
+        )
     return out, attribution
 
 
-def bias_check(report: dict[str, Any], dropped_domains: dict[str, Counter], kept_domains: Counter,
-               mon: Any, attribution: str | None = None) -> dict[str, Any]:
+def bias_check(
+    report: dict[str, Any],
+    dropped_domains: dict[str, Counter],
+    kept_domains: Counter,
+    mon: Any,
+    attribution: str | None = None,
+) -> dict[str, Any]:
     """Keep rates per language and per top domain for every filter, and the groups a filter hits unusually hard.
 
     `kept_domains` counts published rows, `dropped_domains` dropped rows per stage (label as in report.json); top
@@ -275,11 +296,27 @@ def bias_check(report: dict[str, Any], dropped_domains: dict[str, Counter], kept
     return {"stages": per_stage, "flags": flags, "domain_attribution": attribution}
 
 
-def _flag(flags: list[dict[str, Any]], stage: str, kind: str, group: str, n_in: int, drop_n: int,
-          overall: float, mon: Any) -> None:
+def _flag(
+    flags: list[dict[str, Any]],
+    stage: str,
+    kind: str,
+    group: str,
+    n_in: int,
+    drop_n: int,
+    overall: float,
+    mon: Any,
+) -> None:
     if n_in < mon.bias_min_rows or not n_in:
         return
     rate = drop_n / n_in
     if rate > mon.bias_ratio * overall and rate - overall >= mon.bias_min_gap:
-        flags.append({"stage": stage, kind: group, "drop_rate": round(rate, 4), "stage_drop_rate": round(overall, 4),
-                      "rows_in": n_in, "ratio": round(rate / overall, 2) if overall > 0 else math.inf})
+        flags.append(
+            {
+                "stage": stage,
+                kind: group,
+                "drop_rate": round(rate, 4),
+                "stage_drop_rate": round(overall, 4),
+                "rows_in": n_in,
+                "ratio": round(rate / overall, 2) if overall > 0 else math.inf,
+            }
+        )

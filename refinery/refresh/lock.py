@@ -61,8 +61,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 class LeaseLock:
-    def __init__(self, uri: str, ttl_s: float = 6 * 3600, storage_options: dict[str, Any] | None = None,
-                 owner: str | None = None):
+    def __init__(
+        self,
+        uri: str,
+        ttl_s: float = 6 * 3600,
+        storage_options: dict[str, Any] | None = None,
+        owner: str | None = None,
+    ):
         self.uri = uri
         self.ttl_s = ttl_s
         loc = Location(uri, storage_options)
@@ -75,14 +80,16 @@ class LeaseLock:
     # -- record -----------------------------------------------------------------------------------------------
     def _record(self) -> bytes:
         now = time.time()
-        return json.dumps({
-            "owner": self.owner,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "acquired_at": now,
-            "acquired_at_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-            "expires_at": now + self.ttl_s,
-        }).encode()
+        return json.dumps(
+            {
+                "owner": self.owner,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "acquired_at": now,
+                "acquired_at_iso": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                "expires_at": now + self.ttl_s,
+            }
+        ).encode()
 
     def read(self) -> dict[str, Any] | None:
         try:
@@ -95,8 +102,12 @@ class LeaseLock:
     def _stale(self, info: dict[str, Any]) -> bool:
         if float(info.get("expires_at", 0)) < time.time():
             return True
-        return info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) \
-            and info["pid"] != os.getpid() and not _pid_alive(info["pid"])
+        return (
+            info.get("host") == socket.gethostname()
+            and isinstance(info.get("pid"), int)
+            and info["pid"] != os.getpid()
+            and not _pid_alive(info["pid"])
+        )
 
     # -- acquire ----------------------------------------------------------------------------------------------
     def acquire(self) -> LeaseLock:
@@ -129,7 +140,9 @@ class LeaseLock:
                 os.link(tmp, self.path)
             except FileExistsError:
                 return False
-            except OSError:  # a file system without hard links: exclusive create, then write (a narrow window)
+            except (
+                OSError
+            ):  # a file system without hard links: exclusive create, then write (a narrow window)
                 self.mode = "exclusive-create"
                 try:
                     fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -249,7 +262,9 @@ def _is_precondition_failed(e: BaseException | None) -> bool:
     seen = 0
     while e is not None and seen < 5:
         text = f"{type(e).__name__} {e}"
-        if any(k in text for k in ("PreconditionFailed", "ConditionalRequestConflict", "pre-conditions", " 412")):
+        if any(
+            k in text for k in ("PreconditionFailed", "ConditionalRequestConflict", "pre-conditions", " 412")
+        ):
             return True
         e = e.__cause__ or e.__context__
         seen += 1

@@ -25,7 +25,9 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def append(state_uri: str, record: dict[str, Any], so: dict[str, Any] | None = None, locked: bool = True) -> None:
+def append(
+    state_uri: str, record: dict[str, Any], so: dict[str, Any] | None = None, locked: bool = True
+) -> None:
     line = (json.dumps({"time": now_iso(), **record}, sort_keys=False, default=str) + "\n").encode()
     state = Location(state_uri, so)
     log = state.join(RUNLOG)

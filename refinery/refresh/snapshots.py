@@ -58,8 +58,12 @@ def write_latest(root: str, snapshot_id: str, so: dict[str, Any] | None = None) 
     marker = snap.join(SUCCESS).read_json_or_none(strict=True)
     if marker is None:
         raise RuntimeError(f"refusing to point latest at {snap.uri}: it is not committed")
-    body = {"snapshot_id": snapshot_id, "run_id": marker.get("run_id"), "manifest_sha256": marker.get("manifest_sha256"),
-            "updated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    body = {
+        "snapshot_id": snapshot_id,
+        "run_id": marker.get("run_id"),
+        "manifest_sha256": marker.get("manifest_sha256"),
+        "updated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
     Location(root, so).join(LATEST).write_json(body)
     return body
 
@@ -73,8 +77,13 @@ def snapshot_manifest(root: str, snapshot_id: str, so: dict[str, Any] | None = N
     return committed_manifest(snapshot_uri(root, snapshot_id), so)
 
 
-def new_snapshot_id(root: str, run_id: str, date: dt.date | None = None, so: dict[str, Any] | None = None,
-                    now: dt.datetime | None = None) -> str:
+def new_snapshot_id(
+    root: str,
+    run_id: str,
+    date: dt.date | None = None,
+    so: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> str:
     """`YYYYMMDD`, or `YYYYMMDD-HHMMSS-<run id>` when that date already has a snapshot folder."""
     now = now or dt.datetime.now(dt.UTC)
     day = (date or now.date()).strftime("%Y%m%d")
@@ -88,9 +97,12 @@ def read_inputs_state(root: str, so: dict[str, Any] | None = None) -> dict[str, 
     return (_state_file(root, "inputs.json", so).read_json_or_none(strict=True) or {}).get("inputs", {})
 
 
-def write_inputs_state(root: str, inputs: dict[str, dict[str, Any]], snapshot_id: str | None,
-                       so: dict[str, Any] | None = None) -> None:
-    _state_file(root, "inputs.json", so).write_json({"last_snapshot": snapshot_id, "inputs": dict(sorted(inputs.items()))})
+def write_inputs_state(
+    root: str, inputs: dict[str, dict[str, Any]], snapshot_id: str | None, so: dict[str, Any] | None = None
+) -> None:
+    _state_file(root, "inputs.json", so).write_json(
+        {"last_snapshot": snapshot_id, "inputs": dict(sorted(inputs.items()))}
+    )
 
 
 def read_pending(root: str, so: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -109,8 +121,9 @@ def content_sha256(uri: str, so: dict[str, Any] | None = None) -> str:
     return Location(uri, so).sha256()
 
 
-def diff_inputs(files: list[InputFile], known: dict[str, dict[str, Any]], so: dict[str, Any] | None = None
-                ) -> tuple[list[InputFile], list[InputFile], dict[str, dict[str, Any]]]:
+def diff_inputs(
+    files: list[InputFile], known: dict[str, dict[str, Any]], so: dict[str, Any] | None = None
+) -> tuple[list[InputFile], list[InputFile], dict[str, dict[str, Any]]]:
     """Split listed files into (new, changed) and return the state entries for every listed file.
 
     A known file whose size and etag/mtime are unchanged is not re-read. Otherwise its content is hashed: a new

@@ -42,7 +42,9 @@ class FinalJoin:
     this runs while the pipeline writes its output, and the pipeline commits the generation after the output.
     """
 
-    def __init__(self, store: Store, label: str, index: Location | None, run_id: str | None, index_col: str | None):
+    def __init__(
+        self, store: Store, label: str, index: Location | None, run_id: str | None, index_col: str | None
+    ):
         self.store = store
         self.label = label
         self.index = index
@@ -72,10 +74,20 @@ class FinalJoin:
         out = docs.drop_columns([c for c in INTERNAL if c in docs.column_names])
         if DROP_COL in out.column_names:
             out = out.drop_columns([DROP_COL])
-        out = set_struct_fields(out, "dup", {"cluster_id": cid.cast(pa.string()), "cluster_size": size.cast(pa.int64()),
-                                             "kept": kept.cast(pa.bool_())})
-        drop = pc.if_else(pc.is_valid(reason), pc.binary_join_element_wise(pa.scalar(self.label), reason, ":"),
-                          pa.nulls(n, pa.string()))
+        out = set_struct_fields(
+            out,
+            "dup",
+            {
+                "cluster_id": cid.cast(pa.string()),
+                "cluster_size": size.cast(pa.int64()),
+                "kept": kept.cast(pa.bool_()),
+            },
+        )
+        drop = pc.if_else(
+            pc.is_valid(reason),
+            pc.binary_join_element_wise(pa.scalar(self.label), reason, ":"),
+            pa.nulls(n, pa.string()),
+        )
         return out.append_column(DROP_COL, combine(drop).cast(pa.string()))
 
     def _write_index(self, docs: pa.Table, reason: pa.Array, k: int) -> None:
@@ -86,21 +98,40 @@ class FinalJoin:
             rows = docs.filter(sel)
             bands = rows["_bands"].combine_chunks()
             nb = pc.list_value_length(bands).to_numpy(zero_copy_only=False)
-            table = pa.table({
-                "key": pc.list_flatten(bands).cast(pa.uint64()),
-                "band": pa.array(np.tile(np.arange(nb[0] if len(nb) else 0, dtype=np.int16), len(nb)) if len(nb) else np.zeros(0, np.int16)),
-                "id": pa.array(np.repeat(rows["id"].combine_chunks().to_numpy(zero_copy_only=False), nb), pa.string()),
-            })
+            table = pa.table(
+                {
+                    "key": pc.list_flatten(bands).cast(pa.uint64()),
+                    "band": pa.array(
+                        np.tile(np.arange(nb[0] if len(nb) else 0, dtype=np.int16), len(nb))
+                        if len(nb)
+                        else np.zeros(0, np.int16)
+                    ),
+                    "id": pa.array(
+                        np.repeat(rows["id"].combine_chunks().to_numpy(zero_copy_only=False), nb), pa.string()
+                    ),
+                }
+            )
         else:
             sel = pc.and_(keep, pc.is_valid(col))
             rows = docs.filter(sel)
-            table = pa.table({"key": rows[self.index_col].combine_chunks(), "id": rows["id"].combine_chunks().cast(pa.string())})
+            table = pa.table(
+                {
+                    "key": rows[self.index_col].combine_chunks(),
+                    "id": rows["id"].combine_chunks().cast(pa.string()),
+                }
+            )
         assert self.index is not None and self.run_id is not None
         write_generation(self.index, self.run_id, table, f"{gen_file_prefix(self.label)}{k:05d}")
 
 
-def final_dataset(ctx: GlobalContext, store: Store, doc_parts: Sequence[int], index: Location | None,
-                  run_id: str | None, index_col: str | None) -> Any:
+def final_dataset(
+    ctx: GlobalContext,
+    store: Store,
+    doc_parts: Sequence[int],
+    index: Location | None,
+    run_id: str | None,
+    index_col: str | None,
+) -> Any:
     """The stage's output: one task per document partition."""
     join = FinalJoin(store, ctx.label, index, run_id, index_col)
     return ctx.dataset_from(join, sorted({int(p) for p in doc_parts}))

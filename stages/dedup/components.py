@@ -90,7 +90,9 @@ def connected_components(ctx: GlobalContext, store: Store, edges_step: str) -> s
     for r in range(MAX_ROUNDS):
         ls_out = f"cc-ls{r}"
         store.clear(ls_out)
-        res = ctx.run_wave(_large_star, [(store, cur, ls_out, k) for k in range(store.nparts)], f"large_star{r}")
+        res = ctx.run_wave(
+            _large_star, [(store, cur, ls_out, k) for k in range(store.nparts)], f"large_star{r}"
+        )
         fp = (sum(x["n"] for x in res), sum(x["fp"] for x in res) & ((1 << 64) - 1))
         if fp[0] == 0 or fp == prev_fp:
             return cur

@@ -82,7 +82,9 @@ def normalize_url(url: str | None) -> str | None:
     if not s.netloc:
         return None
     host = s.netloc.lower()
-    if (s.scheme.lower() == "http" and host.endswith(":80")) or (s.scheme.lower() == "https" and host.endswith(":443")):
+    if (s.scheme.lower() == "http" and host.endswith(":80")) or (
+        s.scheme.lower() == "https" and host.endswith(":443")
+    ):
         host = host.rsplit(":", 1)[0]
     path = s.path.rstrip("/") or ""
     return urlunsplit((s.scheme.lower(), host, path, s.query, ""))
@@ -107,10 +109,16 @@ def _hash128(values: list[bytes | None]) -> pa.Array:
 def exact_keys(batch: pa.Table, p: ExactDedupParams) -> tuple[pa.Array, pa.Array]:
     """(16-byte key or null, reason) per row. Null = this row takes part in no group (empty text, no URL)."""
     n = batch.num_rows
-    modality = combine(pc.fill_null(batch["modality"], "text")) if "modality" in batch.column_names else pa.array(["text"] * n)
+    modality = (
+        combine(pc.fill_null(batch["modality"], "text"))
+        if "modality" in batch.column_names
+        else pa.array(["text"] * n)
+    )
     if p.by == "id":
         ids = combine(batch["id"]).cast(pa.string()).to_pylist()
-        return _hash128([None if i is None else b"id\0" + i.encode() for i in ids]), pa.array(["duplicate_id"] * n, pa.string())
+        return _hash128([None if i is None else b"id\0" + i.encode() for i in ids]), pa.array(
+            ["duplicate_id"] * n, pa.string()
+        )
     if p.by == "url":
         metas = batch["meta"].to_pylist() if "meta" in batch.column_names else [None] * n
         vals: list[bytes | None] = []
@@ -181,11 +189,20 @@ def _exact_reduce(store: Store, k: int, against: bool) -> dict[str, Any]:
     node = keys[NODE].combine_chunks()
     pub = pc.is_valid(pub_id)
     kept = pc.and_(pc.equal(node, best), pc.invert(pub))
-    reason = pc.if_else(pub, pa.scalar("dup_of_published"), pc.if_else(kept, pa.nulls(len(node), pa.string()), keys["reason"]))
+    reason = pc.if_else(
+        pub, pa.scalar("dup_of_published"), pc.if_else(kept, pa.nulls(len(node), pa.string()), keys["reason"])
+    )
     cluster = pc.if_else(pub, pub_id, id_of_node(best))
     sel = pc.or_(pc.greater(size, 1), pub)
-    out = pa.table({"rk": row_key_of_node(node), "cluster_id": cluster, "cluster_size": size, "kept": kept,
-                    "reason": reason}).filter(sel)
+    out = pa.table(
+        {
+            "rk": row_key_of_node(node),
+            "cluster_id": cluster,
+            "cluster_size": size,
+            "kept": kept,
+            "reason": reason,
+        }
+    ).filter(sel)
     store.write("assign", out, partition_of(out["rk"], store.nparts), f"r{k:05d}")
     return {"groups": g.num_rows, "dups": int(pc.sum(pc.invert(kept)).as_py() or 0)}
 

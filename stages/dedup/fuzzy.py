@@ -64,7 +64,11 @@ class _FuzzyMap:
         p = self.params
         n = batch.num_rows
         node = priority_keys(batch, p)
-        modality = pc.fill_null(batch["modality"], "text") if "modality" in batch.column_names else pa.array(["text"] * n)
+        modality = (
+            pc.fill_null(batch["modality"], "text")
+            if "modality" in batch.column_names
+            else pa.array(["text"] * n)
+        )
         judged = pc.is_in(combine(modality), pa.array(p.modalities)).to_numpy(zero_copy_only=False)
         sb = shingle_texts(batch["text"], p.ngram)
         has = (np.diff(sb.offsets) > 0) & judged
@@ -73,7 +77,8 @@ class _FuzzyMap:
         # documents without shingles (or of other modalities) take part in nothing
         flat = keys[has].reshape(-1)
         bands_col = pa.ListArray.from_arrays(
-            pa.array(np.arange(0, (n + 1) * p.bands, p.bands, dtype=np.int32)), pa.array(keys.reshape(-1), pa.uint64()),
+            pa.array(np.arange(0, (n + 1) * p.bands, p.bands, dtype=np.int32)),
+            pa.array(keys.reshape(-1), pa.uint64()),
             mask=pa.array(~has),
         )
         rk = row_keys(batch)
@@ -84,7 +89,11 @@ class _FuzzyMap:
         node_sel = node.take(pa.array(idx))
         lens = np.diff(sb.offsets)[idx]
         starts = sb.offsets[idx]
-        vals = np.concatenate([sb.values[s : s + ln] for s, ln in zip(starts, lens, strict=True)]) if len(idx) else np.zeros(0, np.uint64)
+        vals = (
+            np.concatenate([sb.values[s : s + ln] for s, ln in zip(starts, lens, strict=True)])
+            if len(idx)
+            else np.zeros(0, np.uint64)
+        )
         offs = np.zeros(len(idx) + 1, dtype=np.int64)
         np.cumsum(lens, out=offs[1:])
         if p.verify and len(idx):
@@ -92,7 +101,14 @@ class _FuzzyMap:
             nt = pa.table({"node": node_sel, "sh": sets})
             self.store.write("nodes", nt, partition_of(nt["node"], self.store.nparts), tag)
         if len(idx):
-            bt = pa.table({"key": pa.array(flat, pa.uint64()), "node": pa.array(np.repeat(node_sel.to_numpy(zero_copy_only=False), p.bands), pa.string())})
+            bt = pa.table(
+                {
+                    "key": pa.array(flat, pa.uint64()),
+                    "node": pa.array(
+                        np.repeat(node_sel.to_numpy(zero_copy_only=False), p.bands), pa.string()
+                    ),
+                }
+            )
             self.store.write("bands", bt, partition_of(flat, self.store.nparts), tag)
         return pa.table({"rows": [n], "parts": [parts], "run_id": [first_run_id(batch)]})
 
@@ -126,8 +142,17 @@ def _buckets(store: Store, k: int, verify: bool, against: bool) -> dict[str, Any
             idx = idx.group_by("key", use_threads=False).aggregate([("id", "min")])
             pos = lookup(t["key"], idx["key"])
             hit = pc.is_valid(pos)
-            pub = pa.table({"node": t["node"].combine_chunks().filter(hit), "pub_id": pc.take(idx["id_min"], pos.filter(hit))})
-            pub = pub.group_by("node", use_threads=False).aggregate([("pub_id", "min")]).rename_columns(["node", "pub_id"])
+            pub = pa.table(
+                {
+                    "node": t["node"].combine_chunks().filter(hit),
+                    "pub_id": pc.take(idx["id_min"], pos.filter(hit)),
+                }
+            )
+            pub = (
+                pub.group_by("node", use_threads=False)
+                .aggregate([("pub_id", "min")])
+                .rename_columns(["node", "pub_id"])
+            )
             published = pub.num_rows
             store.write("published", pub, partition_of(pub["node"], store.nparts), f"b{k:05d}")
     return {"pairs": pairs, "published": published}
@@ -173,14 +198,20 @@ def _assign_a(store: Store, stars: str, k: int, against: bool) -> dict[str, Any]
     """Node partition k: (node, root, published id) for every node in a cluster or matching the index;
     re-partitioned by root."""
     t = store.read(stars, k)
-    rt = roots_of(t) if t is not None else pa.table({"node": pa.array([], pa.string()), "root": pa.array([], pa.string())})
+    rt = (
+        roots_of(t)
+        if t is not None
+        else pa.table({"node": pa.array([], pa.string()), "root": pa.array([], pa.string())})
+    )
     pub = store.read("published", k) if against else None
     if pub is not None and pub.num_rows:
         pos = lookup(rt["node"], pub["node"])
         rt = rt.append_column("pub_id", pc.take(pub["pub_id"], pos))
         lonely = pub.filter(pc.is_null(lookup(pub["node"], rt["node"])))
-        rt = pa.concat_tables([rt, pa.table({"node": lonely["node"], "root": lonely["node"], "pub_id": lonely["pub_id"]})],
-                              promote_options="permissive")
+        rt = pa.concat_tables(
+            [rt, pa.table({"node": lonely["node"], "root": lonely["node"], "pub_id": lonely["pub_id"]})],
+            promote_options="permissive",
+        )
     else:
         rt = rt.append_column("pub_id", pa.nulls(rt.num_rows, pa.string()))
     store.write("roots", rt, partition_of(rt["root"], store.nparts), f"a{k:05d}")
@@ -192,18 +223,36 @@ def _assign_b(store: Store, k: int) -> dict[str, Any]:
     rt = store.read("roots", k)
     if rt is None:
         return {"clusters": 0}
-    rt = rt.group_by(["node", "root"], use_threads=False).aggregate([("pub_id", "min")]).rename_columns(["node", "root", "pub_id"])
+    rt = (
+        rt.group_by(["node", "root"], use_threads=False)
+        .aggregate([("pub_id", "min")])
+        .rename_columns(["node", "root", "pub_id"])
+    )
     pub = pc.is_valid(rt["pub_id"])
     cand = pc.if_else(pub, pa.nulls(rt.num_rows, pa.string()), rt["node"])
-    g = pa.table({"root": rt["root"], "cand": cand}).group_by("root", use_threads=False).aggregate(
-        [("cand", "min"), ("cand", "count", pc.CountOptions(mode="all"))])
+    g = (
+        pa.table({"root": rt["root"], "cand": cand})
+        .group_by("root", use_threads=False)
+        .aggregate([("cand", "min"), ("cand", "count", pc.CountOptions(mode="all"))])
+    )
     pos = lookup(rt["root"], g["root"])
     best = pc.take(g["cand_min"], pos)
     size = pc.take(g["cand_count"], pos)
     kept = pc.fill_null(pc.equal(rt["node"], best), False)
-    reason = pc.if_else(pub, pa.scalar("dup_of_published"), pc.if_else(kept, pa.nulls(rt.num_rows, pa.string()), pa.scalar("near_dup")))
-    out = pa.table({"rk": row_key_of_node(rt["node"]), "cluster_id": id_of_node(rt["root"]), "cluster_size": size,
-                    "kept": kept, "reason": reason})
+    reason = pc.if_else(
+        pub,
+        pa.scalar("dup_of_published"),
+        pc.if_else(kept, pa.nulls(rt.num_rows, pa.string()), pa.scalar("near_dup")),
+    )
+    out = pa.table(
+        {
+            "rk": row_key_of_node(rt["node"]),
+            "cluster_id": id_of_node(rt["root"]),
+            "cluster_size": size,
+            "kept": kept,
+            "reason": reason,
+        }
+    )
     store.write("assign", out, partition_of(out["rk"], store.nparts), f"c{k:05d}")
     return {"clusters": g.num_rows}
 
@@ -230,12 +279,26 @@ class FuzzyDedup(GlobalStage[FuzzyDedupParams]):
     def apply(self, ds: Any, ctx: GlobalContext) -> Any:
         p = self.params
         store = Store(ctx.work, choose_partitions(p, ctx))
-        for step in ("docs", "nodes", "bands", "pairs", "pairs2", "edges", "index", "published", "roots", "assign"):
+        for step in (
+            "docs",
+            "nodes",
+            "bands",
+            "pairs",
+            "pairs2",
+            "edges",
+            "index",
+            "published",
+            "roots",
+            "assign",
+        ):
             store.clear(step)
         device = self._device(ctx)
         # the map step runs where the signatures are computed: on a GPU when the device says so
-        res = ctx.resources.with_(num_gpus=max(1.0, ctx.resources.num_gpus)) if device == "cuda" else \
-            ctx.resources.with_(num_gpus=0)
+        res = (
+            ctx.resources.with_(num_gpus=max(1.0, ctx.resources.num_gpus))
+            if device == "cuda"
+            else ctx.resources.with_(num_gpus=0)
+        )
         records = ctx.map_collect(ds, _FuzzyMap(p, store, device), p.map_batch_rows, res)
         rows, doc_parts, run_id = map_summary(records)
         if rows == 0:

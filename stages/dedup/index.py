@@ -21,8 +21,11 @@ from stages.dedup.shuffle import Store, key_hash64, partition_of
 
 
 def index_location(params: DedupParams, ctx: GlobalContext, stage_name: str) -> Location:
-    return Location(params.index_uri, ctx.state.storage_options) if params.index_uri else \
-        ctx.state.join("dedup", stage_name)
+    return (
+        Location(params.index_uri, ctx.state.storage_options)
+        if params.index_uri
+        else ctx.state.join("dedup", stage_name)
+    )
 
 
 def read_index_partitioned(ctx: GlobalContext, store: Store, step: str, index: Location, key_col: str) -> int:
@@ -32,7 +35,9 @@ def read_index_partitioned(ctx: GlobalContext, store: Store, step: str, index: L
     if not files:
         return 0
     full = [index.child_uri(f) for f in files]
-    res = ctx.run_wave(_partition_index_file, [(store, step, f, key_col, i) for i, f in enumerate(full)], "index")
+    res = ctx.run_wave(
+        _partition_index_file, [(store, step, f, key_col, i) for i, f in enumerate(full)], "index"
+    )
     return sum(r["rows"] for r in res)
 
 

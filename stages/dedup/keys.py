@@ -109,13 +109,19 @@ def row_key_of_node(node: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def _doc_length(batch: pa.Table) -> pa.Array:
     n = batch.num_rows
-    text_len = pc.fill_null(pc.utf8_length(batch["text"]), 0) if "text" in batch.column_names else pa.array(np.zeros(n, np.int64))
+    text_len = (
+        pc.fill_null(pc.utf8_length(batch["text"]), 0)
+        if "text" in batch.column_names
+        else pa.array(np.zeros(n, np.int64))
+    )
     text_len = pc.cast(combine(text_len), pa.int64())
     if "media" in batch.column_names and "modality" in batch.column_names:
         media = combine(batch["media"])
         if media.type.get_field_index("bytes") >= 0:
             blen = pc.cast(pc.fill_null(pc.binary_length(pc.struct_field(media, "bytes")), 0), pa.int64())
-            is_media = pc.is_in(pc.fill_null(combine(batch["modality"]), "text"), pa.array(["image", "audio"]))
+            is_media = pc.is_in(
+                pc.fill_null(combine(batch["modality"]), "text"), pa.array(["image", "audio"])
+            )
             text_len = pc.if_else(is_media, blen, text_len)
     return text_len
 

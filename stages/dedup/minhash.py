@@ -159,7 +159,9 @@ def tokenize(norm: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(words, pa.ChunkedArray):
         words = words.combine_chunks()
     words = words.cast(pa.large_list(pa.large_string()))
-    doc_off = np.frombuffer(words.buffers()[1], dtype=np.int64, count=len(words) + 1 + words.offset)[words.offset :]
+    doc_off = np.frombuffer(words.buffers()[1], dtype=np.int64, count=len(words) + 1 + words.offset)[
+        words.offset :
+    ]
     flat = words.values.slice(int(doc_off[0]), int(doc_off[-1] - doc_off[0]))
     doc_off = doc_off - doc_off[0]
     data, offsets = _string_parts(flat)
@@ -216,7 +218,9 @@ def permutations(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def minhash_cpu(sh: np.ndarray, sh_off: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1 << 15) -> np.ndarray:
+def minhash_cpu(
+    sh: np.ndarray, sh_off: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1 << 15
+) -> np.ndarray:
     """uint64[docs, K] signatures; documents without shingles get all-ones rows (never banded).
 
     Laid out permutation-major (K × shingles) so the per-document min is a contiguous `reduceat`.
@@ -292,7 +296,9 @@ def shingle_texts(text: pa.Array | pa.ChunkedArray, n: int = 5) -> ShingledBatch
     return ShingledBatch(u, u_off)
 
 
-def signatures(batch: ShingledBatch, bands: int = 14, rows: int = 8, seed: int = 1, device: str = "cpu") -> np.ndarray:
+def signatures(
+    batch: ShingledBatch, bands: int = 14, rows: int = 8, seed: int = 1, device: str = "cpu"
+) -> np.ndarray:
     """MinHash signatures of a shingled batch on the CPU or (device='cuda') the GPU; bit-identical results."""
     a, b = permutations(bands * rows, seed)
     if device == "cuda":

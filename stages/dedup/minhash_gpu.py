@@ -16,8 +16,14 @@ import numpy as np
 _SIGN = np.uint64(1 << 63)
 
 
-def minhash_gpu(sh: np.ndarray, sh_off: np.ndarray, a: np.ndarray, b: np.ndarray, device: str = "cuda",
-                chunk: int = 1 << 20) -> np.ndarray:
+def minhash_gpu(
+    sh: np.ndarray,
+    sh_off: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    device: str = "cuda",
+    chunk: int = 1 << 20,
+) -> np.ndarray:
     try:
         import torch  # noqa: F401
     except ImportError:

@@ -44,7 +44,7 @@ class _Tiff:
     def __init__(self, buf: bytearray, base: int = 0, end: int | None = None):
         self.buf, self.base = buf, base
         self.end = len(buf) if end is None else end
-        order = bytes(buf[base:base + 2])
+        order = bytes(buf[base : base + 2])
         if order == b"II":
             self.e = "<"
         elif order == b"MM":
@@ -65,7 +65,7 @@ class _Tiff:
 
     def _zero(self, off: int, size: int) -> None:
         if size > 0 and self._ok(off, size):
-            self.buf[self.base + off:self.base + off + size] = bytes(size)
+            self.buf[self.base + off : self.base + off + size] = bytes(size)
 
     def _entries(self, ifd: int) -> list[tuple[int, int, int, bytes]]:
         n = self._u16(ifd)
@@ -73,7 +73,7 @@ class _Tiff:
         for k in range(n):
             p = ifd + 2 + 12 * k
             tag, typ, count = struct.unpack_from(self.e + "HHI", self.buf, self.base + p)
-            out.append((tag, typ, count, bytes(self.buf[self.base + p + 8:self.base + p + 12])))
+            out.append((tag, typ, count, bytes(self.buf[self.base + p + 8 : self.base + p + 12])))
         return out
 
     def _value_extent(self, typ: int, count: int, raw: bytes) -> tuple[int, int] | None:
@@ -132,11 +132,11 @@ class _Tiff:
         if len(keep) != len(entries):
             # Rewrite this IFD in place, shorter: entries stay sorted, inline values move with their entries.
             p = self.base + ifd
-            self.buf[p:p + 2 + 12 * n + 4] = bytes(2 + 12 * n + 4)
+            self.buf[p : p + 2 + 12 * n + 4] = bytes(2 + 12 * n + 4)
             struct.pack_into(self.e + "H", self.buf, p, len(keep))
             for k, (tag, typ, count, raw) in enumerate(keep):
                 struct.pack_into(self.e + "HHI", self.buf, p + 2 + 12 * k, tag, typ, count)
-                self.buf[p + 2 + 12 * k + 8:p + 2 + 12 * k + 12] = raw
+                self.buf[p + 2 + 12 * k + 8 : p + 2 + 12 * k + 12] = raw
             struct.pack_into(self.e + "I", self.buf, p + 2 + 12 * len(keep), next_ifd)
         return next_ifd
 
@@ -168,11 +168,11 @@ def scrub_jpeg(data: bytes) -> tuple[bytes, list[str]]:
             return data, []  # malformed: leave it alone rather than risk the image
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
-            out.append(data[pos:pos + 1])
+            out.append(data[pos : pos + 1])
             pos += 1
             continue
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            out.append(data[pos:pos + 2])
+            out.append(data[pos : pos + 2])
             pos += 2
             continue
         if marker == 0xD9:
@@ -182,14 +182,14 @@ def scrub_jpeg(data: bytes) -> tuple[bytes, list[str]]:
         seg_end = pos + 2 + length
         if length < 2 or seg_end > n:
             return data, []
-        payload = data[pos + 4:seg_end]
+        payload = data[pos + 4 : seg_end]
         if marker == 0xDA:  # start of scan: the rest is entropy-coded image data, copied verbatim
             out.append(data[pos:])
             break
         if marker == 0xE1 and payload.startswith(b"Exif\x00\x00"):
             tiff, what = scrub_tiff_block(payload[6:])
             removed += what
-            out.append(data[pos:pos + 4] + b"Exif\x00\x00" + tiff)
+            out.append(data[pos : pos + 4] + b"Exif\x00\x00" + tiff)
         elif marker == 0xE1 and payload.startswith(_XMP_IDS):
             removed.append("xmp")
         elif marker == 0xED:  # APP13: Photoshop IRB / IPTC (by-line, location)
@@ -219,22 +219,27 @@ def scrub_png(data: bytes) -> tuple[bytes, list[str]]:
     pos = 8
     while pos + 12 <= len(data):
         length = struct.unpack_from(">I", data, pos)[0]
-        ctype = data[pos + 4:pos + 8]
+        ctype = data[pos + 4 : pos + 8]
         end = pos + 12 + length
         if end > len(data):
             return data, []
-        body = data[pos + 8:pos + 8 + length]
+        body = data[pos + 8 : pos + 8 + length]
         if ctype == b"eXIf":
             tiff, what = scrub_tiff_block(body)
             removed += what
-            out.append(data[pos:pos + 8] + tiff + struct.pack(">I", zlib.crc32(ctype + tiff) & 0xFFFFFFFF))
+            out.append(data[pos : pos + 8] + tiff + struct.pack(">I", zlib.crc32(ctype + tiff) & 0xFFFFFFFF))
         elif ctype in (b"tEXt", b"zTXt", b"iTXt"):
             key = body.split(b"\x00", 1)[0].decode("latin-1", "replace")
             if key in _PNG_TEXT_KEEP:
                 out.append(data[pos:end])
             else:
-                removed.append("xmp" if key == "XML:com.adobe.xmp" else
-                               "exif" if key.startswith("Raw profile type") else "png.text")
+                removed.append(
+                    "xmp"
+                    if key == "XML:com.adobe.xmp"
+                    else "exif"
+                    if key.startswith("Raw profile type")
+                    else "png.text"
+                )
         else:
             out.append(data[pos:end])
         pos = end
@@ -253,6 +258,7 @@ def scrub_tiff(data: bytes) -> tuple[bytes, list[str]]:
 
 # ------------------------------------------------------------------ audio
 
+
 def scrub_wav(data: bytes) -> tuple[bytes, list[str]]:
     if data[:4] != b"RIFF" or data[8:12] not in (b"WAVE", b"AVI "):
         return data, []
@@ -261,10 +267,10 @@ def scrub_wav(data: bytes) -> tuple[bytes, list[str]]:
     pos = 12
     n = len(data)
     while pos + 8 <= n:
-        cid = data[pos:pos + 4]
+        cid = data[pos : pos + 4]
         size = struct.unpack_from("<I", data, pos + 4)[0]
         end = min(n, pos + 8 + size + (size & 1))
-        if cid == b"LIST" and data[pos + 8:pos + 12] == b"INFO":
+        if cid == b"LIST" and data[pos + 8 : pos + 12] == b"INFO":
             removed.append("riff.info")
         elif cid in (b"id3 ", b"ID3 "):
             removed.append("id3v2")
@@ -286,16 +292,16 @@ def _syncsafe(b: bytes) -> int:
 def scrub_mp3(data: bytes) -> tuple[bytes, list[str]]:
     removed: list[str] = []
     start, end = 0, len(data)
-    while data[start:start + 3] == b"ID3" and start + 10 <= end:
-        size = _syncsafe(data[start + 6:start + 10]) + 10 + (10 if data[start + 5] & 0x10 else 0)
+    while data[start : start + 3] == b"ID3" and start + 10 <= end:
+        size = _syncsafe(data[start + 6 : start + 10]) + 10 + (10 if data[start + 5] & 0x10 else 0)
         start += size
         removed.append("id3v2")
-    if end - start >= 128 and data[end - 128:end - 125] == b"TAG":
+    if end - start >= 128 and data[end - 128 : end - 125] == b"TAG":
         end -= 128
         removed.append("id3v1")
-        if end - start >= 227 and data[end - 227:end - 223] == b"TAG+":
+        if end - start >= 227 and data[end - 227 : end - 223] == b"TAG+":
             end -= 227
-    if end - start >= 32 and data[end - 32:end - 24] == b"APETAGEX":
+    if end - start >= 32 and data[end - 32 : end - 24] == b"APETAGEX":
         size, flags = struct.unpack_from("<II", data, end - 32 + 12)
         total = size + (32 if flags & 0x80000000 else 0)
         if total <= end - start:
@@ -336,11 +342,14 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def scrub_media_bytes(data: bytes, modality: str | None = None, mime: str | None = None,
-                      uri: str | None = None) -> tuple[bytes, list[str]]:
+def scrub_media_bytes(
+    data: bytes, modality: str | None = None, mime: str | None = None, uri: str | None = None
+) -> tuple[bytes, list[str]]:
     """Return (new bytes, removed categories). Bytes come back unchanged (same object) when nothing is removed."""
     kind = sniff(data)
-    fn = {"jpeg": scrub_jpeg, "png": scrub_png, "tiff": scrub_tiff, "wav": scrub_wav, "mp3": scrub_mp3}.get(kind or "")
+    fn = {"jpeg": scrub_jpeg, "png": scrub_png, "tiff": scrub_tiff, "wav": scrub_wav, "mp3": scrub_mp3}.get(
+        kind or ""
+    )
     if fn is not None:
         return fn(data)
     if modality == "audio":

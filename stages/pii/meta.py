@@ -18,11 +18,26 @@ from stages.pii.patterns import Span
 
 # Keys the readers fill with machine data (record ids, dates, codes, sizes): never personal data, and scanning
 # them would only cost time and invite false positives (a WARC record id is full of digit groups).
-DEFAULT_META_EXCLUDE = ("warc_record_id", "warc_date", "warc_type", "date", "content_type", "charset", "extractor",
-                        "http_status", "lang", "timestamp", "bytes", "caption_source", "transcript_source",
-                        "transcript_lang")
+DEFAULT_META_EXCLUDE = (
+    "warc_record_id",
+    "warc_date",
+    "warc_type",
+    "date",
+    "content_type",
+    "charset",
+    "extractor",
+    "http_status",
+    "lang",
+    "timestamp",
+    "bytes",
+    "caption_source",
+    "transcript_source",
+    "transcript_lang",
+)
 
-_HOST = re.compile(URL_HOST_RE)  # the same pattern url_host() runs with RE2, so the kept host is the reported one
+_HOST = re.compile(
+    URL_HOST_RE
+)  # the same pattern url_host() runs with RE2, so the kept host is the reported one
 _ENCODED = re.compile(r"(?:%[0-9A-Fa-f]{2})+|\+")
 
 Slot = tuple[Any, Any]  # (container, key): where one string value lives in a parsed meta object
@@ -112,6 +127,10 @@ def url_spans(url: str, spans: list[Span], view: tuple[str, list[int], list[int]
             mapped.append(Span(a, b, s.type, s.score))
         spans = mapped
     for k0, k1 in url_keep(url):
-        spans = [Span(a, b, s.type, s.score) for s in spans
-                 for a, b in ((s.start, min(s.end, k0)), (max(s.start, k1), s.end)) if a < b]
+        spans = [
+            Span(a, b, s.type, s.score)
+            for s in spans
+            for a, b in ((s.start, min(s.end, k0)), (max(s.start, k1), s.end))
+            if a < b
+        ]
     return spans

@@ -37,7 +37,8 @@ log = logging.getLogger("refinery.pii")
 _WORD = re.compile(r"[^\W\d_]+(?:['’\-][^\W\d_]+)*")
 _MONTHS_DAYS = frozenset(
     "january february march april may june july august september october november december monday tuesday "
-    "wednesday thursday friday saturday sunday".split())
+    "wednesday thursday friday saturday sunday".split()
+)
 # A given name that is also an English noun ("Destiny", "Hunter", "Patience") counts alone only when it is this
 # common as a name (share of people, %): "Todd", "Florence", "Lily" do, "Princess", "Mercy" do not.
 _NOUN_NAME_SHARE = 0.01
@@ -46,7 +47,8 @@ _CUE = re.compile(
     r"(?i)(?:\b(?:(?:first|last|full|middle|maiden|given|family|sur|nick) ?)?name(?: is|:|\?|\s*-)"
     r"|\bnamed(?: (?:him|her|them))?|\b(?:am|is|are|was|were|be|been|being|get|gets|got) called"
     r"|\bcalls? (?:me|him|her))"
-    r"[ \t]+")
+    r"[ \t]+"
+)
 # A dialogue speaker label: a single word at the start of the text, a line or a sentence, then a colon.
 _SPEAKER = re.compile(r"(?:^|\n|[.!?\"”]\s+)[\s>\-*]*([^\W\d_][^\W\d_'\-]+)\s?:")
 
@@ -105,8 +107,9 @@ class NameRules:
 
         first, last = census_names()
         words = dictionary_words(nlp)
-        common = frozenset().union(words.get("adj", ()), words.get("adv", ()), words.get("verb", ()),
-                                   STOP_WORDS, _MONTHS_DAYS)
+        common = frozenset().union(
+            words.get("adj", ()), words.get("adv", ()), words.get("verb", ()), STOP_WORDS, _MONTHS_DAYS
+        )
         return cls(first, last, common, words.get("noun", frozenset()))
 
     # ------------------------------------------------------------ lowercase text
@@ -145,8 +148,14 @@ class NameRules:
 
     def name_words(self, name: str) -> set[str]:
         """Words of a rule-found name worth propagating to its other mentions: not dictionary words."""
-        return {w for w in _WORD.findall(name) if len(w) >= 3 and w[0].isupper()
-                and w.lower() not in self.common and (w.lower() not in self.nouns or w.lower() in self.first)}
+        return {
+            w
+            for w in _WORD.findall(name)
+            if len(w) >= 3
+            and w[0].isupper()
+            and w.lower() not in self.common
+            and (w.lower() not in self.nouns or w.lower() in self.first)
+        }
 
     def find(self, text: str, spans: list[Span], entities: Sequence[tuple[int, int]] = ()) -> list[Span]:
         """Extra PERSON spans in ``text`` (the original, or its recased view).
@@ -177,7 +186,9 @@ class NameRules:
             if (end > m.end() or alone_ok) and free(m.start(), end):
                 out.append(Span(m.start(), end, "PERSON", 0.55))
         # A cue is stronger evidence than the model's other label ("my name is Ludmiła" tagged NORP).
-        patterns = [(s.start, s.end) for s in spans if s.type not in ("PERSON", "LOCATION", "ORGANIZATION", "ADDRESS")]
+        patterns = [
+            (s.start, s.end) for s in spans if s.type not in ("PERSON", "LOCATION", "ORGANIZATION", "ADDRESS")
+        ]
         for m in _CUE.finditer(text):
             end = self._name_after(text, m.end())
             if end is not None and not any(x < end and m.end() < y for x, y in patterns):
@@ -193,9 +204,13 @@ class NameRules:
         known = {m.group(1) for m in labels if self._covered(m.start(1), m.end(1), persons)}
         if len(known) < 2 or 2 * len(known) < len(names):
             return []
-        return [Span(m.start(1), m.end(1), "PERSON", 0.55) for m in labels
-                if m.group(1).lower() not in self.common and m.group(1).lower() not in self.nouns
-                and free(m.start(1), m.end(1))]
+        return [
+            Span(m.start(1), m.end(1), "PERSON", 0.55)
+            for m in labels
+            if m.group(1).lower() not in self.common
+            and m.group(1).lower() not in self.nouns
+            and free(m.start(1), m.end(1))
+        ]
 
     @staticmethod
     def _covered(a: int, b: int, spans: list[Span]) -> bool:
@@ -205,8 +220,8 @@ class NameRules:
     def _extend(text: str, words: list[re.Match], i: int) -> int:
         """End of a name that starts at words[i]: the capitalized words and initials ("J.") that follow it."""
         end, prev = words[i].end(), words[i].group()
-        for m in words[i + 1:i + 4]:
-            gap, w = text[end:m.start()], m.group()
+        for m in words[i + 1 : i + 4]:
+            gap, w = text[end : m.start()], m.group()
             if not (gap == " " or gap == ". " and len(prev) == 1):
                 break
             if not w[0].isupper() or w.isupper() and len(w) > 1:
@@ -218,14 +233,18 @@ class NameRules:
         """End of one to three capitalized words starting at ``pos`` (not common words, not labels), or None."""
         end = None
         for n, m in enumerate(_WORD.finditer(text, pos)):
-            if n >= 3 or (end is not None and text[end:m.start()] != " ") or (end is None and m.start() != pos):
+            if (
+                n >= 3
+                or (end is not None and text[end : m.start()] != " ")
+                or (end is None and m.start() != pos)
+            ):
                 break
             w = m.group()
             if len(w) < 2 or not w[0].isupper() or w.lower() in self.common or w.isupper():
                 break
-            if text[m.end():m.end() + 1].isalnum():  # "Olfr78": a code, not a name
+            if text[m.end() : m.end() + 1].isalnum():  # "Olfr78": a code, not a name
                 break
-            if text[m.end():m.end() + 1] == ":":  # "Name: Ann Lee Address: …" stops before the next label
+            if text[m.end() : m.end() + 1] == ":":  # "Name: Ann Lee Address: …" stops before the next label
                 break
             end = m.end()
         return end

@@ -30,6 +30,7 @@ class Span:
 
 # ---------------------------------------------------------------- validators
 
+
 def luhn_ok(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -43,19 +44,89 @@ def luhn_ok(digits: str) -> bool:
 
 
 IBAN_LENGTHS = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
-    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
-    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
-    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
-    "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15,
-    "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19,
-    "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+    "AD": 24,
+    "AE": 23,
+    "AL": 28,
+    "AT": 20,
+    "AZ": 28,
+    "BA": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BR": 29,
+    "BY": 28,
+    "CH": 21,
+    "CR": 22,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DK": 18,
+    "DO": 28,
+    "EE": 20,
+    "EG": 29,
+    "ES": 24,
+    "FI": 18,
+    "FO": 18,
+    "FR": 27,
+    "GB": 22,
+    "GE": 22,
+    "GI": 23,
+    "GL": 18,
+    "GR": 27,
+    "GT": 28,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IQ": 23,
+    "IS": 26,
+    "IT": 27,
+    "JO": 30,
+    "KW": 30,
+    "KZ": 20,
+    "LB": 28,
+    "LC": 32,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "MC": 27,
+    "MD": 24,
+    "ME": 22,
+    "MK": 19,
+    "MR": 27,
+    "MT": 31,
+    "MU": 30,
+    "NL": 18,
+    "NO": 15,
+    "PK": 24,
+    "PL": 28,
+    "PS": 29,
+    "PT": 25,
+    "QA": 29,
+    "RO": 24,
+    "RS": 22,
+    "SA": 24,
+    "SC": 31,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "ST": 25,
+    "SV": 28,
+    "TL": 23,
+    "TN": 24,
+    "TR": 26,
+    "UA": 29,
+    "VA": 22,
+    "VG": 24,
+    "XK": 20,
 }
 
 
 def iban_trim(text: str, start: int, end: int) -> tuple[int, int] | None:
     """The IBAN inside a greedy match: cut at the country's length (the regex may swallow a following word)."""
-    cc = text[start:start + 2].upper()
+    cc = text[start : start + 2].upper()
     want = IBAN_LENGTHS.get(cc)
     if want is None:
         return (start, end) if iban_ok(text[start:end]) else None
@@ -136,7 +207,9 @@ _PHONE = re.compile(
     re.IGNORECASE,
 )
 _ISO_DATE = re.compile(r"^(?:19|20)\d{2}[-./]\d{1,2}[-./]\d{1,2}")
-_DATE_LIKE = re.compile(r"^(?:\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4}|(?:19|20)\d{2}[ -](?:19|20)\d{2})$")
+_DATE_LIKE = re.compile(
+    r"^(?:\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4}|(?:19|20)\d{2}[ -](?:19|20)\d{2})$"
+)
 
 
 def phone_ok(value: str) -> bool:
@@ -156,7 +229,11 @@ def phone_ok(value: str) -> bool:
         if len(set(re.findall(r"[ .\-\u00a0]", core))) > 1:
             return False
         # "1 234 567" / "120 000 000": digit grouping of a quantity, not a phone.
-        if len(groups) >= 3 and all(len(g) == 3 for g in groups[1:]) and (len(groups[0]) == 1 or "000" in groups[1:]):
+        if (
+            len(groups) >= 3
+            and all(len(g) == 3 for g in groups[1:])
+            and (len(groups[0]) == 1 or "000" in groups[1:])
+        ):
             return False
     return True
 
@@ -165,11 +242,13 @@ _CARD = re.compile(r"(?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d])")
 
 
 _CARD12 = re.compile(r"(?<![\d\-])\d{12}(?![\d])")
-_CARD_WORD = re.compile(r"(?i)(?:card|cc|credit|debit|visa|maestro|mastercard|amex)\W{0,3}(?:\w+\W{1,3}){0,3}$")
+_CARD_WORD = re.compile(
+    r"(?i)(?:card|cc|credit|debit|visa|maestro|mastercard|amex)\W{0,3}(?:\w+\W{1,3}){0,3}$"
+)
 
 
 def card12_near_word(text: str, start: int, end: int) -> tuple[int, int] | None:
-    if luhn_ok(text[start:end]) and _CARD_WORD.search(text[max(0, start - 40):start]):
+    if luhn_ok(text[start:end]) and _CARD_WORD.search(text[max(0, start - 40) : start]):
         return start, end
     return None
 
@@ -181,10 +260,16 @@ def card_ok(value: str) -> bool:
 
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])")
 _SSN = re.compile(r"(?<![\d\-])\d{3}([\- .]?)\d{2}\1\d{4}(?![\d\-])")
-_IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d]|\.\d)")
-_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
+_IPV4 = re.compile(
+    r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?![\d]|\.\d)"
+)
+_IPV6 = re.compile(
+    r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])"
+)
 _EMAIL = re.compile(r"(?<![\w.%+\-])[\w.%+\-]{1,64}@(?:[A-Za-z0-9\-]{1,63}\.)+[A-Za-z]{2,24}(?![\w\-])")
-_BTC = re.compile(r"(?<![A-Za-z0-9])(?:[13][a-km-zA-HJ-NP-Z1-9]{25,34}|bc1[ac-hj-np-z02-9]{11,71})(?![A-Za-z0-9])")
+_BTC = re.compile(
+    r"(?<![A-Za-z0-9])(?:[13][a-km-zA-HJ-NP-Z1-9]{25,34}|bc1[ac-hj-np-z02-9]{11,71})(?![A-Za-z0-9])"
+)
 _ETH = re.compile(r"(?<![A-Za-z0-9])0x[a-fA-F0-9]{40}(?![A-Za-z0-9])")
 _URL = re.compile(r"(?i)\b(?:https?://|www\.)[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
 _TITLE_NAME = re.compile(
@@ -218,14 +303,24 @@ class PatternSpec:
 
 PATTERNS: dict[str, list[PatternSpec]] = {
     "EMAIL_ADDRESS": [PatternSpec("EMAIL_ADDRESS", r"@", _EMAIL, None, 1.0)],
-    "CREDIT_CARD": [PatternSpec("CREDIT_CARD", r"(?:\d[ \-]?){12}\d", _CARD, card_ok, 1.0),
-                    # 12-digit Maestro numbers: Luhn and a card word nearby (alone, too many numbers pass Luhn).
-                    PatternSpec("CREDIT_CARD", r"\d{12}", _CARD12, None, 0.8, locate=card12_near_word)],
-    "IBAN_CODE": [PatternSpec("IBAN_CODE", r"[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){4}", _IBAN, None, 1.0, locate=iban_trim)],
+    "CREDIT_CARD": [
+        PatternSpec("CREDIT_CARD", r"(?:\d[ \-]?){12}\d", _CARD, card_ok, 1.0),
+        # 12-digit Maestro numbers: Luhn and a card word nearby (alone, too many numbers pass Luhn).
+        PatternSpec("CREDIT_CARD", r"\d{12}", _CARD12, None, 0.8, locate=card12_near_word),
+    ],
+    "IBAN_CODE": [
+        PatternSpec("IBAN_CODE", r"[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){4}", _IBAN, None, 1.0, locate=iban_trim)
+    ],
     "US_SSN": [PatternSpec("US_SSN", r"\d{3}[\- .]?\d{2}[\- .]?\d{4}", _SSN, ssn_ok, 0.9)],
     "IP_ADDRESS": [
         PatternSpec("IP_ADDRESS", r"\d\.\d{1,3}\.\d{1,3}\.\d", _IPV4, None, 0.9),
-        PatternSpec("IP_ADDRESS", r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:", _IPV6, lambda v: v.count(":") >= 2 and ip_ok(v), 0.9),
+        PatternSpec(
+            "IP_ADDRESS",
+            r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:",
+            _IPV6,
+            lambda v: v.count(":") >= 2 and ip_ok(v),
+            0.9,
+        ),
     ],
     "CRYPTO": [
         PatternSpec("CRYPTO", r"[13][a-km-zA-HJ-NP-Z1-9]{25}|bc1[ac-hj-np-z02-9]{11}", _BTC, btc_ok, 1.0),
@@ -234,17 +329,37 @@ PATTERNS: dict[str, list[PatternSpec]] = {
     "PHONE_NUMBER": [PatternSpec("PHONE_NUMBER", r"\d[\d .\-\x{00a0})(]{5,}\d", _PHONE, phone_ok, 0.7)],
     "URL": [PatternSpec("URL", r"(?i)https?://|www\.", _URL, None, 0.6)],
     # Heuristic name/address rules that complement NER (they run with or without a model).
-    "PERSON": [PatternSpec("PERSON", r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam|Mme|Mlle|Herr|Frau|Señora?|Sra?)\.? [A-Z]",
-                           _TITLE_NAME, None, 0.6, group=1),
-               # "Ravil G Yefimov", "Sari J. Paavolainen": first name, middle initial, last name.
-               PatternSpec("PERSON", r"[A-Z]\S* [A-Z]\.? [A-Z]", _INITIAL_NAME, None, 0.6, group=1)],
+    "PERSON": [
+        PatternSpec(
+            "PERSON",
+            r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Madam|Mme|Mlle|Herr|Frau|Señora?|Sra?)\.? [A-Z]",
+            _TITLE_NAME,
+            None,
+            0.6,
+            group=1,
+        ),
+        # "Ravil G Yefimov", "Sari J. Paavolainen": first name, middle initial, last name.
+        PatternSpec("PERSON", r"[A-Z]\S* [A-Z]\.? [A-Z]", _INITIAL_NAME, None, 0.6, group=1),
+    ],
     "ADDRESS": [PatternSpec("ADDRESS", r"\d[A-Za-z]? [A-Z]", _STREET, None, 0.6)],
 }
 
 PATTERN_TYPES = tuple(PATTERNS)
 # Types with a checksum/validator beat looser ones when spans overlap (a card number also looks like a phone).
-PRIORITY = {"EMAIL_ADDRESS": 10, "CREDIT_CARD": 9, "IBAN_CODE": 9, "CRYPTO": 9, "US_SSN": 8, "IP_ADDRESS": 8,
-            "URL": 7, "ADDRESS": 6.5, "PHONE_NUMBER": 6, "PERSON": 4, "LOCATION": 3, "ORGANIZATION": 2}
+PRIORITY = {
+    "EMAIL_ADDRESS": 10,
+    "CREDIT_CARD": 9,
+    "IBAN_CODE": 9,
+    "CRYPTO": 9,
+    "US_SSN": 8,
+    "IP_ADDRESS": 8,
+    "URL": 7,
+    "ADDRESS": 6.5,
+    "PHONE_NUMBER": 6,
+    "PERSON": 4,
+    "LOCATION": 3,
+    "ORGANIZATION": 2,
+}
 
 
 def candidate_masks(text: pa.Array | pa.ChunkedArray, types: Iterable[str]) -> dict[str, list[bool]]:

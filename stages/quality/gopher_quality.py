@@ -86,7 +86,9 @@ class GopherQuality(qrules.RuleSetStage[GopherQualityParams]):
     def process(self, batch: pa.Table) -> StageResult:
         texts = pc.fill_null(batch["text"], "").to_pylist()
         n = len(texts)
-        rows = qrules.group_rows(qrules.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n)
+        rows = qrules.group_rows(
+            qrules.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n
+        )
         sig = {k: np.full(n, np.nan) for k in SIGNALS}
         fail: dict[str, np.ndarray] = {r: np.zeros(n, dtype=bool) for r in _RULES}
         for rules, idx in rows.groups:
@@ -97,7 +99,9 @@ class GopherQuality(qrules.RuleSetStage[GopherQualityParams]):
         return out, qrules.first_reasons(n, [(fail[r], r) for r in _RULES], rows.judged)
 
     @staticmethod
-    def _row(text: str, i: int, r: GopherQualityRules, stop_hashes: np.ndarray, sig: dict, fail: dict) -> None:
+    def _row(
+        text: str, i: int, r: GopherQualityRules, stop_hashes: np.ndarray, sig: dict, fail: dict
+    ) -> None:
         words = qtok.words_of(qtok.tokens(text))
         n_words = len(words)
         nonsym = words[:, qtok.NONSYM] != 0
@@ -112,8 +116,12 @@ class GopherQuality(qrules.RuleSetStage[GopherQualityParams]):
             sig["gopher_ellipsis_ratio"][i] = (text.count("...") + text.count("…")) / n_words
             sig["gopher_alpha_words_ratio"][i] = int((words[:, qtok.ALPHA] != 0).sum()) / n_words
         if n_lines:
-            sig["gopher_bullet_lines_ratio"][i] = sum(s.lstrip().startswith(("•", "-")) for s in lines) / n_lines
-            sig["gopher_ellipsis_lines_ratio"][i] = sum(s.rstrip().endswith(("...", "…")) for s in lines) / n_lines
+            sig["gopher_bullet_lines_ratio"][i] = (
+                sum(s.lstrip().startswith(("•", "-")) for s in lines) / n_lines
+            )
+            sig["gopher_ellipsis_lines_ratio"][i] = (
+                sum(s.rstrip().endswith(("...", "…")) for s in lines) / n_lines
+            )
         sig["gopher_stop_words"][i] = int(np.isin(stop_hashes, words[:, qtok.ORTH]).sum()) if n_words else 0
 
         a = r.active
@@ -132,11 +140,24 @@ class GopherQuality(qrules.RuleSetStage[GopherQualityParams]):
             if a("ellipsis_ratio") and sig["gopher_ellipsis_ratio"][i] > r.max_symbol_word_ratio:
                 fail["ellipsis_ratio"][i] = True
         if n_lines:
-            if a("bullet_lines") and _on(r.max_bullet_lines_ratio) and sig["gopher_bullet_lines_ratio"][i] > r.max_bullet_lines_ratio:
+            if (
+                a("bullet_lines")
+                and _on(r.max_bullet_lines_ratio)
+                and sig["gopher_bullet_lines_ratio"][i] > r.max_bullet_lines_ratio
+            ):
                 fail["bullet_lines"][i] = True
-            if a("ellipsis_lines") and _on(r.max_ellipsis_lines_ratio) and sig["gopher_ellipsis_lines_ratio"][i] > r.max_ellipsis_lines_ratio:
+            if (
+                a("ellipsis_lines")
+                and _on(r.max_ellipsis_lines_ratio)
+                and sig["gopher_ellipsis_lines_ratio"][i] > r.max_ellipsis_lines_ratio
+            ):
                 fail["ellipsis_lines"][i] = True
-        if a("alpha_words") and _on(r.max_non_alpha_words_ratio) and n_words and sig["gopher_alpha_words_ratio"][i] < r.max_non_alpha_words_ratio:
+        if (
+            a("alpha_words")
+            and _on(r.max_non_alpha_words_ratio)
+            and n_words
+            and sig["gopher_alpha_words_ratio"][i] < r.max_non_alpha_words_ratio
+        ):
             fail["alpha_words"][i] = True
         if a("stop_words") and _on(r.min_stop_words) and sig["gopher_stop_words"][i] < r.min_stop_words:
             fail["stop_words"][i] = True

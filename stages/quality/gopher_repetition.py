@@ -38,8 +38,12 @@ class GopherRepetitionRules(qrules.RuleSet):
     dup_line_char_frac: Fraction | None = 0.2
     dup_para_char_frac: Fraction | None = 0.2
     # (n, largest share of characters) pairs, n from 1 to 20
-    top_n_grams: list[tuple[NGramSize, Fraction]] = Field(default_factory=lambda: [tuple(x) for x in TOP_N_GRAMS])
-    dup_n_grams: list[tuple[NGramSize, Fraction]] = Field(default_factory=lambda: [tuple(x) for x in DUP_N_GRAMS])
+    top_n_grams: list[tuple[NGramSize, Fraction]] = Field(
+        default_factory=lambda: [tuple(x) for x in TOP_N_GRAMS]
+    )
+    dup_n_grams: list[tuple[NGramSize, Fraction]] = Field(
+        default_factory=lambda: [tuple(x) for x in DUP_N_GRAMS]
+    )
 
     @classmethod
     def rule_names(cls) -> tuple[str, ...]:
@@ -122,7 +126,9 @@ class GopherRepetition(qrules.RuleSetStage[GopherRepetitionParams]):
     def process(self, batch: pa.Table) -> StageResult:
         texts = pc.fill_null(batch["text"], "").to_pylist()
         n = len(texts)
-        rows = qrules.group_rows(qrules.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n)
+        rows = qrules.group_rows(
+            qrules.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n
+        )
         sig = {k: np.full(n, np.nan) for k in self.signals}
         reasons: list[str | None] = [None] * n
         for rules, idx in rows.groups:
@@ -168,7 +174,9 @@ class GopherRepetition(qrules.RuleSetStage[GopherRepetitionParams]):
                 check(f"top_{n}_gram", chars / n_chars, top_thr[n])
         dup_thr = dict(r.dup_n_grams)
         repeats = True
-        for n in self.dup_ns:  # ascending: once no n-gram repeats, no longer one can (it would start with one)
+        for (
+            n
+        ) in self.dup_ns:  # ascending: once no n-gram repeats, no longer one can (it would start with one)
             chars = duplicated_ngram_chars(words, n) if repeats else 0
             repeats = chars > 0
             frac = chars / n_chars

@@ -123,7 +123,11 @@ def group_rows(
     judged = np.ones(n, dtype=bool)
     if only_languages is not None:
         only = set(only_languages)
-        judged = np.array([lg in only for lg in langs], dtype=bool) if langs is not None else np.zeros(n, dtype=bool)
+        judged = (
+            np.array([lg in only for lg in langs], dtype=bool)
+            if langs is not None
+            else np.zeros(n, dtype=bool)
+        )
     if langs is None or not by_lang:
         return RowGroups([(base, np.arange(n))], judged)
     keys: dict[str, list[int]] = {}

@@ -23,8 +23,9 @@ import numpy as np
 
 # --- character classes (copied from datatrove.utils.text so that this module does not import datatrove) -------
 
-PUNCTUATION = "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»" + "".join(
-    map(chr, (x for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b)))
+PUNCTUATION = (
+    "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»"
+    + "".join(map(chr, (x for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b))))
 )
 # datatrove's TERMINAL_PUNCTUATION (sentence-final marks of many scripts), as code points
 _TERMINAL_CODEPOINTS = (
@@ -77,6 +78,7 @@ class _Tokenizer:
         from spacy.attrs import LENGTH as S_LENGTH
         from spacy.attrs import ORTH as S_ORTH
         from spacy.pipeline.sentencizer import Sentencizer
+
         self.language = language
         self.nlp = spacy.blank(language)
         sent_punct = frozenset(Sentencizer.default_punct_chars)
@@ -86,8 +88,16 @@ class _Tokenizer:
         f_sent = vocab.add_flag(lambda s: s in sent_punct)
         getters = vocab.lex_attr_getters
         vocab.lex_attr_getters = {a: getters[a] for a in (IS_PUNCT, IS_SPACE, f_nonsym, f_alpha, f_sent)}
-        self.flag_getters = [(col, vocab.lex_attr_getters[a]) for col, a in
-                             ((SPACE, IS_SPACE), (PUNCT, IS_PUNCT), (NONSYM, f_nonsym), (ALPHA, f_alpha), (SENT_PUNCT, f_sent))]
+        self.flag_getters = [
+            (col, vocab.lex_attr_getters[a])
+            for col, a in (
+                (SPACE, IS_SPACE),
+                (PUNCT, IS_PUNCT),
+                (NONSYM, f_nonsym),
+                (ALPHA, f_alpha),
+                (SENT_PUNCT, f_sent),
+            )
+        ]
         self.attrs = [S_ORTH, S_IDX, S_LENGTH, IS_SPACE, IS_PUNCT, f_nonsym, f_alpha, f_sent]
         self.tokenizer = self.nlp.tokenizer
         self.runs: dict[str, np.ndarray] = {}
@@ -112,13 +122,33 @@ class _Tokenizer:
         from spacy.tokenizer import Tokenizer
 
         t = self.tokenizer
-        self.bare = Tokenizer(self.nlp.vocab, rules={}, prefix_search=t.prefix_search, suffix_search=t.suffix_search,
-                              infix_finditer=t.infix_finditer, token_match=t.token_match, url_match=t.url_match)
+        self.bare = Tokenizer(
+            self.nlp.vocab,
+            rules={},
+            prefix_search=t.prefix_search,
+            suffix_search=t.suffix_search,
+            infix_finditer=t.infix_finditer,
+            token_match=t.token_match,
+            url_match=t.url_match,
+        )
         pairs, fused = set(), set()
-        for rule, tokens in t.rules.items():  # the rules spaCy puts into its phrase matcher (add_special_case)
-            if not t.faster_heuristics or t.find_prefix(rule) or t.find_infix(rule) or t.find_suffix(rule) or " " in rule:
+        for (
+            rule,
+            tokens,
+        ) in t.rules.items():  # the rules spaCy puts into its phrase matcher (add_special_case)
+            if (
+                not t.faster_heuristics
+                or t.find_prefix(rule)
+                or t.find_infix(rule)
+                or t.find_suffix(rule)
+                or " " in rule
+            ):
                 orth = [tok.orth for tok in self.bare(rule)]
-                pairs.update(_pair_keys(np.asarray(orth[:-1], dtype=np.uint64), np.asarray(orth[1:], dtype=np.uint64)).tolist())
+                pairs.update(
+                    _pair_keys(
+                        np.asarray(orth[:-1], dtype=np.uint64), np.asarray(orth[1:], dtype=np.uint64)
+                    ).tolist()
+                )
                 fused.update({self.hash(tok[S_ORTH]) for tok in tokens} - set(orth))  # tokens it creates
         self.pair_set = pairs
         self.fused: dict[str, tuple[int, int]] = {}  # runs with a fused special case: their bare edge tokens
@@ -184,7 +214,9 @@ class _Tokenizer:
                 if i > 0 and runs[i][0] == " ":
                     runs[i] = runs[i][1:]
                     starts[i] += 1
-            keep = np.sort(np.concatenate([np.arange(first, len(runs), 2), np.asarray(spaces, dtype=np.int64)]))
+            keep = np.sort(
+                np.concatenate([np.arange(first, len(runs), 2), np.asarray(spaces, dtype=np.int64)])
+            )
             keys = [runs[i] for i in keep.tolist()]
             starts = starts[keep]
         else:
@@ -233,7 +265,7 @@ class _Tokenizer:
             for col, getter in self.flag_getters:
                 rows[:, col] = np.fromiter(map(getter, plain), dtype=bool, count=len(plain))
             for k, w in enumerate(plain):
-                memo[w] = rows[k:k + 1]
+                memo[w] = rows[k : k + 1]
         if not words:
             return
         arr = self._spacy("\n".join(words))
@@ -243,7 +275,7 @@ class _Tokenizer:
         arr[:, IDX] -= offsets[owner]
         cuts = np.searchsorted(owner, np.arange(len(words) + 1)).tolist()
         for k, w in enumerate(words):
-            memo[w] = arr[cuts[k]:cuts[k + 1]]
+            memo[w] = arr[cuts[k] : cuts[k + 1]]
 
     @staticmethod
     def hash(s: str) -> int:
@@ -266,7 +298,9 @@ def _pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a * HASH_MIX + b
 
 
-_RUNS = re.compile(r"\S+|\s+")  # spaCy's runs: it splits on str.isspace(), which is what \s matches in str patterns
+_RUNS = re.compile(
+    r"\S+|\s+"
+)  # spaCy's runs: it splits on str.isspace(), which is what \s matches in str patterns
 
 
 _TOKENIZERS: dict[str, _Tokenizer] = {}

@@ -42,7 +42,9 @@ def reader_class_for(f: InputFile, cfg: InputConfig) -> type[Reader] | None:
     return None
 
 
-def plan_reads(files: list[InputFile], cfg: InputConfig, run_id: str) -> tuple[list[ReadTask], list[InputFile]]:
+def plan_reads(
+    files: list[InputFile], cfg: InputConfig, run_id: str
+) -> tuple[list[ReadTask], list[InputFile]]:
     """Split input files into read tasks. Returns (tasks, files no reader claims)."""
     readers = {name: cls(cfg, run_id) for name, cls in load_readers().items()}
     skip: set[str] = set()
@@ -64,5 +66,13 @@ def plan_reads(files: list[InputFile], cfg: InputConfig, run_id: str) -> tuple[l
     return tasks, unclaimed
 
 
-__all__ = ["READERS", "Reader", "ReadTask", "format_names", "load_readers", "plan_reads", "reader_class_for",
-           "register_reader"]
+__all__ = [
+    "READERS",
+    "Reader",
+    "ReadTask",
+    "format_names",
+    "load_readers",
+    "plan_reads",
+    "reader_class_for",
+    "register_reader",
+]

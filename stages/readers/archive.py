@@ -50,7 +50,12 @@ ARCHIVE_EXTENSIONS = (".zip", ".tar", ".tgz", ".7z", ".rar", ".jar", ".whl", ".x
 # Formats read as one record per file: a member of these is capped by its declared size.
 ONE_RECORD_FORMATS = ("text", "html", "image", "audio")
 # zip compression method → compression.py codec (None: stored).
-_METHODS: dict[int, str | None] = {zipfile.ZIP_STORED: None, zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bz2", 93: "zstd"}
+_METHODS: dict[int, str | None] = {
+    zipfile.ZIP_STORED: None,
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bz2",
+    93: "zstd",
+}
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, …, file name length, extra field length
 _SPOOL_IN_MEMORY = 8 << 20
 
@@ -122,7 +127,9 @@ class ZipSource:
         sig, name_len, extra_len = _LOCAL_HEADER.unpack(head)
         if sig != b"PK\x03\x04":
             raise zipfile.BadZipFile("bad local header signature")
-        return _RangeFile(self._fh, info.header_offset + _LOCAL_HEADER.size + name_len + extra_len, info.compress_size)
+        return _RangeFile(
+            self._fh, info.header_offset + _LOCAL_HEADER.size + name_len + extra_len, info.compress_size
+        )
 
     def open_member(self, uri: str, seekable: bool = False) -> BinaryIO:
         """The member's bytes, inflated with the caps: never past its declared size, CRC-32 checked at the end."""
@@ -158,7 +165,11 @@ class ZipReader(Reader):
             except Exception as e:
                 if is_transient(e) or is_fatal(e):
                     raise
-                rows.quarantine(offset=0, reason="unreadable_archive", detail=f"{type(e).__name__} reading the zip directory")
+                rows.quarantine(
+                    offset=0,
+                    reason="unreadable_archive",
+                    detail=f"{type(e).__name__} reading the zip directory",
+                )
                 yield rows.flush()  # type: ignore[misc]
                 return
             source = ZipSource(task.uri, fh, zf, self.cfg.max_compression_ratio)
@@ -180,10 +191,14 @@ class ZipReader(Reader):
                 else:
                     fmt = self._admit(rows, info, f)
                 if fmt is not None:
-                    yield from out.add_all(self._read_member(rows, self._reader(readers, fmt, source), info, f))
+                    yield from out.add_all(
+                        self._read_member(rows, self._reader(readers, fmt, source), info, f)
+                    )
                 yield from out.add(rows.flush())
             if not members:
-                rows.quarantine(offset=0, reason="empty_archive", detail=f"no readable members among {len(infos)} entries")
+                rows.quarantine(
+                    offset=0, reason="empty_archive", detail=f"no readable members among {len(infos)} entries"
+                )
             for r in readers.values():
                 for k, v in r.counters.items():
                     self.counters[k] = self.counters.get(k, 0) + v
@@ -205,14 +220,23 @@ class ZipReader(Reader):
         cls = reader_class_for(f, self.cfg) if not name_lower.endswith(ARCHIVE_EXTENSIONS) else None
         if cls is None or cls.format in ("zip", "unsupported"):
             nested = name_lower.endswith(ARCHIVE_EXTENSIONS)
-            detail = f"nested {ext or 'archive'} archive is not read" if nested else "no reader for this member's extension"
+            detail = (
+                f"nested {ext or 'archive'} archive is not read"
+                if nested
+                else "no reader for this member's extension"
+            )
             rows.quarantine(offset=0, reason="unsupported_format", detail=detail, uri=f.uri)
             return None
         if info.flag_bits & 0x1:
             rows.quarantine(offset=0, reason="encrypted_member", detail="member is encrypted", uri=f.uri)
             return None
         if info.compress_type not in _METHODS:
-            rows.quarantine(offset=0, reason="unsupported_compression", detail=f"zip compression method {info.compress_type}", uri=f.uri)
+            rows.quarantine(
+                offset=0,
+                reason="unsupported_compression",
+                detail=f"zip compression method {info.compress_type}",
+                uri=f.uri,
+            )
             return None
         if ratio_exceeded(info.file_size, info.compress_size, max_ratio):
             detail = bomb_detail(info.file_size, info.compress_size, max_ratio, "declared: ")
@@ -224,7 +248,9 @@ class ZipReader(Reader):
             return None
         return cls.format
 
-    def _read_member(self, rows: RowBuilder, reader: Reader, info: zipfile.ZipInfo, f: InputFile) -> Iterator[pa.Table]:
+    def _read_member(
+        self, rows: RowBuilder, reader: Reader, info: zipfile.ZipInfo, f: InputFile
+    ) -> Iterator[pa.Table]:
         task = ReadTask(uri=f.uri, format=reader.format, size=info.file_size)
         emitted = False  # once rows came out, the error row sits at the member's end so ids stay distinct
         try:
@@ -232,12 +258,16 @@ class ZipReader(Reader):
                 emitted = True
                 yield table
         except DecompressionError as e:  # a reader that let one through (e.g. while opening the member)
-            rows.quarantine(offset=info.file_size if emitted else 0, reason=e.reason, detail=e.detail, uri=f.uri)
+            rows.quarantine(
+                offset=info.file_size if emitted else 0, reason=e.reason, detail=e.detail, uri=f.uri
+            )
         except Exception as e:
             if is_transient(e) or is_fatal(e):
                 raise
             detail = f"{type(e).__name__} reading this member"
-            rows.quarantine(offset=info.file_size if emitted else 0, reason="unreadable_archive", detail=detail, uri=f.uri)
+            rows.quarantine(
+                offset=info.file_size if emitted else 0, reason="unreadable_archive", detail=detail, uri=f.uri
+            )
 
 
 def _overlapping(infos: list[zipfile.ZipInfo]) -> set[str]:

@@ -78,7 +78,11 @@ class AudioReader(Reader):
     def sidecars(self, files: list[InputFile]) -> set[str]:
         side = same_stem_sidecars(files, AUDIO_EXTENSIONS, CAPTION_EXTENSIONS)
         audio_dirs = {folder_and_name(f.uri)[0] for f in files if stem_and_ext(f.uri)[1] in AUDIO_EXTENSIONS}
-        side |= {f.uri for f in files if folder_and_name(f.uri)[1] == TRANSCRIPTS_FILE and folder_and_name(f.uri)[0] in audio_dirs}
+        side |= {
+            f.uri
+            for f in files
+            if folder_and_name(f.uri)[1] == TRANSCRIPTS_FILE and folder_and_name(f.uri)[0] in audio_dirs
+        }
         return side
 
     def read(self, task: ReadTask) -> Iterator[pa.Table]:
@@ -95,9 +99,17 @@ class AudioReader(Reader):
             if entry:
                 transcript, lang, source = entry.get("transcript"), entry.get("lang"), TRANSCRIPTS_FILE
         meta: dict[str, Any] = {"transcript_lang": lang} if lang else {}
-        add_audio_row(rows, data, offset=0, inline_max=self.cfg.inline_max_bytes, media_uri=task.uri,
-                      transcript=transcript, transcript_source=source, meta=meta,
-                      ext=stem_and_ext(task.uri)[1])
+        add_audio_row(
+            rows,
+            data,
+            offset=0,
+            inline_max=self.cfg.inline_max_bytes,
+            media_uri=task.uri,
+            transcript=transcript,
+            transcript_source=source,
+            meta=meta,
+            ext=stem_and_ext(task.uri)[1],
+        )
         yield rows.flush()  # type: ignore[misc]
 
     def _transcripts(self, folder: str) -> dict[str, dict[str, Any]]:
@@ -160,12 +172,22 @@ def add_audio_row(
             module, cls = _BY_EXTENSION[ext]
             audio = getattr(importlib.import_module(module), cls)(io.BytesIO(data))
     except Exception as e:  # mutagen raises its own error types per container
-        rows.quarantine(offset=offset, reason="undecodable_audio", raw=data, detail=f"{type(e).__name__} from mutagen on {len(data)} bytes")
+        rows.quarantine(
+            offset=offset,
+            reason="undecodable_audio",
+            raw=data,
+            detail=f"{type(e).__name__} from mutagen on {len(data)} bytes",
+        )
         return
     info = getattr(audio, "info", None)
     duration = getattr(info, "length", None)
     if audio is None or info is None or not duration or duration <= 0:
-        rows.quarantine(offset=offset, reason="undecodable_audio", raw=data, detail=f"no audio stream found in {len(data)} bytes")
+        rows.quarantine(
+            offset=offset,
+            reason="undecodable_audio",
+            raw=data,
+            detail=f"no audio stream found in {len(data)} bytes",
+        )
         return
     kind = type(audio).__name__
     media = {

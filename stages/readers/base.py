@@ -36,7 +36,11 @@ if TYPE_CHECKING:
 
 READ_SCHEMA = pa.schema(
     BASE_FIELDS
-    + [pa.field(DROP_COL, pa.string()), pa.field(RAW_COL, pa.large_binary()), pa.field(DETAIL_COL, pa.string())]
+    + [
+        pa.field(DROP_COL, pa.string()),
+        pa.field(RAW_COL, pa.large_binary()),
+        pa.field(DETAIL_COL, pa.string()),
+    ]
 )
 
 # What the WARC libraries (FastWARC, warcio) raise for a gzip stream they cannot finish.
@@ -113,7 +117,15 @@ class RowBuilder:
         c[RAW_COL].append(None)
         c[DETAIL_COL].append(None)
 
-    def quarantine(self, *, offset: int, reason: str, raw: bytes | None = None, detail: str | None = None, uri: str | None = None) -> None:
+    def quarantine(
+        self,
+        *,
+        offset: int,
+        reason: str,
+        raw: bytes | None = None,
+        detail: str | None = None,
+        uri: str | None = None,
+    ) -> None:
         c = self.cols
         cap = self.cfg.quarantine_raw_bytes
         c["id"].append(stable_id(uri or self.task.uri, offset))
@@ -186,10 +198,14 @@ class Reader:
             rows.quarantine(offset=0, reason="empty_file", detail="file is empty")
             return None
         if blank_is_empty and len(data) <= cap and not data.strip():
-            rows.quarantine(offset=0, reason="empty_file", detail=f"whitespace only: {blank_line_count(data)} blank lines")
+            rows.quarantine(
+                offset=0, reason="empty_file", detail=f"whitespace only: {blank_line_count(data)} blank lines"
+            )
             return None
         if len(data) > cap:
-            rows.quarantine(offset=0, reason="record_too_large", raw=data, detail=f"file exceeds max_record_bytes={cap}")
+            rows.quarantine(
+                offset=0, reason="record_too_large", raw=data, detail=f"file exceeds max_record_bytes={cap}"
+            )
             return None
         return data
 

@@ -155,7 +155,9 @@ class _StreamDecoder:
         data = self._pending
         while True:
             if self._streams and self._codec == "gzip":
-                data = data.lstrip(b"\0")  # gzip allows zero padding between members (as the gzip module does)
+                data = data.lstrip(
+                    b"\0"
+                )  # gzip allows zero padding between members (as the gzip module does)
             if data:
                 break
             data = self._src.read(_IN_CHUNK)
@@ -223,9 +225,14 @@ class ZstdFrameWalker:
         return self.unknown or (self._state == "magic" and not self._buf and not self._skip)
 
     def _need(self) -> int:
-        return {"magic": 4, "skippable": 4, "descriptor": 1, "header": self._header_len, "block": 3, "checksum": 4}[
-            self._state
-        ]
+        return {
+            "magic": 4,
+            "skippable": 4,
+            "descriptor": 1,
+            "header": self._header_len,
+            "block": 3,
+            "checksum": 4,
+        }[self._state]
 
     def feed(self, data: bytes) -> int | None:
         """Follow `data`; once something that is not zstd framing starts in it, return how many of its bytes come
@@ -299,7 +306,9 @@ class _ZstdDecoder:
         src.observer = self._walker.feed
         self._src = src
         self._error = zstandard.ZstdError
-        self._reader = zstandard.ZstdDecompressor().stream_reader(src, read_size=_IN_CHUNK, read_across_frames=True)
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            src, read_size=_IN_CHUNK, read_across_frames=True
+        )
 
     @property
     def consumed(self) -> int:
@@ -309,12 +318,18 @@ class _ZstdDecoder:
         try:
             out = self._reader.read(n)
         except self._error as e:
-            raise CorruptStream(f"{type(e).__name__} in zstd stream near compressed byte {self._src.count}") from None
+            raise CorruptStream(
+                f"{type(e).__name__} in zstd stream near compressed byte {self._src.count}"
+            ) from None
         if not out:
             if self._src.withheld:
-                raise CorruptStream(f"data that is not a zstd frame at compressed byte {self._walker.unknown_at}")
+                raise CorruptStream(
+                    f"data that is not a zstd frame at compressed byte {self._walker.unknown_at}"
+                )
             if not self._walker.complete:
-                raise TruncatedStream(f"zstd stream ends inside a frame after {self._src.count} compressed bytes")
+                raise TruncatedStream(
+                    f"zstd stream ends inside a frame after {self._src.count} compressed bytes"
+                )
         return out
 
 
@@ -341,11 +356,15 @@ class _BrotliDecoder:
             if self._d.can_accept_more_data():
                 data = self._src.read(_IN_CHUNK)
                 if not data:
-                    raise TruncatedStream(f"br stream ends unfinished after {self._src.count} compressed bytes")
+                    raise TruncatedStream(
+                        f"br stream ends unfinished after {self._src.count} compressed bytes"
+                    )
             try:
                 self._extra = self._d.process(data, output_buffer_limit=n)
             except self._error as e:
-                raise CorruptStream(f"{type(e).__name__} in br stream near compressed byte {self._src.count}") from None
+                raise CorruptStream(
+                    f"{type(e).__name__} in br stream near compressed byte {self._src.count}"
+                ) from None
         out, self._extra = self._extra[:n], self._extra[n:]
         return out
 
@@ -451,7 +470,9 @@ class BoundedReader(io.RawIOBase):
 
     def _at_end(self) -> None:
         if self._declared is not None and self.out != self._declared:
-            raise CorruptStream(f"{self._codec} member holds {self.out} bytes, its header declares {self._declared}")
+            raise CorruptStream(
+                f"{self._codec} member holds {self.out} bytes, its header declares {self._declared}"
+            )
         if self._expected_crc is not None and self._crc != self._expected_crc:
             raise CorruptStream(f"{self._codec} member of {self.out} bytes fails its CRC-32 check")
 
@@ -483,7 +504,9 @@ def open_stream(
     return io.BufferedReader(reader, buffer_size)  # type: ignore[return-value]
 
 
-def decode_content(payload: bytes, content_encoding: str, *, max_output: int, max_ratio: float | None) -> bytes:
+def decode_content(
+    payload: bytes, content_encoding: str, *, max_output: int, max_ratio: float | None
+) -> bytes:
     """Decode an HTTP body by its ``Content-Encoding`` (gzip, x-gzip, deflate zlib-wrapped or raw, br), bounded.
 
     Crawlers often store the body already decoded but keep the header (ClueWeb09), so gzip is trusted by its magic
@@ -513,7 +536,9 @@ def _content_codec(coding: str, payload: bytes) -> str | None:
         return None  # a gzip header on a body stored decoded
     if coding == "deflate":
         # RFC 9110 says zlib-wrapped; many servers send raw deflate. A zlib header is CMF/FLG with CM=8, 31 | CMF*256+FLG.
-        zlib_wrapped = len(payload) >= 2 and payload[0] & 0x0F == 8 and (payload[0] << 8 | payload[1]) % 31 == 0
+        zlib_wrapped = (
+            len(payload) >= 2 and payload[0] & 0x0F == 8 and (payload[0] << 8 | payload[1]) % 31 == 0
+        )
         return "zlib" if zlib_wrapped else "deflate"
     if coding == "br" and brotli_available():
         return "br"
@@ -521,7 +546,9 @@ def _content_codec(coding: str, payload: bytes) -> str | None:
 
 
 def _decode_all(payload: bytes, codec: str, *, max_output: int, max_ratio: float | None) -> bytes | None:
-    reader = BoundedReader(_decoder(io.BytesIO(payload), codec), codec=codec, max_ratio=max_ratio, max_output=max_output)
+    reader = BoundedReader(
+        _decoder(io.BytesIO(payload), codec), codec=codec, max_ratio=max_ratio, max_output=max_output
+    )
     chunks: list[bytes] = []
     try:
         while True:

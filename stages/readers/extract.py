@@ -272,7 +272,10 @@ _TIME_TAG = re.compile(r"<time\b[^>]*\bdatetime\s*=\s*[\"']([^\"']+)", re.I)
 
 
 def _attrs(tag: str) -> dict[str, str]:
-    return {m.group(1).lower(): html_unescape(m.group(2) or m.group(3) or m.group(4) or "") for m in _ATTR.finditer(tag)}
+    return {
+        m.group(1).lower(): html_unescape(m.group(2) or m.group(3) or m.group(4) or "")
+        for m in _ATTR.finditer(tag)
+    }
 
 
 def _metadata(tree, url: str | None, html: str = "") -> Page:
@@ -298,8 +301,13 @@ def _metadata(tree, url: str | None, html: str = "") -> Page:
     title = title or metas.get("og:title")
     lang = _HTML_LANG.search(html, 0, 20_000)
     page_url = url or canonical or metas.get("og:url")
-    return Page(text=None, title=title or None, url=page_url or None, date=date or None,
-                lang=lang.group(1) if lang else None)
+    return Page(
+        text=None,
+        title=title or None,
+        url=page_url or None,
+        date=date or None,
+        lang=lang.group(1) if lang else None,
+    )
 
 
 def _image_alts(tree, base: str | None) -> dict[str, str]:

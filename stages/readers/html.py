@@ -51,7 +51,12 @@ def add_html_row(
     try:
         page = extract_page(html, extractor, url=url, collect_alts=collect_alts)
     except Exception as e:  # a parser bug on one page must not cost the rest of the file
-        rows.quarantine(offset=offset, reason="html_parse_error", raw=data, detail=f"{type(e).__name__} in extractor {extractor}")
+        rows.quarantine(
+            offset=offset,
+            reason="html_parse_error",
+            raw=data,
+            detail=f"{type(e).__name__} in extractor {extractor}",
+        )
         return {}
     if not page.text:
         rows.skip(offset=offset, reason="empty_extraction")

@@ -54,8 +54,16 @@ class ImageReader(Reader):
         data = self.read_document(task, rows)
         if data is not None:
             caption, source = read_sidecar_caption(self, task.uri, CAPTION_KEYS)
-            add_image_row(rows, data, offset=0, cfg=self.cfg, media_uri=task.uri, caption=caption,
-                          caption_source=source, meta={})
+            add_image_row(
+                rows,
+                data,
+                offset=0,
+                cfg=self.cfg,
+                media_uri=task.uri,
+                caption=caption,
+                caption_source=source,
+                meta={},
+            )
         yield rows.flush()  # type: ignore[misc]
 
 
@@ -85,10 +93,17 @@ def add_image_row(
                 img.load()
                 phash = dhash(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        rows.quarantine(offset=offset, reason="image_too_large", detail=f"{type(e).__name__}: pixel count over limit")
+        rows.quarantine(
+            offset=offset, reason="image_too_large", detail=f"{type(e).__name__}: pixel count over limit"
+        )
         return
     except Exception as e:  # PIL raises many types for bad files (OSError, SyntaxError, ValueError …)
-        rows.quarantine(offset=offset, reason="undecodable_image", raw=data, detail=f"{type(e).__name__} from Pillow on {len(data)} bytes")
+        rows.quarantine(
+            offset=offset,
+            reason="undecodable_image",
+            raw=data,
+            detail=f"{type(e).__name__} from Pillow on {len(data)} bytes",
+        )
         return
     media = {
         "bytes": data if len(data) <= cfg.inline_max_bytes else None,
@@ -121,7 +136,9 @@ def dhash(img, size: int = 8) -> str:
     return f"{bits:0{size * size // 4}x}"
 
 
-def same_stem_sidecars(files: list[InputFile], media_exts: tuple[str, ...], sidecar_exts: tuple[str, ...]) -> set[str]:
+def same_stem_sidecars(
+    files: list[InputFile], media_exts: tuple[str, ...], sidecar_exts: tuple[str, ...]
+) -> set[str]:
     """URIs of `stem.<sidecar ext>` files that sit next to a `stem.<media ext>` file (or member, in an archive)."""
     by_stem: dict[str, list[str]] = {}
     media_stems: set[str] = set()

@@ -45,7 +45,9 @@ class JsonlReader(Reader):
         if comp is not None or f.size <= split:
             return super().plan(f)
         return [
-            ReadTask(uri=f.uri, format=self.format, size=f.size, etag=f.etag, start=s, end=min(s + split, f.size))
+            ReadTask(
+                uri=f.uri, format=self.format, size=f.size, etag=f.etag, start=s, end=min(s + split, f.size)
+            )
             for s in range(0, f.size, split)
         ]
 
@@ -89,7 +91,9 @@ class JsonlReader(Reader):
                             pos += n_bytes
                 except DecompressionError as e:
                     failed = True
-                    rows.quarantine(offset=pos, reason=e.reason, detail=f"{e.detail}; {records} earlier records kept")
+                    rows.quarantine(
+                        offset=pos, reason=e.reason, detail=f"{e.detail}; {records} earlier records kept"
+                    )
                     break
                 if rows.full():
                     yield rows.flush()  # type: ignore[misc]
@@ -110,7 +114,9 @@ class JsonlReader(Reader):
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as e:
-            rows.quarantine(offset=offset, reason="invalid_utf8", raw=body, detail=f"invalid UTF-8 at byte {e.start}")
+            rows.quarantine(
+                offset=offset, reason="invalid_utf8", raw=body, detail=f"invalid UTF-8 at byte {e.start}"
+            )
             return True
         try:
             obj = orjson.loads(body)
@@ -118,7 +124,9 @@ class JsonlReader(Reader):
             rows.quarantine(offset=offset, reason="malformed_json", raw=body, detail=_json_detail(e))
             return True
         if not isinstance(obj, dict):
-            rows.quarantine(offset=offset, reason="not_an_object", raw=body, detail=f"top-level {type(obj).__name__}")
+            rows.quarantine(
+                offset=offset, reason="not_an_object", raw=body, detail=f"top-level {type(obj).__name__}"
+            )
             return True
         tf = self.cfg.text_field
         if tf not in obj or obj[tf] is None:
@@ -166,7 +174,11 @@ def _compact(value: Any) -> str:
     if isinstance(value, _Literal):
         return str(value)
     if isinstance(value, dict):
-        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _compact(v) for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _compact(v) for k, v in value.items())
+            + "}"
+        )
     if isinstance(value, list):
         return "[" + ",".join(_compact(v) for v in value) + "]"
     return json.dumps(value, ensure_ascii=False)

@@ -51,10 +51,21 @@ class ParquetReader(Reader):
         for i in range(md.num_row_groups):
             acc += md.row_group(i).total_byte_size
             if acc >= self.cfg.split_bytes:
-                tasks.append(ReadTask(uri=f.uri, format=self.format, size=f.size, etag=f.etag, start=start, end=i + 1))
+                tasks.append(
+                    ReadTask(uri=f.uri, format=self.format, size=f.size, etag=f.etag, start=start, end=i + 1)
+                )
                 start, acc = i + 1, 0
         if start < md.num_row_groups:
-            tasks.append(ReadTask(uri=f.uri, format=self.format, size=f.size, etag=f.etag, start=start, end=md.num_row_groups))
+            tasks.append(
+                ReadTask(
+                    uri=f.uri,
+                    format=self.format,
+                    size=f.size,
+                    etag=f.etag,
+                    start=start,
+                    end=md.num_row_groups,
+                )
+            )
         return tasks
 
     def read(self, task: ReadTask) -> Iterator[pa.Table]:
@@ -91,15 +102,22 @@ class ParquetReader(Reader):
         cap = self.cfg.max_record_bytes
         n = rg.num_rows
         compressed = sum(rg.column(j).total_compressed_size for j in range(rg.num_columns))
-        size = max(rg.total_byte_size, sum(rg.column(j).total_uncompressed_size for j in range(rg.num_columns)))
+        size = max(
+            rg.total_byte_size, sum(rg.column(j).total_uncompressed_size for j in range(rg.num_columns))
+        )
         where = f"row group {index} ({n} rows): "
         if ratio_exceeded(size, compressed, self.cfg.max_compression_ratio):
             return "decompression_bomb", bomb_detail(size, compressed, self.cfg.max_compression_ratio, where)
         if n and size > _GROUP_DECODE_BYTES and size // n > cap:
-            return "record_too_large", f"{where}{size} bytes, {size // n} per row exceed max_record_bytes={cap}"
+            return (
+                "record_too_large",
+                f"{where}{size} bytes, {size // n} per row exceed max_record_bytes={cap}",
+            )
         return None
 
-    def _read_group(self, pf: pq.ParquetFile, index: int, rg: pq.RowGroupMetaData, first: int, rows: RowBuilder) -> Iterator[pa.Table]:
+    def _read_group(
+        self, pf: pq.ParquetFile, index: int, rg: pq.RowGroupMetaData, first: int, rows: RowBuilder
+    ) -> Iterator[pa.Table]:
         tf, idf, cap = self.cfg.text_field, self.cfg.id_field, self.cfg.max_record_bytes
         per_row = max(1, rg.total_byte_size // max(rg.num_rows, 1))
         batch_size = max(1, min(self.cfg.batch_rows, _BATCH_BYTES // per_row))
@@ -127,11 +145,15 @@ class ParquetReader(Reader):
                         rows.quarantine(offset=row, reason="missing_text_field", detail=f"no {tf!r} value")
                         continue
                     if not isinstance(text, str):
-                        rows.quarantine(offset=row, reason="text_not_string", detail=f"{tf!r} is {type(text).__name__}")
+                        rows.quarantine(
+                            offset=row, reason="text_not_string", detail=f"{tf!r} is {type(text).__name__}"
+                        )
                         continue
                     doc_id = rec.pop(idf, None) if idf else None
                     meta = orjson.dumps(rec, default=str).decode() if rec else None
-                    rows.add(offset=row, text=text, doc_id=None if doc_id is None else id_text(doc_id), meta=meta)
+                    rows.add(
+                        offset=row, text=text, doc_id=None if doc_id is None else id_text(doc_id), meta=meta
+                    )
                     if rows.full():
                         yield rows.flush()  # type: ignore[misc]
             offset += batch.num_rows
@@ -153,7 +175,9 @@ def _slices(batch: pa.RecordBatch, sizes: pa.Array | None) -> Iterator[tuple[int
     yield start, batch.slice(start)
 
 
-def _drop_oversized(batch: pa.RecordBatch, field: str, cap: int) -> tuple[dict[int, int], pa.Array | None, pa.RecordBatch]:
+def _drop_oversized(
+    batch: pa.RecordBatch, field: str, cap: int
+) -> tuple[dict[int, int], pa.Array | None, pa.RecordBatch]:
     """Null out text values over `cap` before they become Python objects: ({row: size}, text sizes, batch)."""
     if field not in batch.schema.names:
         return {}, None, batch
@@ -171,7 +195,9 @@ def _drop_oversized(batch: pa.RecordBatch, field: str, cap: int) -> tuple[dict[i
     size_list = sizes.to_pylist()
     rows = {r: size_list[r] for r in pc.indices_nonzero(big).to_pylist()}
     if dictionary:
-        cleaned = pa.DictionaryArray.from_arrays(pc.if_else(big, pa.scalar(None, col.indices.type), col.indices), col.dictionary)
+        cleaned = pa.DictionaryArray.from_arrays(
+            pc.if_else(big, pa.scalar(None, col.indices.type), col.indices), col.dictionary
+        )
     else:
         cleaned = pc.if_else(big, pa.scalar(None, col.type), col)
     sizes = pc.if_else(big, pa.scalar(0, sizes.type), sizes)
@@ -179,7 +205,12 @@ def _drop_oversized(batch: pa.RecordBatch, field: str, cap: int) -> tuple[dict[i
 
 
 def _stringish(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+    return (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+    )
 
 
 def id_text(value: Any) -> str:

@@ -39,13 +39,17 @@ class TextReader(Reader):
             try:
                 text = decode_text(data)
             except UnicodeDecodeError as e:
-                rows.quarantine(offset=0, reason="invalid_utf8", raw=data, detail=f"invalid UTF-8 at byte {e.start}")
+                rows.quarantine(
+                    offset=0, reason="invalid_utf8", raw=data, detail=f"invalid UTF-8 at byte {e.start}"
+                )
             else:
                 if text.strip():
                     rows.add(offset=0, text=text)
                 else:
                     lines = text.count("\n") + (0 if text.endswith("\n") else 1)
-                    rows.quarantine(offset=0, reason="empty_file", detail=f"whitespace only: {lines} blank lines")
+                    rows.quarantine(
+                        offset=0, reason="empty_file", detail=f"whitespace only: {lines} blank lines"
+                    )
         yield rows.flush()  # type: ignore[misc]
 
 

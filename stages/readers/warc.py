@@ -91,7 +91,11 @@ class WarcReader(Reader):
         with self.open_raw(task.uri) as raw:
             if comp not in (None, "gzip"):  # the WARC libraries inflate gzip themselves, nothing else
                 raw = self.open_decompressed(raw, task.uri)
-            records = _iter_warcio(raw, self.cfg.max_record_bytes) if is_arc else _iter_fastwarc(raw, self.cfg.max_record_bytes)
+            records = (
+                _iter_warcio(raw, self.cfg.max_record_bytes)
+                if is_arc
+                else _iter_fastwarc(raw, self.cfg.max_record_bytes)
+            )
             try:
                 for rec in records:
                     seen += 1
@@ -100,7 +104,9 @@ class WarcReader(Reader):
                     if rows.full():
                         yield rows.flush()  # type: ignore[misc]
             except DecompressionError as e:
-                rows.quarantine(offset=last + 1, reason=e.reason, detail=f"{e.detail}; {seen} earlier records kept")
+                rows.quarantine(
+                    offset=last + 1, reason=e.reason, detail=f"{e.detail}; {seen} earlier records kept"
+                )
             except (*COMPRESSED_TRUNCATION_ERRORS, ValueError, OSError) as e:
                 rows.quarantine(
                     offset=last + 1,
@@ -134,19 +140,27 @@ class WarcReader(Reader):
                 detail=f"{rec.type} record of {rec.length} bytes exceeds max_record_bytes={cap}",
             )
             return
-        meta = {k: v for k, v in (("url", rec.url), ("warc_date", rec.date), ("warc_record_id", rec.record_id)) if v}
+        meta = {
+            k: v
+            for k, v in (("url", rec.url), ("warc_date", rec.date), ("warc_record_id", rec.record_id))
+            if v
+        }
         if rec.type == "conversion":
             text = rec.body.decode("utf-8", errors="replace").strip()
             if not text:
                 rows.skip(offset=rec.offset, reason="empty_extraction")
                 return
-            rows.add(offset=rec.offset, text=text, meta=orjson.dumps({**meta, "warc_type": "conversion"}).decode())
+            rows.add(
+                offset=rec.offset, text=text, meta=orjson.dumps({**meta, "warc_type": "conversion"}).decode()
+            )
             return
         if rec.type == "response" and "application/http" in rec.content_type.lower():
             try:
                 http = parse_http(rec.body, max_output=cap, max_ratio=self.cfg.max_compression_ratio)
             except DecompressionError as e:
-                rows.quarantine(offset=rec.offset, reason=e.reason, raw=rec.body, detail=f"HTTP body: {e.detail}")
+                rows.quarantine(
+                    offset=rec.offset, reason=e.reason, raw=rec.body, detail=f"HTTP body: {e.detail}"
+                )
                 return
         elif rec.type in ("response", "resource"):
             http = Http(status=None, content_type=rec.content_type, charset=None, payload=rec.body)
@@ -154,7 +168,12 @@ class WarcReader(Reader):
             rows.skip(offset=rec.offset, reason=rec.type or "unknown_record_type")
             return
         if http is None:
-            rows.quarantine(offset=rec.offset, reason="malformed_http", raw=rec.body, detail="no HTTP status line/header block")
+            rows.quarantine(
+                offset=rec.offset,
+                reason="malformed_http",
+                raw=rec.body,
+                detail="no HTTP status line/header block",
+            )
             return
         if http.status is not None and not 200 <= http.status < 300:
             rows.skip(offset=rec.offset, reason=f"http_{http.status}")
@@ -195,7 +214,9 @@ class WarcReader(Reader):
         rows.skip(offset=rec.offset, reason="unsupported_payload")
 
 
-def parse_http(block: bytes, *, max_output: int = 8 << 20, max_ratio: float | None = DEFAULT_MAX_RATIO) -> Http | None:
+def parse_http(
+    block: bytes, *, max_output: int = 8 << 20, max_ratio: float | None = DEFAULT_MAX_RATIO
+) -> Http | None:
     """Split an HTTP response block into status, headers and (decoded) payload; tolerant of LF-only lines.
 
     The body is decoded by its Content-Encoding with the caps of compression.decode_content: raises
@@ -228,7 +249,9 @@ def parse_http(block: bytes, *, max_output: int = 8 << 20, max_ratio: float | No
         charset = None
     if "chunked" in headers.get("transfer-encoding", "").lower():
         payload = _dechunk(payload)
-    payload = decode_content(payload, headers.get("content-encoding", ""), max_output=max_output, max_ratio=max_ratio)
+    payload = decode_content(
+        payload, headers.get("content-encoding", ""), max_output=max_output, max_ratio=max_ratio
+    )
     return Http(status=status, content_type=ctype, charset=charset, payload=payload)
 
 

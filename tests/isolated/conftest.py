@@ -10,7 +10,9 @@ import pytest
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "isolated: needs the machine's Ray to itself; run alone with -m isolated")
+    config.addinivalue_line(
+        "markers", "isolated: needs the machine's Ray to itself; run alone with -m isolated"
+    )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -18,7 +20,9 @@ def pytest_collection_modifyitems(config, items):
     wanted = os.environ.get("REFINERY_ISOLATED") == "1" or ("isolated" in expr and "not isolated" not in expr)
     if wanted:
         return
-    skip = pytest.mark.skip(reason="isolated test: run with `pytest -m isolated tests/isolated` or REFINERY_ISOLATED=1")
+    skip = pytest.mark.skip(
+        reason="isolated test: run with `pytest -m isolated tests/isolated` or REFINERY_ISOLATED=1"
+    )
     for item in items:
         if item.get_closest_marker("isolated"):
             item.add_marker(skip)

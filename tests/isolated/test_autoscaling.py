@@ -47,20 +47,41 @@ class ScopedAutoscalingCluster:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="rfa-"))
         head = cfg["available_node_types"][cfg["head_node_type"]]
         workers = {
-            name: {"resources": t["resources"], "node_config": {}, "min_workers": t.get("min_workers", 0),
-                   "max_workers": min(t["max_workers"], max_per_type)}
-            for name, t in cfg["available_node_types"].items() if name != cfg["head_node_type"]
+            name: {
+                "resources": t["resources"],
+                "node_config": {},
+                "min_workers": t.get("min_workers", 0),
+                "max_workers": min(t["max_workers"], max_per_type),
+            }
+            for name, t in cfg["available_node_types"].items()
+            if name != cfg["head_node_type"]
         }
         self.worker_types = workers
         base = {
-            "cluster_name": "fake_multinode", "max_workers": 8, "upscaling_speed": 1.0,
+            "cluster_name": "fake_multinode",
+            "max_workers": 8,
+            "upscaling_speed": 1.0,
             "idle_timeout_minutes": idle_timeout_minutes,
-            "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
-                         "disable_launch_config_check": True, "gcs_address": f"127.0.0.1:{self.port}"},
-            "auth": {"ssh_user": "ubuntu"}, "docker": {}, "head_node_type": "ray.head.default",
-            "file_mounts": {}, "cluster_synced_files": [], "file_mounts_sync_continuously": False,
-            "rsync_exclude": [], "rsync_filter": [], "initialization_commands": [], "setup_commands": [],
-            "head_setup_commands": [], "worker_setup_commands": [], "head_start_ray_commands": [],
+            "provider": {
+                "type": "fake_multinode",
+                "use_node_id_as_ip": True,
+                "disable_node_updaters": True,
+                "disable_launch_config_check": True,
+                "gcs_address": f"127.0.0.1:{self.port}",
+            },
+            "auth": {"ssh_user": "ubuntu"},
+            "docker": {},
+            "head_node_type": "ray.head.default",
+            "file_mounts": {},
+            "cluster_synced_files": [],
+            "file_mounts_sync_continuously": False,
+            "rsync_exclude": [],
+            "rsync_filter": [],
+            "initialization_commands": [],
+            "setup_commands": [],
+            "head_setup_commands": [],
+            "worker_setup_commands": [],
+            "head_start_ray_commands": [],
             "worker_start_ray_commands": [],
         }
 
@@ -68,8 +89,11 @@ class ScopedAutoscalingCluster:
             def _generate_config(self, head_resources, worker_node_types, autoscaler_v2=False, **kw):
                 c = json.loads(json.dumps(base))
                 c["available_node_types"] = dict(worker_node_types)
-                c["available_node_types"]["ray.head.default"] = {"resources": head_resources, "node_config": {},
-                                                                  "max_workers": 0}
+                c["available_node_types"]["ray.head.default"] = {
+                    "resources": head_resources,
+                    "node_config": {},
+                    "max_workers": 0,
+                }
                 c.update(kw)
                 return c
 
@@ -84,17 +108,38 @@ class ScopedAutoscalingCluster:
     def start(self) -> None:
         cfg_file = self.temp_dir / "autoscaling.json"
         cfg_file.write_text(json.dumps(self.inner._config))
-        env = {**os.environ, "AUTOSCALER_UPDATE_INTERVAL_S": "1", "RAY_FAKE_CLUSTER": "1",
-               "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+        env = {
+            **os.environ,
+            "AUTOSCALER_UPDATE_INTERVAL_S": "1",
+            "RAY_FAKE_CLUSTER": "1",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_AUTH_MODE": "disabled",
+        }
         env.pop("RAY_ADDRESS", None)
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         log = open(self.temp_dir / "head.log", "ab")
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--disable-usage-stats",
-             f"--autoscaling-config={cfg_file}", f"--port={self.port}", "--node-ip-address=127.0.0.1",
-             f"--num-cpus={self.head_cpus}", f"--dashboard-port={self.dash_port}", "--dashboard-host=127.0.0.1",
-             f"--ray-client-server-port={self.client_port}", f"--temp-dir={self.temp_dir}"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+            [
+                str(Path(sys.executable).parent / "ray"),
+                "start",
+                "--head",
+                "--block",
+                "--disable-usage-stats",
+                f"--autoscaling-config={cfg_file}",
+                f"--port={self.port}",
+                "--node-ip-address=127.0.0.1",
+                f"--num-cpus={self.head_cpus}",
+                f"--dashboard-port={self.dash_port}",
+                "--dashboard-host=127.0.0.1",
+                f"--ray-client-server-port={self.client_port}",
+                f"--temp-dir={self.temp_dir}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=ROOT,
+        )
         log.close()
 
     def stop(self) -> None:
