@@ -25,7 +25,7 @@ log = logging.getLogger("refinery")
 
 @dataclass
 class Execution:
-    """What the backend hands back: file records of staged parts, merged writer stats, and the ledger."""
+    """What the backend hands back: file records of staged parts, merged writer stats, the read counts."""
 
     files: list[dict[str, Any]]
     stats: dict[str, Any]
@@ -36,6 +36,8 @@ class Execution:
     duplicate_ids: int = 0
     wall_seconds: float = 0.0
     io_seconds: dict[str, float] = field(default_factory=dict)
+    resume: dict[str, Any] = field(default_factory=dict)  # units (and global-stage steps) reused from a crash
+    storage_retries: dict[str, int] = field(default_factory=dict)  # retried storage requests per operation
 
 
 @dataclass
@@ -91,6 +93,8 @@ def finalize(
             "read_tasks": len(plan.tasks),
             "read_units": ex.read_units,
             "read_ray_tasks": ex.read_ray_tasks,
+            "resume": ex.resume,
+            "storage_retries": ex.storage_retries,
         },
     )
     problems = check_accounting(report) + check_files(ex.files, rows_read)
@@ -144,7 +148,7 @@ def check_duplicate_ids(plan: RunPlan, duplicate_ids: int) -> None:
 
 
 def read_totals(tasks: list[ReadTask], reads: dict[int, dict[str, Any]]) -> tuple[int, dict[str, int]]:
-    """Rows the readers produced, and their counters (blank lines …), from the ledger; every planned read task
+    """Rows the readers produced, and their counters (blank lines …), as recorded per unit; every planned read task
     must have reported, or rows may be missing."""
     missing = [t.uri for i, t in enumerate(tasks) if i not in reads]
     if missing:

@@ -32,6 +32,7 @@ from stages.readers import ReadTask, load_readers, plan_reads
 
 PACK_BYTES = 32 << 20  # small whole files are packed into read units of about this many bytes
 PACK_MAX_FILES = 256  # and at most this many files per unit (object stores pay a request per file)
+PACK_MIN_UNITS = 64  # and into at least this many units when there are that many files (parallelism)
 DupPolicy = Literal["keep", "quarantine", "error"]
 
 
@@ -245,13 +246,19 @@ def rows_per_shard(tasks: list[ReadTask], cfg: RunConfig, run_id: str) -> tuple[
 
 
 def pack_read_tasks(
-    tasks: list[ReadTask], num_cpus: int, pack_bytes: int = PACK_BYTES, max_files: int = PACK_MAX_FILES
+    tasks: list[ReadTask],
+    pack_bytes: int = PACK_BYTES,
+    max_files: int = PACK_MAX_FILES,
+    min_units: int = PACK_MIN_UNITS,
 ) -> list[list[tuple[int, ReadTask]]]:
-    """Group read tasks into units, one backend task each, as (key, task) pairs; the key is the task's index.
+    """Group read tasks into units of work, one backend task each, as (key, task) pairs; the key is the task's
+    index.
 
     Why: each Ray task costs tens of milliseconds to schedule, so 10,000 one-line files read as 10,000 tasks
     took 558 s. Byte ranges and files of at least `pack_bytes` stay alone; smaller files are packed by bytes,
-    into at least min(#files, 2 × CPUs) units so that a small input still uses every core."""
+    into at least min(#files, `min_units`) units so that a small input still spreads over the cores. The
+    packing depends on the input only, never on the cluster: a run resumed on another cluster finds the same
+    units, and so reuses their completed work."""
     units: list[list[tuple[int, ReadTask]]] = []
     small: list[tuple[int, ReadTask]] = []
     for i, t in enumerate(tasks):
@@ -261,7 +268,7 @@ def pack_read_tasks(
             small.append((i, t))
     if not small:
         return units
-    min_units = min(len(small), 2 * max(1, num_cpus))
+    min_units = min(len(small), min_units)
     target = min(pack_bytes, max(1, sum(t.size for _, t in small) // min_units))
     cap = min(max_files, -(-len(small) // min_units))
     cur: list[tuple[int, ReadTask]] = []

@@ -15,6 +15,7 @@ import posixpath
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO, TypeVar
@@ -156,6 +157,18 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+_RETRIES: Counter[str] = Counter()  # retried storage requests in this process, per operation
+
+
+def note_retry(op: str) -> None:
+    _RETRIES[op] += 1
+
+
+def retry_counts() -> dict[str, int]:
+    """Storage requests retried in this process so far, per operation (read, write, list, publish …)."""
+    return dict(_RETRIES)
+
+
 def retry_policy() -> tuple[int, float, float]:
     """(attempts, base seconds, cap seconds); tune with REFINERY_IO_RETRIES / _RETRY_BASE_S / _RETRY_CAP_S."""
     return (
@@ -193,6 +206,7 @@ def retry_call(
             if attempt == n - 1 or not is_transient(e):
                 raise
             delay = backoff_delay(attempt, base, cap)
+            note_retry(op)
             log.warning(
                 "retrying %s %s in %.1fs after %s (attempt %d/%d)",
                 op,

@@ -29,13 +29,15 @@ def id_partitions(estimated_rows: int) -> int:
     return int(min(256, max(1, math.ceil(estimated_rows / ROWS_PER_PARTITION))))
 
 
-def document_rows(batch: pa.Table) -> pa.Table:
-    """Rows whose id is the user's: live and dropped rows (quarantined and skipped records carry location ids)."""
+def document_rows(batch: pa.Table, live: bool = True) -> pa.Table:
+    """Rows whose id is the user's: dropped rows and, with `live`, live ones (quarantined and skipped records
+    carry location ids)."""
     if DROP_COL not in batch.column_names:
-        return batch
+        return batch if live else batch.slice(0, 0)
     reason = pc.fill_null(batch[DROP_COL], "")
     synthetic = pc.or_(pc.starts_with(reason, QUARANTINE_PREFIX), pc.starts_with(reason, "skip:"))
-    return batch.filter(pc.invert(synthetic))
+    keep = pc.invert(synthetic) if live else pc.and_(pc.invert(synthetic), pc.not_equal(reason, ""))
+    return batch.filter(keep)
 
 
 def write_id_hashes(folder: Location, rows: pa.Table, nparts: int) -> None:

@@ -162,6 +162,20 @@ class GlobalContext:
     num_gpus: float = 0.0  # GPUs of the cluster
     input_bytes: int = 0  # Parquet bytes of the checkpoint the stage reads (sizes its partitions)
     resources: Resources = field(default_factory=Resources)  # the stage's, config overrides applied
+    reused_steps: list[str] = field(default_factory=list)  # steps a resumed run did not redo
+
+    def step(self, name: str, fn: Callable[[], Any]) -> Any:
+        """Run one step of the stage's algorithm once per run. Its result (JSON) is recorded after it finishes,
+        so a run resumed after a crash reuses every finished step and redoes only the one that was running
+        (which must therefore rewrite its own outputs from scratch)."""
+        marker = self.work.join("_steps", f"{name}.json")
+        done = marker.read_json_or_none(strict=True)
+        if done is not None:
+            self.reused_steps.append(name)
+            return done["result"]
+        result = fn()
+        marker.write_json({"result": result}, indent=None)
+        return result
 
     def map_collect(
         self, ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int, resources: Resources | None = None
@@ -175,13 +189,12 @@ class GlobalContext:
     ) -> list[Any]:
         """fn(*a) for each a, as parallel tasks (one CPU each, the stage's memory); their small results in order."""
         res = Resources(num_cpus=1, memory_mb=self.resources.memory_mb)
-        return self.backend.run_wave(
-            fn, args, res, f"{self.label}:{name or getattr(fn, '__name__', 'wave').lstrip('_')}"
-        )
+        label = name or getattr(fn, "__name__", "wave").lstrip("_")
+        return self.backend.run_wave(fn, args, res, f"{self.label}:{label}")
 
     def dataset_from(self, fn: Callable[[Any], pa.Table | None], items: Sequence[Any]) -> Any:
-        """The dataset this stage returns: fn(item) for each item, one task each (tables of the same rows and
-        columns it was given, plus its own, and `_drop` for rows to drop)."""
+        """The stage's output: fn(item) for each item, one unit of work each (tables of the same rows and columns
+        it was given, plus its own, and `_drop` for rows to drop). `fn` must give the same table every time."""
         return self.backend.dataset_from(fn, items, self.label)
 
 

@@ -1,7 +1,7 @@
-"""Write one batch of rows into staged Parquet parts and describe what was written.
+"""Write a unit of work's rows into staged Parquet parts and describe what was written.
 
-Runs inside Ray tasks but does not import Ray: it is a callable on `pyarrow.Table` that returns a small table
-of file records (path, rows, bytes, sha256) plus one stats record. The driver only ever sees those records.
+Runs inside Ray tasks but does not import Ray. The driver only ever sees the file records (path, rows, bytes,
+sha256) and the stats, never rows.
 
 A part is named by the sha256 of its own bytes. Everything that makes a part unique is in its content (rows with
 their source locations and run id), so two different parts can never share a name, even when the input repeats
@@ -11,7 +11,6 @@ ids, while a retried task rewrites the same bytes under the same name instead of
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from refinery.accounting import batch_stats
+from refinery.accounting import batch_stats, empty_stats, merge_stats
 from refinery.ids import document_rows, write_id_hashes
 from refinery.location import Location
 from refinery.schema import (
@@ -30,8 +29,8 @@ from refinery.schema import (
     QUARANTINE_PREFIX,
     RAW_COL,
     SOURCE_TYPE,
+    concat,
     conform,
-    row_slices,
     split_alive,
 )
 
@@ -56,90 +55,46 @@ DROPLOG_SCHEMA = pa.schema(
         pa.field("source_offset", pa.int64()),
     ]
 )
-RECORD_SCHEMA = pa.schema(
-    [
-        pa.field("kind", pa.string()),  # data | quarantine | droplog | stats
-        pa.field("path", pa.string()),
-        pa.field("rows", pa.int64()),
-        pa.field("bytes", pa.int64()),
-        pa.field("sha256", pa.string()),
-        pa.field("stats", pa.string()),
-    ]
-)
 
 
 class PartWriter:
-    """Callable for `map_batches`: stage kept rows as data parts, dead rows as quarantine/droplog parts."""
+    """Stages a unit of work's rows as Parquet parts: kept rows as data parts, dead rows as quarantine/droplog
+    parts. Picklable (tasks carry it); `open()` gives a `PartSink` per unit.
+
+    Parts are cut where the rows' in-memory size crosses `part_bytes`, in the order the rows arrive: a unit
+    (whose rows always arrive in the same order) is always cut the same way, so re-running it yields the same
+    files byte for byte, which is what lets a resumed run reuse what an interrupted one left."""
 
     def __init__(
         self,
         staging: Location,
         schema: pa.Schema,
         compression: str = "zstd",
-        target_bytes: int = 128 << 20,
+        part_bytes: int = 48 << 20,
         summarizers: list[Any] | None = None,
         row_group_rows: int = 64 * 1024,
         id_hashes: Location | None = None,
         id_parts: int = 1,
+        count_live_ids: bool = True,
         raw_scrub: Callable[[list[bytes | None]], list[bytes | None]] | None = None,
     ):
         self.staging = staging
         self.row_group_rows = row_group_rows  # checkpoints use small groups: each is one parallel read item
         self.schema = schema
         self.compression = None if compression == "none" else compression
-        self.target_bytes = target_bytes
+        self.part_bytes = part_bytes  # in-memory Arrow bytes per data part (zstd shrinks text ~3x on disk)
         self.summarizers = summarizers or []  # (label, stage) pairs whose summarize() feeds report counters
         self.id_hashes = id_hashes  # where to leave id hashes for the duplicate-id count (refinery/ids.py)
         self.id_parts = id_parts
+        # Live rows' ids are counted where the rows end: in the last step only (they are still live in a checkpoint)
+        self.count_live_ids = count_live_ids
         self.raw_scrub = raw_scrub  # applied to quarantined raw bytes before they are written (PII)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        if self.id_hashes is not None:
-            write_id_hashes(self.id_hashes, document_rows(batch), self.id_parts)
-        alive, dead = split_alive(batch)
-        records: list[dict[str, Any]] = []
-        counters: dict[str, float] = {}
-        if alive.num_rows:
-            alive = conform(alive, self.schema)
-            for label, stage in self.summarizers:
-                for k, v in stage.summarize(alive).items():
-                    counters[f"{label}.{k}"] = counters.get(f"{label}.{k}", 0) + v
-            for part in self._split(alive):
-                records.append(self._write("data", part))
-        if dead is not None and dead.num_rows:
-            is_q = pc.starts_with(dead[DROP_COL], QUARANTINE_PREFIX)
-            q = dead.filter(is_q)
-            d = dead.filter(pc.invert(is_q))
-            if q.num_rows:
-                table = _quarantine_table(q)
-                if self.raw_scrub is not None:
-                    raw = pa.array(self.raw_scrub(table["raw"].to_pylist()), pa.large_binary())
-                    table = table.set_column(table.schema.get_field_index("raw"), "raw", raw)
-                records.append(self._write("quarantine", table))
-            if d.num_rows:
-                records.append(self._write("droplog", _droplog_table(d)))
-        stats = batch_stats(alive if alive.num_rows else None, dead, counters)
-        records.append(
-            {
-                "kind": "stats",
-                "path": None,
-                "rows": batch.num_rows,
-                "bytes": 0,
-                "sha256": None,
-                "stats": json.dumps(stats),
-            }
-        )
-        return pa.Table.from_pylist(records, schema=RECORD_SCHEMA)
+    def open(self) -> PartSink:
+        return PartSink(self)
 
-    def _split(self, table: pa.Table) -> list[pa.Table]:
-        """Parts near the target size: estimate bytes/row from the in-memory size (zstd shrinks text ~3x)."""
-        est = max(1, table.nbytes // 3)
-        n_parts = max(1, int(round(est / self.target_bytes)))
-        if n_parts == 1:
-            return [table]
-        return row_slices(table, -(-table.num_rows // n_parts))
-
-    def _write(self, kind: str, table: pa.Table) -> dict[str, Any]:
+    def write_part(self, kind: str, table: pa.Table) -> dict[str, Any]:
+        """Write one part (named by the sha256 of its bytes) and return its file record."""
         folder = self.staging.join(kind)
         tmp_dir = folder.path if folder.is_local else None  # local: write beside the target, then rename
         if tmp_dir:
@@ -161,8 +116,76 @@ class PartWriter:
             "rows": table.num_rows,
             "bytes": size,
             "sha256": digest,
-            "stats": None,
         }
+
+
+DEAD_PART_BYTES = 32 << 20  # dead rows are few columns: one quarantine/droplog part per unit, unless huge
+
+
+class PartSink:
+    """The rows of one unit of work, written as they come: `add` batches, then `close` for the file records and
+    the unit's stats (counted from the rows themselves, so counts are exact whatever Ray retries)."""
+
+    def __init__(self, writer: PartWriter):
+        self.w = writer
+        self.files: list[dict[str, Any]] = []
+        self.stats = empty_stats()
+        self.rows = 0
+        self._alive: list[pa.Table] = []
+        self._dead: list[pa.Table] = []
+        self._ids: list[pa.Table] = []
+
+    def add(self, batch: pa.Table) -> None:
+        self.rows += batch.num_rows
+        if self.w.id_hashes is not None:
+            docs = document_rows(batch, live=self.w.count_live_ids)
+            if docs.num_rows:
+                self._ids.append(docs.select(["id", "source"]))
+        alive, dead = split_alive(batch)
+        counters: dict[str, float] = {}
+        if alive.num_rows:
+            alive = conform(alive, self.w.schema)
+            for label, stage in self.w.summarizers:
+                for k, v in stage.summarize(alive).items():
+                    counters[f"{label}.{k}"] = counters.get(f"{label}.{k}", 0) + v
+            self._alive.append(alive)
+            if sum(t.nbytes for t in self._alive) >= self.w.part_bytes:
+                self._flush_alive()
+        if dead is not None and dead.num_rows:
+            self._dead.append(dead)
+            if sum(t.nbytes for t in self._dead) >= DEAD_PART_BYTES:
+                self._flush_dead()
+        self.stats = merge_stats(self.stats, batch_stats(alive if alive.num_rows else None, dead, counters))
+
+    def close(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        self._flush_alive()
+        self._flush_dead()
+        if self._ids:
+            write_id_hashes(self.w.id_hashes, concat(self._ids), self.w.id_parts)  # type: ignore[arg-type]
+            self._ids = []
+        return self.files, self.stats
+
+    def _flush_alive(self) -> None:
+        if self._alive:
+            self.files.append(self.w.write_part("data", concat(self._alive)))
+            self._alive = []
+
+    def _flush_dead(self) -> None:
+        if not self._dead:
+            return
+        dead = concat(self._dead)
+        self._dead = []
+        is_q = pc.starts_with(dead[DROP_COL], QUARANTINE_PREFIX)
+        q = dead.filter(is_q)
+        d = dead.filter(pc.invert(is_q))
+        if q.num_rows:
+            table = _quarantine_table(q)
+            if self.w.raw_scrub is not None:
+                raw = pa.array(self.w.raw_scrub(table["raw"].to_pylist()), pa.large_binary())
+                table = table.set_column(table.schema.get_field_index("raw"), "raw", raw)
+            self.files.append(self.w.write_part("quarantine", table))
+        if d.num_rows:
+            self.files.append(self.w.write_part("droplog", _droplog_table(d)))
 
 
 def _sha256_file(path: str) -> str:

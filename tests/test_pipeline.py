@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -214,7 +215,7 @@ def test_kill_during_write_leaves_nothing_published_and_rerun_matches(run_config
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
-            if list(out.glob("_work/*/final/data/part-*.parquet")):
+            if list(out.glob("_work/*/s*/data/part-*.parquet")):
                 break
             assert proc.poll() is None, "job ended before it could be killed"
             time.sleep(0.1)
@@ -249,37 +250,67 @@ def test_kill_during_write_leaves_nothing_published_and_rerun_matches(run_config
     assert sorted(zip(t1["id"].to_pylist(), t1["text"].to_pylist(), strict=True)) == sorted(
         zip(t2["id"].to_pylist(), t2["text"].to_pylist(), strict=True)
     )
-    assert not list(out.glob("_work/*/final/data/*"))  # staging of the killed run was cleaned
+    assert not list(out.glob("_work/*/s*/data/*"))  # staging of the killed run was cleaned
+
+
+class _MarkLongest:
+    """The toy stage's output: one checkpoint slice it saved, with `_drop` on all but the kept ids."""
+
+    def __init__(self, keep: set[str], label: str, options: dict):
+        self.keep, self.label, self.options = keep, label, options
+
+    def __call__(self, uri: str) -> pa.Table:
+        from refinery.location import Location
+
+        with Location(uri, self.options).open("rb") as f:
+            batch = pq.read_table(f)
+        drop = [None if i in self.keep else f"{self.label}:not_longest" for i in batch["id"].to_pylist()]
+        return batch.append_column("_drop", pa.array(drop, pa.string()))
+
+
+class _SaveSlice:
+    """The toy stage's map step: save a slice under the stage's scratch folder, return (id, label, length)."""
+
+    def __init__(self, work):
+        self.work = work
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import hashlib
+
+        name = hashlib.sha256("".join(batch["id"].to_pylist()).encode()).hexdigest()[:16]
+        self.work.join("slices").makedirs()
+        target = self.work.join("slices", f"{name}.parquet")
+        with target.open("wb") as f:
+            pq.write_table(batch, f)
+        labels = [json.loads(m)["lang_label"] for m in batch["meta"].to_pylist()]
+        return pa.table(
+            {
+                "id": batch["id"],
+                "label": labels,
+                "length": pc.utf8_length(batch["text"]),
+                "file": [target.uri] * batch.num_rows,
+            }
+        )
 
 
 def _register_toy_global_stage():
-    """A toy global stage, registered by the test: keeps the longest document per language label."""
-    import pyarrow.compute as pc
-
+    """A toy global stage written against the contract (no Ray): keeps the longest document per language label."""
     from refinery.stage import FilterParams, GlobalStage, register
 
     @register
-    class LongestPerLabel(GlobalStage):
+    class LongestPerLabel(GlobalStage[FilterParams]):
         name = "test_longest_per_label"
-        Params = FilterParams
 
         def apply(self, ds, ctx):
-            label = ctx.label
-
-            def mark(batch: pa.Table) -> pa.Table:
-                labels = [__import__("json").loads(m)["lang_label"] for m in batch["meta"].to_pylist()]
-                lengths = pc.utf8_length(batch["text"]).to_pylist()
-                best: dict[str, tuple[int, str]] = {}
-                for i, (lab, n) in enumerate(zip(labels, lengths, strict=True)):
-                    key = (n, batch["id"][i].as_py())
-                    if lab not in best or key > best[lab]:
-                        best[lab] = key
-                keep = {v[1] for v in best.values()}
-                drop = [None if i in keep else f"{label}:not_longest" for i in batch["id"].to_pylist()]
-                return batch.append_column("_drop", pa.array(drop, pa.string()))
-
-            # one global group: everything in one batch is fine for a 300-row test corpus
-            return ds.repartition(1).map_batches(mark, batch_format="pyarrow", batch_size=None)
+            rows = ctx.map_collect(ds, _SaveSlice(ctx.work), 100)
+            best: dict[str, tuple[int, str]] = {}
+            for r in rows:  # a toy: 300 rows come back to the driver; real stages never collect rows
+                key = (r["length"], r["id"])
+                if r["label"] not in best or key > best[r["label"]]:
+                    best[r["label"]] = key
+            keep = {v[1] for v in best.values()}
+            files = sorted({r["file"] for r in rows})
+            return ctx.dataset_from(_MarkLongest(keep, ctx.label, ctx.work.storage_options), files)
 
     return LongestPerLabel
 

@@ -1,10 +1,10 @@
 """The Ray backend: the only package that imports Ray (apart from the entry points that start it).
 
 - cluster.py: starting or joining Ray, clean stops on SIGTERM/SIGINT;
-- executor.py: `RayBackend.execute(plan)`: the Ray Data plan of a run;
-- operators.py: reading, fused stage groups (tasks or actor pools), the writer, checkpoint reads;
-- global_ops.py: what global stages ask for (maps, waves of tasks, a dataset per partition);
-- ledger.py: the run's ledger actor (row counts per read task, seconds per stage).
+- executor.py: `RayBackend.execute(plan)`: steps over units of work, global stages between them, resume;
+- units.py: what one task does with a unit of work (read, stage group, staged parts) and its completion record;
+- operators.py: the Ray Data operators: a step over its units (tasks or an actor pool), checkpoint reads;
+- global_ops.py: what global stages ask for (maps, waves of tasks, their output partitions).
 """
 
 from jobs.ray_backend.cluster import Stopped, catch_stop_signals

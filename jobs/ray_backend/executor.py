@@ -1,38 +1,62 @@
-"""Executing a `RunPlan` on Ray Data: read → fused stage groups → (checkpoint → global stage)* → write.
+"""Executing a `RunPlan` on Ray: steps over units of work, global stages between them.
 
-The driver only ever holds file lists and per-part records, never rows. Every operator is named after the stages
-it runs. What comes back (`jobs.finalize.Execution`) is checked and committed by jobs/finalize.py.
+A step takes a set of units (packed input files for the first, files or partitions of the step before for the
+others), applies one fused stage group to each, and stages its rows as parts; every unit leaves a completion
+record (jobs/ray_backend/units.py). A global stage between two steps reads the checkpoint the first left and
+hands the second its output partitions. So a run is a sequence of durable results: a re-run with the same run id
+reuses every unit whose record checks out and every finished step of a global stage, and redoes the rest. The
+driver only ever holds file lists and records, never rows. What comes back (`Execution`) is checked and
+committed by jobs/finalize.py.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import os
+import socket
+import threading
 import time
-import uuid
 from typing import Any
 
 from jobs.finalize import Execution
 from jobs.plan import PlannedStage, RunPlan, StageGroup, output_schema, pack_read_tasks
 from jobs.ray_backend import cluster
-from jobs.ray_backend.global_ops import RayGlobalBackend
-from jobs.ray_backend.operators import (
-    CHECKPOINT_ROW_GROUP,
-    ReadFn,
-    annotate_global,
-    apply_stage_group,
-    named,
-    read_checkpoint,
-    read_dataset,
-    read_items,
-    write,
-)
+from jobs.ray_backend.global_ops import CheckpointSource, ItemSource, RayGlobalBackend
+from jobs.ray_backend.operators import CHECKPOINT_ROW_GROUP, run_units
+from jobs.ray_backend.units import READ_LABEL, WRITE_LABEL, Step, valid_record
 from refinery.accounting import empty_stats, merge_stats
 from refinery.config import RayConfig
+from refinery.fsio import retry_counts
 from refinery.ids import count_duplicates
 from refinery.location import Location
 from refinery.progress import progress
 from refinery.stage import GlobalContext, Resources
 from refinery.writer import PartWriter
+
+HEARTBEAT = "_RUNNING"  # in _work/<run_id>/ while a driver works on it (refinery gc leaves such runs alone)
+HEARTBEAT_S = 60.0
+
+
+@dataclasses.dataclass
+class _Progress:
+    files: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # staged parts to publish
+    stats: dict[str, Any] = dataclasses.field(default_factory=empty_stats)
+    reads: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    read_tasks: set[str] = dataclasses.field(default_factory=set)
+    retries: dict[str, int] = dataclasses.field(default_factory=dict)
+    units: int = 0
+    units_reused: int = 0
+    read_units: int = 0
+    steps_reused: list[str] = dataclasses.field(default_factory=list)
+
+    def add_seconds(self, seconds: dict[str, float]) -> None:
+        for k, v in seconds.items():
+            self.seconds[k] = self.seconds.get(k, 0.0) + v
+
+    def add_retries(self, retries: dict[str, int]) -> None:
+        for k, v in retries.items():
+            self.retries[k] = self.retries.get(k, 0) + int(v)
 
 
 class RayBackend:
@@ -44,132 +68,183 @@ class RayBackend:
     def start(self) -> None:
         cluster.init_ray(self.ray_cfg)
 
-    def execute(self, plan: RunPlan) -> Execution:
-        import ray
-
-        from jobs.ray_backend.ledger import READ_LABEL, WRITE_LABEL, RunLedger
-
+    def execute(self, plan: RunPlan, resume: bool = True) -> Execution:
         assert plan.work is not None and plan.input_cfg is not None
         t_start = time.time()
-        cfg = plan.cfg
-        cpus = cluster.cluster_cpus()
-        units = pack_read_tasks(plan.tasks, cpus)
-        if plan.id_hashes is not None:
-            plan.id_hashes.remove(recursive=True)  # hashes of a crashed attempt would be counted twice
-        ledger_name = f"refinery-ledger-{plan.run_id}-{uuid.uuid4().hex[:6]}"
-        ledger = RunLedger.options(name=ledger_name, num_cpus=0).remote()
+        retries_before = retry_counts()
+        if not resume:
+            plan.work.remove(recursive=True)
+        stop = _heartbeat(plan.work)
         try:
-            read = named(ReadFn, "read")(plan.input_cfg, plan.run_id, ledger_name)
-            raw_scrub = plan.raw_scrubber()
-            items = read_items(units)
-            segments = plan.segments
-            # the first group of per-batch stages reads its own input; otherwise a read operator does
-            ds = items if segments and isinstance(segments[0], StageGroup) else read_dataset(items, read)
-            files: list[dict[str, Any]] = []
-            stats = empty_stats()
-            so_far: list[PlannedStage] = []
-            for i, seg in enumerate(segments):
-                if isinstance(seg, StageGroup):
-                    ds = apply_stage_group(
-                        ds, seg, cfg.ray.batch_rows, ledger_name, cpus, read if i == 0 else None
-                    )
-                    so_far += seg.stages
-                    continue
-                # A global stage: checkpoint live rows (dead rows are final and go straight to staging).
-                seg_name = f"seg{sum(1 for s in segments[:i] if isinstance(s, PlannedStage))}"
-                writer = self._writer(plan, plan.work.join(seg_name), so_far, raw_scrub, CHECKPOINT_ROW_GROUP)
-                t0 = time.time()
-                f, s = collect(
-                    write(
-                        ds,
-                        writer,
-                        plan.rows_per_shard,
-                        cfg.output.max_batch_mb,
-                        ledger_name,
-                        f"checkpoint:{seg.label}",
-                    ),
-                    seg_name,
-                )
-                progress(
-                    "checkpointed %d live rows before %s in %.1fs",
-                    s["rows_kept"],
-                    seg.label,
-                    time.time() - t0,
-                )
-                stats = merge_stats(
-                    stats, {**s, "rows_kept": 0, "kept_lang": {}, "counters": {}, "flagged": {}}
-                )
-                files += [x for x in f if x["path"].split("/")[1] != "data"]
-                data_files = [x for x in f if x["path"].split("/")[1] == "data"]
-                ds = read_checkpoint(
-                    [(plan.work.join(x["path"]), int(x["rows"])) for x in data_files], cpus, name=seg.label
-                )
-                ctx = GlobalContext(
-                    work=plan.work.join(f"{seg_name}-{seg.label}"),
-                    state=Location(cfg.output.resolved_state_uri(), cfg.output.storage_options),
-                    backend=RayGlobalBackend(),
-                    label=seg.label,
-                    num_cpus=cpus,
-                    num_gpus=cluster.cluster_gpus(),
-                    resources=seg.stage.resources,
-                    input_bytes=sum(int(x["bytes"]) for x in data_files),
-                )
-                t0 = time.time()
-                ds = seg.stage.apply(ds, ctx)
-                if seg.stage.action == "annotate":
-                    ds = annotate_global(ds, seg.label)
-                ray.get(ledger.add.remote({seg.label: time.time() - t0}))
-                so_far.append(seg)
-            writer = self._writer(plan, plan.work.join("final"), plan.stages, raw_scrub)
-            f, s = collect(
-                write(ds, writer, plan.rows_per_shard, cfg.output.max_batch_mb, ledger_name), "final"
-            )
-            files += f
-            stats = merge_stats(stats, s)
-            duplicate_ids = self._count_duplicate_ids(plan, stats)
-            seconds = ray.get(ledger.totals.remote())
-            task_counts = ray.get(ledger.task_counts.remote())
-            reads = ray.get(ledger.reads.remote())
+            prog = self._steps(plan)
         finally:
-            try:
-                ray.kill(ledger)
-            except Exception:
-                pass
+            stop.set()
+        duplicate_ids = self._count_duplicate_ids(plan, prog.stats)
+        prog.add_retries({k: v - retries_before.get(k, 0) for k, v in retry_counts().items()})
         io = {
-            "read": round(seconds.get(READ_LABEL, 0.0), 3),
-            "write": round(seconds.get(WRITE_LABEL, 0.0), 3),
+            "read": round(prog.seconds.get(READ_LABEL, 0.0), 3),
+            "write": round(prog.seconds.get(WRITE_LABEL, 0.0), 3),
+        }
+        resume_info = {
+            "units": prog.units,
+            "units_reused": prog.units_reused,
+            "steps_reused": prog.steps_reused,
         }
         return Execution(
-            files=files,
-            stats=stats,
-            reads=reads,
-            seconds=seconds,
-            read_units=len(units),
-            read_ray_tasks=task_counts.get(READ_LABEL, 0),
+            files=prog.files,
+            stats=prog.stats,
+            reads=prog.reads,
+            seconds=prog.seconds,
+            read_units=prog.read_units,
+            read_ray_tasks=len(prog.read_tasks),
             duplicate_ids=duplicate_ids,
             wall_seconds=time.time() - t_start,
             io_seconds=io,
+            resume=resume_info,
+            storage_retries={k: v for k, v in sorted(prog.retries.items()) if v},
         )
 
-    def _writer(
+    # ----------------------------------------------------------------------------------------------------------
+
+    def _steps(self, plan: RunPlan) -> _Progress:
+        assert plan.work is not None
+        cfg = plan.cfg
+        cpus, gpus = cluster.cluster_cpus(), cluster.cluster_gpus()
+        prog = _Progress()
+        units: list[dict[str, Any]] = [
+            {"id": f"r{i:06d}", "read": [[k, dataclasses.asdict(t)] for k, t in unit]}
+            for i, unit in enumerate(pack_read_tasks(plan.tasks))
+        ]
+        prog.read_units = len(units)
+        segments = list(plan.segments)
+        so_far: list[PlannedStage] = []
+        item_source: ItemSource | None = None
+        annotate: str | None = None
+        n = 0
+        while True:
+            group = segments.pop(0) if segments and isinstance(segments[0], StageGroup) else None
+            final = not segments
+            stages_now = so_far + (group.stages if group else [])
+            step = Step(
+                name=f"s{n}",
+                title=("read+" if n == 0 else "") + (group.name if group else "copy"),
+                specs=group.specs() if group else [],
+                batch_rows=cfg.ray.batch_rows,
+                writer=self._writer(plan, plan.work.join(f"s{n}"), stages_now, final),
+                done=plan.work.join("done", f"s{n}"),
+                run_id=plan.run_id,
+                input_cfg=plan.input_cfg,
+                files_options=cfg.output.storage_options,
+                item_fn=item_source.fn if item_source else None,
+                annotate_label=annotate,
+            )
+            res = group.resources if group else Resources(num_cpus=1)
+            records = self._run_step(
+                step, units, res, bool(group and group.stateful), cpus, first=n == 0, prog=prog
+            )
+            data = self._collect(step, records, final, prog, first=n == 0)
+            if final:
+                return prog
+            so_far = stages_now
+            n += 1
+            nxt = segments[0]
+            if isinstance(nxt, StageGroup):  # another device: the next step reads these files
+                units, item_source, annotate = _file_units(plan.work, data), None, None
+                continue
+            segments.pop(0)
+            source = CheckpointSource([(plan.work.join(p), rows) for p, rows, _ in data], cpus, nxt.label)
+            ctx = GlobalContext(
+                work=plan.work.join(f"seg{n - 1}-{nxt.label}"),
+                state=Location(cfg.output.resolved_state_uri(), cfg.output.storage_options),
+                backend=RayGlobalBackend(),
+                label=nxt.label,
+                num_cpus=cpus,
+                num_gpus=gpus,
+                resources=nxt.stage.resources,
+                input_bytes=sum(b for _, _, b in data),
+            )
+            t0 = time.time()
+            out = nxt.stage.apply(source, ctx)
+            prog.add_seconds({nxt.label: time.time() - t0})
+            prog.steps_reused += [f"{nxt.label}:{s}" for s in ctx.reused_steps]
+            so_far.append(nxt)
+            if isinstance(out, ItemSource):
+                units = [{"id": f"p{i:06d}", "item": item} for i, item in enumerate(out.items)]
+                item_source, annotate = out, (nxt.label if nxt.stage.action == "annotate" else None)
+            else:  # the stage changed nothing (an empty input): its checkpoint goes on as it is
+                units, item_source, annotate = _file_units(plan.work, data), None, None
+
+    def _run_step(
         self,
-        plan: RunPlan,
-        staging: Location,
-        stages: list[PlannedStage],
-        raw_scrub: Any,
-        row_group_rows: int = 64 * 1024,
+        step: Step,
+        units: list[dict[str, Any]],
+        res: Resources,
+        stateful: bool,
+        cpus: int,
+        first: bool,
+        prog: _Progress,
+    ) -> list[dict[str, Any]]:
+        """Reuse the units whose completion record checks out; run the others."""
+        recorded = {loc.name[: -len(".json")]: loc for loc in step.done.find(".json")}
+        checks = [(u["id"], recorded[u["id"]]) for u in units if u["id"] in recorded]
+        reused: list[dict[str, Any]] = []
+        if checks:
+            staging = step.writer.staging
+            chunks = [checks[i : i + 16] for i in range(0, len(checks), 16)]
+            found = RayGlobalBackend().run_wave(
+                _load_records, [(staging, c) for c in chunks], Resources(num_cpus=1), f"{step.title}:resume"
+            )
+            reused = [r for chunk in found for r in chunk if r is not None]
+        done = {r["unit"] for r in reused}
+        pending = [u for u in units if u["id"] not in done]
+        if reused:
+            progress("%s: %d of %d unit(s) already done, reused", step.title, len(reused), len(units))
+        fresh = run_units(pending, step, res, stateful, cpus, first)
+        prog.units += len(units)
+        prog.units_reused += len(reused)
+        return reused + fresh
+
+    def _collect(
+        self, step: Step, records: list[dict[str, Any]], final: bool, prog: _Progress, first: bool
+    ) -> list[tuple[str, int, int]]:
+        """Fold the step's records into the run's progress; returns the data files (path, rows, bytes) that go on
+        to the next step (none after the last)."""
+        data: list[tuple[str, int, int]] = []
+        for rec in sorted(records, key=lambda r: r["unit"]):
+            for f in rec["files"]:
+                path = f"{step.name}/{f['path']}"
+                if f["kind"] == "data" and not final:
+                    data.append((path, int(f["rows"]), int(f["bytes"])))
+                else:
+                    prog.files.append({**f, "path": path})
+            stats = rec["stats"]
+            if not final:  # live rows go on; only the dead rows of this step are final
+                stats = {**stats, "rows_kept": 0, "kept_lang": {}, "counters": {}, "flagged": {}}
+            prog.stats = merge_stats(prog.stats, stats)
+            prog.add_seconds(rec.get("seconds", {}))
+            prog.add_retries(rec.get("retries", {}))
+            if first:
+                prog.reads.update({int(k): v for k, v in rec.get("reads", {}).items()})
+                if rec.get("task"):
+                    prog.read_tasks.add(rec["task"])
+        return data
+
+    def _writer(
+        self, plan: RunPlan, staging: Location, stages: list[PlannedStage], final: bool
     ) -> PartWriter:
         out = plan.cfg.output
+        part_mb = min(out.target_shard_mb * 3, out.max_batch_mb)  # in memory; zstd shrinks text ~3x on disk
         return PartWriter(
             staging,
-            output_schema(stages),
+            plan.schema() if final else output_schema(stages),
             out.compression,
-            int(out.target_shard_mb * (1 << 20)),
+            int(part_mb * (1 << 20)),
             [(p.label, p.stage) for p in stages],
-            row_group_rows=row_group_rows,
+            row_group_rows=64 * 1024 if final else CHECKPOINT_ROW_GROUP,
             id_hashes=plan.id_hashes,
             id_parts=plan.id_parts,
-            raw_scrub=raw_scrub,
+            count_live_ids=final,
+            raw_scrub=plan.raw_scrubber(),
         )
 
     def _count_duplicate_ids(self, plan: RunPlan, stats: dict[str, Any]) -> int:
@@ -183,12 +258,40 @@ class RayBackend:
         )
 
 
-def collect(records: list[dict[str, Any]], segment: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Split the writer's records into staged files (paths under `segment/`) and merged stats."""
-    files, stats = [], empty_stats()
-    for r in records:
-        if r["kind"] == "stats":
-            stats = merge_stats(stats, json.loads(r["stats"]))
-        else:
-            files.append({**r, "path": f"{segment}/{r['path']}"})
-    return files, stats
+def _file_units(work: Location, data: list[tuple[str, int, int]]) -> list[dict[str, Any]]:
+    """One unit per data file of a step (its name is its sha256: a stable id)."""
+    return [
+        {"id": "f-" + path.rsplit("/", 1)[-1].removesuffix(".parquet"), "files": [work.join(path).uri]}
+        for path, _, _ in data
+    ]
+
+
+def _load_records(staging: Location, checks: list[tuple[str, Location]]) -> list[dict[str, Any] | None]:
+    """The completion records that can be trusted (every file there, with its size and sha256); None for others."""
+    out: list[dict[str, Any] | None] = []
+    for _, loc in checks:
+        rec = loc.read_json_or_none()
+        out.append(rec if isinstance(rec, dict) and valid_record(rec, staging) else None)
+    return out
+
+
+def _heartbeat(work: Location) -> threading.Event:
+    """Mark the run folder as in use while this driver works on it (`refinery gc` skips it)."""
+    stop = threading.Event()
+    marker = work.join(HEARTBEAT)
+    owner = {"host": socket.gethostname(), "pid": os.getpid()}
+
+    def beat() -> None:
+        while not stop.is_set():
+            try:
+                marker.write_json({**owner, "at": time.time()}, indent=None)
+            except Exception:
+                pass
+            stop.wait(HEARTBEAT_S)
+        try:
+            marker.remove()
+        except Exception:
+            pass
+
+    threading.Thread(target=beat, name="refinery-heartbeat", daemon=True).start()
+    return stop

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from jobs.ray_backend.operators import named
-from refinery.schema import concat, row_slices
+from jobs.ray_backend.operators import named, read_checkpoint
+from refinery.location import Location
+from refinery.schema import row_slices
 from refinery.stage import Resources
 
 log = logging.getLogger("refinery.dedup")
@@ -36,23 +38,32 @@ class Sliced:
             yield self.fn(part)
 
 
-class PerItem:
-    """One output table per item of a dataset of items (None: nothing for that item)."""
+@dataclass
+class CheckpointSource:
+    """What a global stage receives as `ds`: the live rows checkpointed before it, as Parquet files."""
 
-    def __init__(self, fn: Callable[[Any], pa.Table | None]):
-        self.fn = fn
+    files: list[tuple[Location, int]]  # (file, rows)
+    num_cpus: int
+    label: str
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        outs = [self.fn(item) for item in batch["item"].to_pylist()]
-        outs = [o for o in outs if o is not None]
-        return concat(outs) if outs else pa.table({})
+    def dataset(self) -> Any:
+        return read_checkpoint(self.files, self.num_cpus, name=self.label)
+
+
+@dataclass
+class ItemSource:
+    """What a global stage returns: fn(item) for each item (one unit of work each in the next step)."""
+
+    fn: Callable[[Any], pa.Table | None]
+    items: list[Any]
 
 
 class RayGlobalBackend:
     def map_collect(
         self, ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int, resources: Resources, name: str
     ) -> list[dict[str, Any]]:
-        out = ds.map_batches(
+        data = ds.dataset() if isinstance(ds, CheckpointSource) else ds
+        out = data.map_batches(
             named(Sliced, name)(fn, rows),
             batch_size=None,
             batch_format="pyarrow",
@@ -72,8 +83,7 @@ class RayGlobalBackend:
         log.info("%s: %d task(s) in %.2fs", name, len(args), time.perf_counter() - t0)
         return out
 
-    def dataset_from(self, fn: Callable[[Any], pa.Table | None], items: Sequence[Any], name: str) -> Any:
-        import ray
-
-        ds = ray.data.from_items([{"item": i} for i in items], override_num_blocks=max(1, len(items)))
-        return ds.map_batches(named(PerItem, name)(fn), batch_size=1, batch_format="pyarrow")
+    def dataset_from(
+        self, fn: Callable[[Any], pa.Table | None], items: Sequence[Any], name: str
+    ) -> ItemSource:
+        return ItemSource(fn, list(items))

@@ -35,7 +35,7 @@ from stages.dedup.keys import (
     row_key_of_node,
     row_keys,
 )
-from stages.dedup.shuffle import Store, batch_tag, choose_partitions, lookup, partition_of
+from stages.dedup.shuffle import Store, batch_tag, choose_partitions, lookup, partition_of, wave
 
 MEDIA = ("image", "audio")
 KEY_TYPE = pa.binary(16)
@@ -216,16 +216,28 @@ class ExactDedup(GlobalStage[ExactDedupParams]):
 
     def apply(self, ds: Any, ctx: GlobalContext) -> Any:
         p = self.params
-        store = Store(ctx.work, choose_partitions(p, ctx))
-        for step in ("docs", "keys", "assign", "index"):
-            store.clear(step)
-        rows, doc_parts, run_id = map_summary(ctx.map_collect(ds, _ExactMap(p, store), p.map_batch_rows))
+        # every step runs once per run (ctx.step): a crashed run resumes after its last finished step
+        store = Store(ctx.work, ctx.step("partitions", lambda: choose_partitions(p, ctx)))
+
+        def map_docs() -> list[Any]:
+            for step in ("docs", "keys"):
+                store.clear(step)
+            return list(map_summary(ctx.map_collect(ds, _ExactMap(p, store), p.map_batch_rows)))
+
+        rows, doc_parts, run_id = ctx.step("map", map_docs)
         if rows == 0:
             return ds
         index = index_location(p, ctx, self.name)
         if p.against_index:
-            read_index_partitioned(ctx, store, "index", index, "key")
-        ctx.run_wave(_exact_reduce, [(store, k, p.against_index) for k in range(store.nparts)], "reduce")
+            ctx.step("index", lambda: read_index_partitioned(ctx, store, "index", index, "key"))
+        wave(
+            ctx,
+            store,
+            "reduce",
+            _exact_reduce,
+            [(store, k, p.against_index) for k in range(store.nparts)],
+            writes=["assign"],
+        )
         if p.update_index and run_id:
-            clear_generation(index, run_id, ctx.label)
+            ctx.step("clear_index", lambda: clear_generation(index, run_id, ctx.label))
         return final_dataset(ctx, store, doc_parts, index if p.update_index else None, run_id, "_xkey")

@@ -38,7 +38,7 @@ from stages.dedup.keys import (
     row_keys,
 )
 from stages.dedup.minhash import band_keys, gpu_available, jaccard_sorted, shingle_texts, signatures
-from stages.dedup.shuffle import Store, batch_tag, choose_partitions, lookup, partition_of, unique_table
+from stages.dedup.shuffle import Store, batch_tag, choose_partitions, lookup, partition_of, unique_table, wave
 
 
 class FuzzyDedupParams(DedupParams):
@@ -278,20 +278,8 @@ class FuzzyDedup(GlobalStage[FuzzyDedupParams]):
 
     def apply(self, ds: Any, ctx: GlobalContext) -> Any:
         p = self.params
-        store = Store(ctx.work, choose_partitions(p, ctx))
-        for step in (
-            "docs",
-            "nodes",
-            "bands",
-            "pairs",
-            "pairs2",
-            "edges",
-            "index",
-            "published",
-            "roots",
-            "assign",
-        ):
-            store.clear(step)
+        # every step runs once per run (ctx.step): a crashed run resumes after its last finished step
+        store = Store(ctx.work, ctx.step("partitions", lambda: choose_partitions(p, ctx)))
         device = self._device(ctx)
         # the map step runs where the signatures are computed: on a GPU when the device says so
         res = (
@@ -299,21 +287,47 @@ class FuzzyDedup(GlobalStage[FuzzyDedupParams]):
             if device == "cuda"
             else ctx.resources.with_(num_gpus=0)
         )
-        records = ctx.map_collect(ds, _FuzzyMap(p, store, device), p.map_batch_rows, res)
-        rows, doc_parts, run_id = map_summary(records)
+
+        def map_docs() -> list[Any]:
+            for step in ("docs", "nodes", "bands"):
+                store.clear(step)
+            return list(map_summary(ctx.map_collect(ds, _FuzzyMap(p, store, device), p.map_batch_rows, res)))
+
+        rows, doc_parts, run_id = ctx.step("map", map_docs)
         if rows == 0:
             return ds
         index = index_location(p, ctx, self.name)
         ks = range(store.nparts)
         if p.against_index:
-            read_index_partitioned(ctx, store, "index", index, "key")
-        ctx.run_wave(_buckets, [(store, k, p.verify, p.against_index) for k in ks], "buckets")
+            ctx.step("index", lambda: read_index_partitioned(ctx, store, "index", index, "key"))
+        wave(
+            ctx,
+            store,
+            "buckets",
+            _buckets,
+            [(store, k, p.verify, p.against_index) for k in ks],
+            writes=["pairs", "edges", "published"],
+        )
         if p.verify:
-            ctx.run_wave(_verify_a, [(store, k) for k in ks], "verify_a")
-            ctx.run_wave(_verify_b, [(store, k, p.jaccard_threshold) for k in ks], "verify_b")
-        stars = connected_components(ctx, store, "edges")
-        ctx.run_wave(_assign_a, [(store, stars, k, p.against_index) for k in ks], "assign_a")
-        ctx.run_wave(_assign_b, [(store, k) for k in ks], "assign_b")
+            wave(ctx, store, "verify_a", _verify_a, [(store, k) for k in ks], writes=["pairs2"])
+            wave(
+                ctx,
+                store,
+                "verify_b",
+                _verify_b,
+                [(store, k, p.jaccard_threshold) for k in ks],
+                writes=["edges"],
+            )
+        stars = ctx.step("components", lambda: connected_components(ctx, store, "edges"))
+        wave(
+            ctx,
+            store,
+            "assign_a",
+            _assign_a,
+            [(store, stars, k, p.against_index) for k in ks],
+            writes=["roots"],
+        )
+        wave(ctx, store, "assign_b", _assign_b, [(store, k) for k in ks], writes=["assign"])
         if p.update_index and run_id:
-            clear_generation(index, run_id, ctx.label)
+            ctx.step("clear_index", lambda: clear_generation(index, run_id, ctx.label))
         return final_dataset(ctx, store, doc_parts, index if p.update_index else None, run_id, "_bands")

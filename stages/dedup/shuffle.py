@@ -12,7 +12,7 @@ starts, so a re-run never mixes in files of an earlier attempt.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from refinery.location import Location
+from refinery.stage import GlobalContext
 from stages.dedup.keys import DedupParams, combine
 from stages.dedup.minhash import hash_strings
 
@@ -121,3 +122,22 @@ def unique_table(t: pa.Table, keys: list[str]) -> pa.Table:
 def lookup(keys: pa.Array, table_keys: pa.Array) -> pa.Array:
     """Row index in `table_keys` of each key (null where absent): a hash join for unique right-hand keys."""
     return pc.index_in(combine(keys), value_set=combine(table_keys))
+
+
+def wave(
+    ctx: GlobalContext,
+    store: Store,
+    name: str,
+    fn: Callable[..., Any],
+    args: list[tuple[Any, ...]],
+    writes: Sequence[str] = (),
+) -> list[Any]:
+    """One wave of a dedup stage, run once per run (`ctx.step`): the steps it writes are cleared first, so a wave
+    redone after a crash never mixes its files with a half-finished attempt's."""
+
+    def run() -> list[Any]:
+        for step in writes:
+            store.clear(step)
+        return ctx.run_wave(fn, args, name)
+
+    return ctx.step(name, run)
