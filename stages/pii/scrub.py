@@ -7,7 +7,7 @@ Why: personal data in a training corpus can be memorized and reproduced by a mod
   only on those, and — when a spaCy model is installed — NER runs batched through ``nlp.pipe`` with only the
   ``ner`` component, on documents that contain a capitalized word (all-lowercase ones on a recased view), and
   person-name rules (stages/pii/names.py) add what a small model misses. Recall is checked against presidio's
-  recognizers by scripts/eval_pii.py.
+  recognizers by scripts/eval/pii.py.
 - ``engine: presidio``: presidio-analyzer's own ``AnalyzerEngine`` (built explicitly, never downloading), behind
   the same prefilter. Slower; kept as the reference and for users who extend presidio with their own recognizers.
 

@@ -3,7 +3,7 @@
 Why: these rules remove boilerplate, lists, symbol soup and non-prose. The signals go into the `quality` struct
 so a user can re-threshold later without recomputing; the defaults are the published values as implemented by
 datatrove's GopherQualityFilter, which is the reference we check agreement against (tests/test_quality.py,
-scripts/eval_quality_agreement.py). Words are spaCy's blank-English tokens, exactly as in datatrove.
+scripts/eval/quality_agreement.py). Words are spaCy's blank-English tokens, exactly as in datatrove.
 
 Drop reasons (first failing rule, datatrove's order): too_few_words, too_many_words, mean_word_length (below
 min or above max), hash_ratio, ellipsis_ratio, bullet_lines, ellipsis_lines, alpha_words, stop_words.

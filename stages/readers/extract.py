@@ -15,7 +15,7 @@ Charsets are decided once here (``decode_html``): BOM; then strict UTF-8 when th
 (whatever it declares); then the declared charset (HTTP header, then ``<meta>``), each only if the bytes really
 decode with it (UTF-16/32 declarations only when the bytes are wide); then strict UTF-8, then uchardet. Legacy labels are mapped to the
 superset codecs browsers use (GB2312→GB18030, Shift_JIS→CP932, EUC-KR→CP949 …), so EUC-JP, Shift-JIS and GB18030
-pages come out right. Scores and speeds are in docs/evaluation/extraction.md (scripts/eval_extraction.py).
+pages come out right. Scores and speeds are in docs/evaluation/extraction.md (scripts/eval/extraction.py).
 """
 
 from __future__ import annotations

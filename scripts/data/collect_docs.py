@@ -3,29 +3,29 @@
 Each evaluation or benchmark script writes its own page (with the command that produced it); this keeps the two
 top-level documents in one place without scripts overwriting each other's sections.
 
-    python scripts/collect_docs.py
+    python -m scripts.data.collect_docs
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 HEADERS = {
     "docs/EVALUATION.md": (
         "docs/evaluation",
         "# Evaluation\n\nQuality figures measured on real labelled data from `../shared/data`. Every figure comes from a "
         "script in `scripts/`; each section names the exact command, the machine and the date. Regenerate this page "
-        "with `python scripts/collect_docs.py` after re-running a script.\n",
+        "with `python -m scripts.data.collect_docs` after re-running a script.\n",
     ),
     "BENCHMARKS.md": (
         "docs/benchmarks",
         "# Benchmarks\n\nSpeed and memory, measured by scripts users can run. The machine is a shared 2-core, 24 GiB "
         "box, so absolute numbers are noisy: compare the ratios against the peer measured in the same run. Each "
-        "section names the exact command, versions and date. `bash scripts/bench_all.sh` re-runs every benchmark "
-        "below and regenerates this page; `python scripts/collect_docs.py` only reassembles it from the pages in "
-        "docs/benchmarks/.\n",
+        "section names the exact command, versions and date. `bash scripts/bench/run_all.sh` re-runs every "
+        "benchmark below and regenerates this page; `python -m scripts.data.collect_docs` only reassembles it from "
+        "the pages in docs/benchmarks/.\n",
     ),
 }
 

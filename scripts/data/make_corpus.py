@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Deterministic generator of benchmark corpora of any size, built from the real texts in ../shared/data.
 
 Why: every speed, memory and quality benchmark needs a corpus that is (a) big enough to matter, (b) realistic
@@ -6,7 +5,7 @@ enough that filters behave as on web data, and (c) labelled, so dedup and PII fi
 arguments always give byte-identical files, and a bigger corpus with the same seed starts with the smaller one
 (generation is sequential, only the stopping point differs), so 1x is a prefix of 8x.
 
-    python scripts/make_corpus.py --out DIR (--docs N | --scale K) [--seed S] [--shard-docs M] [--source DIR]
+    python -m scripts.data.make_corpus --out DIR (--docs N | --scale K) [--seed S] [--shard-docs M] [--source DIR]
 
 Writes
     DIR/part-00000.jsonl.gz ...     records {"id", "text", "url", "lang"}
@@ -46,7 +45,7 @@ from typing import Any
 
 VERSION = "1"
 SCALE_BYTES = 128 * 2**20
-DEFAULT_SOURCE = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DEFAULT_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data from the repo root
 
 # Web-like language mix: English dominates (articles + licences + English sentence documents ~ 55-60 %), then
 # a Common-Crawl-like head of big languages and a long tail over every other lingua language.
@@ -499,6 +498,8 @@ def generate(out: Path, *, docs: int | None, scale: float | None, seed: int, sha
         files.append(shard.close())
     gt_file = gt_w.close()
     meta = {
+        # the name recorded since v1, kept when the file moved to scripts/data/: corpus.json stays byte-identical
+        # for the same arguments
         "generator": f"scripts/make_corpus.py v{VERSION}",
         "docs": n,
         "bytes": text_bytes,
@@ -520,7 +521,8 @@ def generate(out: Path, *, docs: int | None, scale: float | None, seed: int, sha
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m scripts.data.make_corpus", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, type=Path, help="output folder")
     size = ap.add_mutually_exclusive_group(required=True)
     size.add_argument("--docs", type=int, help="exact number of documents")

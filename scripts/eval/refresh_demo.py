@@ -2,7 +2,7 @@
 
 Same inputs as tests/test_refresh.py (real lingua-py sentences from tests/fixtures/refresh). Prints each exit code
 and the snapshot contents, then renders day 2's report.html in headless Chromium (scripts/screenshot_report.sh).
-Run: .venv/bin/python scripts/refresh_demo.py [OUT]
+Run from the repository root: RAY_AUTH_MODE=disabled .venv/bin/python -m scripts.eval.refresh_demo [OUT]
 """
 
 import json
@@ -11,9 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from tests.test_refresh import make_config, snapshot_ids, write_day  # noqa: E402
+from scripts.bench.common import ROOT
+from tests.test_refresh import make_config, snapshot_ids, write_day
 
 days_fixture = __import__("tests.test_refresh", fromlist=["days"]).days.__wrapped__
 

@@ -1,14 +1,13 @@
-#!/usr/bin/env python
 """Performance benchmark (issue #9): our local pipeline, each stage alone, and peers, on the same generated corpus.
 
 Why: users pick a curation tool by throughput per core and by whether it survives their data volume. One command
 must show us and the peers side by side on the same documents, stages and worker count, and keep showing it as
 the code changes. Every number in docs/benchmarks/peers.md comes from one run of this script.
 
-    .venv/bin/python scripts/bench.py                                # everything, writes docs/benchmarks/peers.md
-    .venv/bin/python scripts/bench.py --base-docs 2000 --sizes 1,4 --peers none --no-md   # quick look
+    .venv/bin/python -m scripts.bench.peers                          # everything, writes docs/benchmarks/peers.md
+    .venv/bin/python -m scripts.bench.peers --base-docs 2000 --sizes 1,4 --peers none --no-md   # quick look
 
-What it runs (all with --num-cpus workers, default 2; corpus from scripts/make_corpus.py, seed 0; size k means
+What it runs (all with --num-cpus workers, default 2; corpus from scripts/data/make_corpus.py, seed 0; size k means
 k x --base-docs documents, and a bigger corpus starts with the smaller one):
   1. ours, "equivalent" pipeline (the datatrove step list, using whichever of our stages are registered):
      langid -> gopher_repetition -> gopher_quality -> c4_quality -> fineweb_quality -> fuzzy_dedup -> pii,
@@ -16,8 +15,8 @@ k x --base-docs documents, and a bigger corpus starts with the smaller one):
   2. ours, "full" pipeline (every registered text stage in canonical order) at each of --sizes (cost growth);
   3. ours, each registered stage alone, and read+write only (stages: []), at size 1;
   4. peers at --peer-size, each in its own virtualenv under .peers/ installed from PyPI by this script:
-     datatrove (scripts/peers/datatrove_pipeline.py), NeMo Curator CPU (scripts/peers/nemo_pipeline.py).
-Each run is a separate process tree sampled every 0.2 s for memory (sum of PSS and of RSS, see bench_memory.py).
+     datatrove (datatrove_pipeline.py), NeMo Curator CPU (nemo_pipeline.py), both in this folder.
+Each run is a separate process tree sampled every 0.2 s for memory (sum of PSS and of RSS, see ../memory.py).
 docs/s and MB/s per core = input documents (text MB) / process wall seconds / workers.
 Ray overhead = share of the pipeline's wall time (report.json wall_seconds x workers) not spent in our code: the
 per-stage seconds plus the reader's and writer's seconds (report.json io_seconds). Reported without the I/O
@@ -39,21 +38,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench_memory import (  # noqa: E402
+from scripts.bench.common import (
     BENCH,
     REFINERY,
     ROOT,
     machine,
+    make_corpus,
     read_report,
-    run_measured,
+    run_measured_retrying,
     versions,
     write_config,
+    write_page,
 )
 
-PEERS_DIR = ROOT / ".peers"
+PEERS_DIR = ROOT / ".peers"  # the peers' virtualenvs
+HERE = Path(__file__).resolve().parent  # the peer pipelines (plain files, run by the peers' interpreters)
 PEER_SPECS = {
     # datatrove's [processing] extra brings regex/tokenizers/nltk its filters import; spacy is its English
     # word tokenizer; orjson is needed by JsonlReader.
@@ -124,11 +123,7 @@ def ensure_corpus_docs(docs: int, shard_docs: int, seed: int = 0) -> Path:
         m = json.loads(meta.read_text())
         if m["docs"] == docs and m["seed"] == seed:
             return out
-    cmd = [sys.executable, str(ROOT / "scripts" / "make_corpus.py"), "--out", str(out), "--docs", str(docs),
-           "--seed", str(seed), "--shard-docs", str(shard_docs), "--quiet"]
-    print(f"[bench] {shlex.join(cmd)}", file=sys.stderr)
-    subprocess.run(cmd, check=True, cwd=ROOT)
-    return out
+    return make_corpus(out, log="", docs=docs, seed=seed, shard_docs=shard_docs)
 
 
 def _uv() -> list[str] | None:
@@ -192,12 +187,9 @@ def run_ours(tag: str, corpus: Path, stages: list[dict[str, Any]], cpus: int, re
     out_uri = work / "out"
     cfg = write_config(work / "config.yaml", corpus, out_uri, stages, num_cpus=cpus, name=f"bench-{tag}")
     cmd = [*REFINERY, str(cfg)]
-    for attempt in range(retries + 1):
-        res = run_measured(cmd, work / "run.log", env={**os.environ, "PYTHONHASHSEED": "0"})
-        log_text = (work / "run.log").read_text(errors="replace")
-        if res["rc"] == 0 or "timed out during startup" not in log_text or attempt == retries:
-            break
-        print(f"[bench] {tag}: Ray start-up timed out on the busy machine; retrying", file=sys.stderr)
+    res = run_measured_retrying(cmd, work / "run.log", f"{tag}: ", attempts=retries + 1,
+                                env={**os.environ, "PYTHONHASHSEED": "0"})
+    log_text = (work / "run.log").read_text(errors="replace")
     rep = read_report(out_uri)
     res.update({
         "tag": tag, "config": str(cfg.relative_to(ROOT)), "stages": [s["stage"] for s in stages],
@@ -223,15 +215,11 @@ def run_peer(name: str, corpus: Path, cpus: int, timeout: float) -> dict[str, An
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    cmd = [str(py), str(ROOT / "scripts" / "peers" / PEER_SCRIPTS[name]), "--input", str(corpus),
+    cmd = [str(py), str(HERE / PEER_SCRIPTS[name]), "--input", str(corpus),
            "--work", str(work), "--workers", str(cpus), "--lid-model", str(lid_model_path())]
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "RAY_ADDRESS")}
     env.update({"PYTHONHASHSEED": "0", "HF_HOME": str(work / "hf_home"), "RAY_USAGE_STATS_ENABLED": "0"})
-    for _attempt in range(3):
-        res = run_measured(cmd, work / "run.log", env=env, timeout=timeout)
-        if res["rc"] == 0 or "timed out during startup" not in (work / "run.log").read_text(errors="replace"):
-            break
-        print(f"[bench] peer {name}: Ray start-up timed out on the busy machine; retrying", file=sys.stderr)
+    res = run_measured_retrying(cmd, work / "run.log", f"peer {name}: ", env=env, timeout=timeout)
     res["peer"] = name
     res["versions"] = peer_versions(py, PEER_VERSION_PKGS[name])
     log_text = (work / "run.log").read_text(errors="replace")
@@ -280,14 +268,15 @@ def render_md(doc: dict[str, Any]) -> str:
     L.append("# Benchmarks: corpus-refinery vs peers (issue #9)\n")
     if not doc.get("complete"):
         L.append("**Partial: the run that wrote this file had not finished all its steps.**\n")
-    L.append(f"Generated by `scripts/bench.py` on {doc['started']} (UTC). Reproduce every number below with:\n")
+    L.append(f"Generated by `python -m scripts.bench.peers` on {doc['started']} (UTC). Reproduce every number below "
+             "with:\n")
     L.append(f"```\n{doc['command']}\n```\n")
     L.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GiB RAM, {m['os']}, Python {m['python']}; "
              f"load average at start {m['load_avg_at_start']} (the machine is shared by several engineers, so "
              "absolute numbers are noisy; ratios measured in the same run are the figures to trust).\n")
     L.append(f"Versions: ours {json.dumps(doc['versions'])}; peers "
              + "; ".join(f"{p['peer']} {json.dumps(p.get('versions', {}))}" for p in doc["peers"]) + ".\n")
-    L.append(f"Corpus: `scripts/make_corpus.py --docs N --seed 0` (base {doc['base_docs']} docs = size 1); "
+    L.append(f"Corpus: `scripts/data/make_corpus.py --docs N --seed 0` (base {doc['base_docs']} docs = size 1); "
              f"workers: {cpus} for every tool.\n")
     if doc["notes"]:
         L.append("Notes:\n" + "".join(f"- {n}\n" for n in doc["notes"]))
@@ -298,7 +287,7 @@ def render_md(doc: dict[str, Any]) -> str:
     eq = doc["ours_equivalent"]
     rows = [("corpus-refinery", " → ".join(eq["stages"]), eq)]
     for p in doc["peers"]:
-        steps = "see scripts/peers/" + PEER_SCRIPTS.get(p["peer"], "")
+        steps = "see scripts/bench/peers/" + PEER_SCRIPTS.get(p["peer"], "")
         rows.append((p["peer"], steps, p))
     for name, steps, r in rows:
         if r.get("rc") not in (0,):
@@ -366,7 +355,7 @@ def render_md(doc: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------ main
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m scripts.bench.peers", description=__doc__.split("\n\n")[0])
     ap.add_argument("--base-docs", type=int, default=10000, help="documents at size 1")
     ap.add_argument("--sizes", default="1,4,16", help="sizes (multiples of --base-docs) for the growth runs")
     ap.add_argument("--peer-size", type=int, default=1, help="size at which ours and the peers are compared")
@@ -408,19 +397,16 @@ def main(argv: list[str] | None = None) -> int:
         doc = {
             "started": started, "elapsed_s": round(time.time() - t0, 1), "complete": final, "machine": mach,
             "versions": versions(),
-            "command": shlex.join(["python", "scripts/bench.py", *(argv if argv is not None else sys.argv[1:])]),
+            "command": shlex.join(["python", "-m", "scripts.bench.peers",
+                                   *(argv if argv is not None else sys.argv[1:])]),
             "num_cpus": cpus, "base_docs": a.base_docs, "peer_size": a.peer_size, "peer_docs": docs,
             "peer_text_mb": mb, "notes": notes, "ours_equivalent": eq, "peers": peer_res, "ours_full": full_res,
             "ours_alone": alone_res, "io_only": io_only, "ray_overhead": overhead,
         }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=2, default=str))
-        if not a.no_md:
-            a.md.parent.mkdir(parents=True, exist_ok=True)
-            keep = ""  # a hand-written '## Analysis' section survives regeneration
-            if a.md.is_file() and "\n## Analysis" in a.md.read_text():
-                keep = "\n## Analysis" + a.md.read_text().split("\n## Analysis", 1)[1]
-            a.md.write_text(render_md(doc) + keep)
+        if not a.no_md:  # a hand-written '## Analysis' section survives regeneration
+            write_page(a.md, render_md(doc), keep_from="\n## Analysis")
         return doc
 
     mach = machine()

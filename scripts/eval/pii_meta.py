@@ -12,10 +12,10 @@ the article-extraction benchmark, the WARC files), read through the project's ow
   `phone`, `author`, the URL's query (`email=` literal and `%40`-encoded) and the title of the same rows; leak =
   planted value still in the committed meta (in either form).
 - Hosts: refinery.schema.row_domain of every row before and after.
-- Cost: docs/s per core (CPU time) of the stage on the ≈ 2 KB news chunks of scripts/bench_pii.py ("sparse"
+- Cost: docs/s per core (CPU time) of the stage on the ≈ 2 KB news chunks of scripts/bench/pii.py ("sparse"
   corpus), with a meta column not scrubbed, and scrubbed, for WARC/HTML reader meta and JSONL (C4-style) meta.
 
-Usage: .venv/bin/python scripts/eval_pii_meta.py [--docs 2000] [--ner-docs 300]   (prints markdown)
+Usage: .venv/bin/python -m scripts.eval.pii_meta [--docs 2000] [--ner-docs 300]   (prints markdown)
 """
 
 from __future__ import annotations
@@ -29,17 +29,15 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+import pyarrow as pa
 
-import pyarrow as pa  # noqa: E402
-from bench_pii import bench_stage  # noqa: E402
-from eval_pii import make_planted  # noqa: E402
+from scripts.bench.common import ROOT, SHARED, text_table
+from scripts.bench.pii import bench_stage
+from scripts.eval.pii import make_planted
 
-SHARED = ROOT.parent / "shared" / "data" / "web"
+WEB = SHARED / "web"
 SOURCES = {"tests/fixtures/web": ROOT / "tests" / "fixtures" / "web",
-           "article benchmark": SHARED / "article_extraction_benchmark" / "html", "shared WARCs": SHARED / "warc"}
+           "article benchmark": WEB / "article_extraction_benchmark" / "html", "shared WARCs": WEB / "warc"}
 PII_FIXTURE = ROOT / "tests" / "fixtures" / "pii_text" / "presidio_synth_v2_first500.jsonl.gz"
 _PLACEHOLDER = re.compile(r"<([A-Z_]+)>")
 
@@ -73,9 +71,7 @@ def fixture_values() -> dict[str, list[str]]:
 def run_meta(stage_params: dict, metas: list[str]) -> list[str]:
     from stages.pii.scrub import Pii
 
-    n = len(metas)
-    t = pa.table({"id": [str(i) for i in range(n)], "text": pa.array([""] * n, pa.large_string()),
-                  "meta": pa.array(metas, pa.large_string())})
+    t = text_table([""] * len(metas), meta=pa.array(metas, pa.large_string()))
     out, _ = Pii(stage_params).process(t)
     return out["meta"].to_pylist()
 
@@ -156,7 +152,7 @@ def cost(texts: list[str], metas: dict[str, list[str]], params: dict) -> list[st
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(prog="python -m scripts.eval.pii_meta")
     ap.add_argument("--docs", type=int, default=2000)
     ap.add_argument("--ner-docs", type=int, default=300)
     args = ap.parse_args()
@@ -169,7 +165,7 @@ def main() -> None:
     if model:
         modes[f"with NER ({model})"] = {}
     out = ["## Meta scrubbing on real web records", "",
-           "Produced by `python scripts/eval_pii_meta.py " + " ".join(sys.argv[1:]) + "`.", ""]
+           "Produced by `python -m scripts.eval.pii_meta " + " ".join(sys.argv[1:]) + "`.", ""]
     for mode, params in modes.items():
         out += [f"### False positives, {mode}", "", *false_positives(rows, params), ""]
         out += [f"### Planted meta PII, {mode} ({len(every)} rows)", "", *planted(every, params), ""]

@@ -1,4 +1,5 @@
-"""datatrove peer pipeline for scripts/bench.py. Runs INSIDE the peer virtualenv (.peers/datatrove), never ours.
+"""datatrove peer pipeline for `python -m scripts.bench.peers`. Runs INSIDE the peer virtualenv
+(.peers/datatrove), never ours, as a plain file: it imports only datatrove and peer_args.py next to it.
 
 The same steps as our equivalent pipeline, with datatrove's own defaults:
     JsonlReader -> LanguageFilter (lid.176.ftz, local file) -> GopherRepetitionFilter -> GopherQualityFilter
@@ -13,21 +14,16 @@ seconds and doc counts (from datatrove's own stats) on stdout.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
 import time
 
+from peer_args import parse_args  # next to this file (see peer_args.py)
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--input", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--lid-model", required=True)
-    ap.add_argument("--glob", default="part-*.jsonl.gz")
-    a = ap.parse_args()
+    a = parse_args()
     os.environ.setdefault("HF_HOME", os.path.join(a.work, "hf_home"))
 
     from datatrove.executor import LocalPipelineExecutor

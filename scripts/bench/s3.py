@@ -1,6 +1,6 @@
 """Reading JSONL.gz from a local S3 server vs. the same files on local disk, in the same run, on one core.
 
-    .venv/bin/python scripts/bench_s3.py [--copies 8] [--repeat 3] [--md docs/benchmarks/s3.md]
+    .venv/bin/python -m scripts.bench.s3 [--copies 8] [--repeat 3] [--md docs/benchmarks/s3.md]
 
 The files are real sentences (../shared/data/langid/lingua_sentences_dev.jsonl.gz, 37k records), written as
 `--copies` gzip files (each copy with distinct ids). Each round reads every file once from disk and once from a
@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-SRC = ROOT.parent / "shared" / "data" / "langid" / "lingua_sentences_dev.jsonl.gz"
+from scripts.bench.common import SHARED
+
+SRC = SHARED / "langid" / "lingua_sentences_dev.jsonl.gz"
 
 
 def make_files(dst: Path, copies: int) -> list[Path]:
@@ -59,7 +59,7 @@ def read_all(uris: list[str], storage_options: dict) -> tuple[int, float]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(prog="python -m scripts.bench.s3")
     ap.add_argument("--copies", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--md", default=None, help="append a results section to this markdown file")
@@ -97,7 +97,7 @@ def main() -> int:
         lines = [
             f"## Reading JSONL.gz: local S3 (SeaweedFS) vs local disk, one core ({dt.date.today().isoformat()})",
             "",
-            f"Command: `.venv/bin/python scripts/bench_s3.py --copies {args.copies} --repeat {args.repeat}`  ",
+            f"Command: `.venv/bin/python -m scripts.bench.s3 --copies {args.copies} --repeat {args.repeat}`  ",
             f"Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), shared with other "
             f"jobs (load average at start {os.getloadavg()[0]:.1f}); the S3 server runs on the same cores.  ",
             f"Data: {len(files)} gzip JSONL files, {rows:,} records, {total_bytes / 1e6:.1f} MB compressed "

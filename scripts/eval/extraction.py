@@ -9,10 +9,10 @@ Speed is pages per CPU-second of this single process (``time.process_time``), so
 other jobs on a shared machine disturb less than wall time; wall-clock pages/s are printed too. The timed path
 is exactly the reader's: charset decoding + DOM parse for metadata + extraction (stages/readers/extract.py).
 
-    .venv/bin/python scripts/eval_extraction.py                       # table for docs/evaluation/extraction.md
-    .venv/bin/python scripts/eval_extraction.py --ablation            # + leave-one-out of the combined selectors
-    .venv/bin/python scripts/eval_extraction.py --extractors combined --repeat 3
-    .venv/bin/python scripts/eval_extraction.py --extractors combined --no-peers --warc-agreement  # crawl pages
+    .venv/bin/python -m scripts.eval.extraction                       # table for docs/evaluation/extraction.md
+    .venv/bin/python -m scripts.eval.extraction --ablation            # + leave-one-out of the combined selectors
+    .venv/bin/python -m scripts.eval.extraction --extractors combined --repeat 3
+    .venv/bin/python -m scripts.eval.extraction --extractors combined --no-peers --warc-agreement  # crawl pages
 """
 
 from __future__ import annotations
@@ -23,17 +23,14 @@ import gzip
 import json
 import platform
 import re
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from scripts.bench.common import SHARED
+from stages.readers import extract as ex
 
-from stages.readers import extract as ex  # noqa: E402
-
-BENCH = ROOT.parent / "shared" / "data" / "web" / "article_extraction_benchmark"
+BENCH = SHARED / "web" / "article_extraction_benchmark"
 TOKEN = re.compile(r"\w+")
 # For crawl pages (mostly CJK): one token per CJK character, else a sentence without spaces is one token.
 TOKEN_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|[^\W\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]+")
@@ -161,14 +158,15 @@ def warc_agreement(warc_dir: Path) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m scripts.eval.extraction", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", type=Path, default=BENCH)
     ap.add_argument("--extractors", nargs="+", default=list(ex.EXTRACTORS), choices=ex.EXTRACTORS)
     ap.add_argument("--repeat", type=int, default=1, help="timing: best of N passes")
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--no-peers", action="store_true", help="skip the library-default baselines")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    ap.add_argument("--warc-agreement", type=Path, nargs="?", const=ROOT.parent / "shared" / "data" / "web" / "warc",
+    ap.add_argument("--warc-agreement", type=Path, nargs="?", const=SHARED / "web" / "warc",
                     help="also compare the fast modes with trafilatura on the HTML pages of these WARC files")
     args = ap.parse_args()
     pages = load_pages(args.bench)

@@ -5,7 +5,7 @@ label mapping, batching), over the languages lid.176 supports; languages it cann
 ts, xh, zu) are listed but not scored. Norwegian Bokmål (`nb` in lingua) counts as correct when predicted `no`,
 lid.176's label for it. Reports accuracy per language and overall, the top confusion pairs and docs/s.
 
-    .venv/bin/python scripts/eval_langid.py [--out docs/evaluation/langid.md]
+    .venv/bin/python -m scripts.eval.langid [--out docs/evaluation/langid.md] [--second-opinion]
 """
 
 from __future__ import annotations
@@ -15,21 +15,17 @@ import datetime as dt
 import gzip
 import json
 import os
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data" / "langid" / "lingua_sentences_dev.jsonl.gz"
+from scripts.bench.common import ROOT, SHARED, text_batches, write_page
+
+DATA = SHARED / "langid" / "lingua_sentences_dev.jsonl.gz"
 ALIASES = {"nb": "no"}  # lingua code → lid.176 label
 CONFUSABLE_GROUPS = (("ms", "id"), ("bs", "hr", "sr", "sh"), ("no", "nn", "da"), ("af", "nl"))
 
 
 def evaluate(rows: list[dict], params: dict, batch_rows: int) -> dict:
-    import pyarrow as pa
-
     from refinery.stage import build_stage
 
     stage = build_stage("langid", params)
@@ -39,9 +35,7 @@ def evaluate(rows: list[dict], params: dict, batch_rows: int) -> dict:
     preds: list[str | None] = []
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    for s in range(0, len(texts), batch_rows):
-        chunk = texts[s : s + batch_rows]
-        tb = pa.table({"id": [str(i) for i in range(len(chunk))], "text": pa.array(chunk, pa.large_string())})
+    for tb in text_batches(texts, batch_rows):
         out, _ = stage.process(tb)
         preds += out["lang"].to_pylist()
     wall = time.perf_counter() - t0
@@ -73,14 +67,13 @@ def evaluate(rows: list[dict], params: dict, batch_rows: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m scripts.eval.langid", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", default=str(ROOT / "docs" / "evaluation" / "langid.md"))
     ap.add_argument("--batch-rows", type=int, default=1024)
     ap.add_argument("--second-opinion", action="store_true", help="also measure the lingua second opinion")
     args = ap.parse_args()
-
-
 
     rows = [json.loads(line) for line in gzip.open(args.data, "rt", encoding="utf-8")]
     res = evaluate(rows, {}, args.batch_rows)
@@ -94,7 +87,7 @@ def main() -> None:
         print(f"with lingua second opinion: accuracy {second['acc']:.4f}, on untuned languages "
               f"{second['acc_untuned']:.4f} (raw {res['acc_untuned']:.4f}); {second['dps_cpu']:,.0f} docs/s per CPU-second")
 
-    cmd = ".venv/bin/python scripts/eval_langid.py"
+    cmd = ".venv/bin/python -m scripts.eval.langid"
     lines = [
         "# Language ID (`langid` stage, fastText lid.176.ftz)",
         "",
@@ -155,8 +148,7 @@ def main() -> None:
             "trained on Leipzig-corpora text like these sentences, so its help here is probably optimistic. The "
             "speed target is not met: lingua's high-accuracy mode runs at a few hundred documents per second.",
         ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    write_page(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
 

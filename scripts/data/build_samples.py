@@ -4,7 +4,7 @@ The README's main command runs on samples/, so a new user sees real data without
 here is real public text with its licence copied alongside; the only synthetic file is bad_records.jsonl, which
 shows how malformed input is quarantined.
 
-    python scripts/build_samples.py [--shared ../shared/data]
+    python -m scripts.data.build_samples [--shared ../shared/data]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def lingua_documents(shared: Path, per_lang: int, sentences_per_doc: int, seed: int = 7) -> list[dict]:
@@ -81,7 +81,7 @@ def build_samples(shared: Path, out: Path) -> None:
     (out / "bad_records.jsonl").write_bytes(b"".join(bad))
     (out / "README.md").write_text(
         "# Bundled sample data\n\n"
-        "Real public data drawn from ../shared/data by `python scripts/build_samples.py`; licences in LICENSES/.\n\n"
+        "Real public data drawn from ../shared/data by `python -m scripts.data.build_samples`; licences in LICENSES/.\n\n"
         "| file | what | licence |\n|---|---|---|\n"
         f"| lingua_docs.jsonl.gz | {len(docs)} documents of 8 real sentences each, 75 languages (lingua-py test data, Leipzig corpora) | Apache-2.0 |\n"
         "| spdx_licenses.jsonl.gz | all 728 SPDX licence texts: many near-duplicate families and exact duplicates | CC0 package; SPDX data CC-BY-3.0 |\n"
@@ -92,7 +92,7 @@ def build_samples(shared: Path, out: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m scripts.data.build_samples", description=__doc__)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "samples")
     args = ap.parse_args()

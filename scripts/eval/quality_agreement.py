@@ -11,8 +11,8 @@ text feeds FineWeb). Documents:
   - lingua: lingua sentences grouped into documents (8 per document, per language; every other document one
     sentence per line)
 
-    .venv/bin/python scripts/eval_quality_agreement.py [--limit N] [--out docs/evaluation/quality.md]
-    .venv/bin/python scripts/eval_quality_agreement.py --write-fixtures   # refresh tests/fixtures/quality/
+    .venv/bin/python -m scripts.eval.quality_agreement [--limit N] [--out docs/evaluation/quality.md]
+    .venv/bin/python -m scripts.eval.quality_agreement --write-fixtures   # refresh tests/fixtures/quality/
 """
 
 from __future__ import annotations
@@ -23,14 +23,12 @@ import glob
 import gzip
 import json
 import os
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data"
+from scripts.bench.common import ROOT, SHARED, datatrove_filters, text_batches, write_page
+
 FILTERS = ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")
 
 
@@ -44,7 +42,7 @@ def _html_to_text(raw: bytes) -> str:
 def load_documents(limit: int | None = None) -> list[dict]:
     """Real documents from ../shared/data as {source, id, text}."""
     docs: list[dict] = []
-    art = DATA / "web" / "article_extraction_benchmark"
+    art = SHARED / "web" / "article_extraction_benchmark"
     gt = json.loads((art / "ground-truth.json").read_text())
     for key, v in sorted(gt.items()):
         docs.append({"source": "article", "id": key, "text": v["articleBody"]})
@@ -52,7 +50,7 @@ def load_documents(limit: int | None = None) -> list[dict]:
         docs.append({"source": "article_html", "id": path.name, "text": _html_to_text(gzip.open(path).read())})
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
-    for f in sorted(glob.glob(str(DATA / "web" / "warc" / "*.warc*.gz"))):
+    for f in sorted(glob.glob(str(SHARED / "web" / "warc" / "*.warc*.gz"))):
         with open(f, "rb") as fh:
             for j, rec in enumerate(ArchiveIterator(fh, record_types=WarcRecordType.response | WarcRecordType.conversion)):
                 body = rec.reader.read()
@@ -61,11 +59,11 @@ def load_documents(limit: int | None = None) -> list[dict]:
                 else:
                     text = _html_to_text(body.split(b"\r\n\r\n", 1)[-1])
                 docs.append({"source": "warc", "id": f"{Path(f).name}#{j}", "text": text})
-    for line in gzip.open(DATA / "dedup" / "spdx_licenses.jsonl.gz"):
+    for line in gzip.open(SHARED / "dedup" / "spdx_licenses.jsonl.gz"):
         r = json.loads(line)
         docs.append({"source": "spdx", "id": r["id"], "text": r["text"]})
     by_lang: dict[str, list[str]] = {}
-    for line in gzip.open(DATA / "langid" / "lingua_sentences_dev.jsonl.gz"):
+    for line in gzip.open(SHARED / "langid" / "lingua_sentences_dev.jsonl.gz"):
         r = json.loads(line)
         by_lang.setdefault(r["lang"], []).append(r["text"])
     k = 0
@@ -82,22 +80,6 @@ def load_documents(limit: int | None = None) -> list[dict]:
     return docs
 
 
-def datatrove_filters():
-    from datatrove.pipeline.filters import (
-        C4QualityFilter,
-        FineWebQualityFilter,
-        GopherQualityFilter,
-        GopherRepetitionFilter,
-    )
-
-    return {
-        "gopher_repetition": GopherRepetitionFilter(),
-        "gopher_quality": GopherQualityFilter(),
-        "c4_quality": C4QualityFilter(),
-        "fineweb_quality": FineWebQualityFilter(),
-    }
-
-
 def run_datatrove(name: str, f, texts: list[str]) -> tuple[list[str | None], list[str]]:
     """datatrove's decision (None = keep, else its reason) and the text after the filter (C4 changes it)."""
     from datatrove.data import Document
@@ -112,19 +94,15 @@ def run_datatrove(name: str, f, texts: list[str]) -> tuple[list[str | None], lis
 
 
 def run_ours(name: str, texts: list[str], batch_rows: int = 256) -> tuple[list[str | None], list[str]]:
-    import pyarrow as pa
-
     from refinery.stage import build_stage
 
     stage = build_stage(name, {})
     stage.setup()
     reasons: list[str | None] = []
     out: list[str] = []
-    for s in range(0, len(texts), batch_rows):
-        chunk = texts[s : s + batch_rows]
-        tb = pa.table({"id": [str(i) for i in range(len(chunk))], "text": pa.array(chunk, pa.large_string())})
+    for tb in text_batches(texts, batch_rows):
         res, rs = stage.process(tb)
-        reasons += rs.to_pylist() if rs is not None else [None] * len(chunk)
+        reasons += rs.to_pylist() if rs is not None else [None] * tb.num_rows
         out += res["text"].to_pylist()
     return reasons, out
 
@@ -235,8 +213,7 @@ def write_markdown(result: dict, path: Path, command: str) -> None:
         "",
         "Configuring: every threshold is a stage param with datatrove's default (None or `skip: [rule]` switches a rule off); `per_language: {de: {skip: [stop_words]}, fr: {min_doc_words: 30}}` overrides thresholds for rows whose `lang` is that language; `only_languages: [en]` makes the rule set annotate-only for other languages; `action: annotate` keeps every row and lists the failed rule in `flagged`. Drop reasons are the rule names (`gopher_quality:mean_word_length`, `c4_quality:too_few_sentences`, …), and report.json breaks kept/dropped down by language per stage.",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    write_page(path, "\n".join(lines) + "\n")
 
 
 def write_fixtures(docs: list[dict]) -> None:
@@ -274,7 +251,8 @@ def write_fixtures(docs: list[dict]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m scripts.eval.quality_agreement", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=None, help="evaluate an even sample of N documents")
     ap.add_argument("--out", default=str(ROOT / "docs" / "evaluation" / "quality.md"))
     ap.add_argument("--json", default=None, help="also write the full result as JSON")
@@ -286,7 +264,7 @@ def main() -> None:
         write_fixtures(docs)
         return
     result = compare(docs)
-    cmd = "scripts/eval_quality_agreement.py" + (f" --limit {args.limit}" if args.limit else "")
+    cmd = "-m scripts.eval.quality_agreement" + (f" --limit {args.limit}" if args.limit else "")
     write_markdown(result, Path(args.out), f".venv/bin/python {cmd}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -1,4 +1,5 @@
-"""NeMo Curator peer pipeline for scripts/bench.py. Runs INSIDE the peer virtualenv (.peers/nemo), never ours.
+"""NeMo Curator peer pipeline for `python -m scripts.bench.peers`. Runs INSIDE the peer virtualenv
+(.peers/nemo), never ours, as a plain file: it imports only NeMo Curator and peer_args.py next to it.
 
 NeMo Curator 1.4's CPU text pipeline with the closest equivalents of our steps, on RayDataExecutor (its default
 Xenna executor refuses 2 CPUs):
@@ -16,21 +17,16 @@ in 1.4). Prints one JSON line on stdout.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
 import time
 
+from peer_args import parse_args  # next to this file (see peer_args.py)
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--input", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--lid-model", required=True)
-    ap.add_argument("--glob", default="part-*.jsonl.gz")
-    a = ap.parse_args()
+    a = parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 

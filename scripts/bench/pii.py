@@ -1,12 +1,12 @@
 """Throughput of the `pii` stage per core, with and without each trick, against presidio alone.
 
 Corpus: ≈ 2 KB chunks of real news text (article-extraction benchmark) with generated PII planted at known
-offsets (scripts/eval_pii.py `make_planted`), in two densities: every document holds 1–4 values ("dense"), and
+offsets (scripts/eval/pii.py `make_planted`), in two densities: every document holds 1–4 values ("dense"), and
 20% of documents hold 1–2 ("sparse", closer to web text). Speed is measured as CPU time of this one process
 (`time.process_time`), i.e. docs/s per core, because the machine is shared and wall time is noisy; the wall-clock
 figure is printed too. All systems run in the same process on the same documents.
 
-Usage: .venv/bin/python scripts/bench_pii.py [--docs 2000] [--ner-docs 300] [--out docs/benchmarks/pii.md]
+Usage: .venv/bin/python -m scripts.bench.pii [--docs 2000] [--ner-docs 300] [--out docs/benchmarks/pii.md]
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ import datetime as dt
 import os
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+import pyarrow as pa
 
-import pyarrow as pa  # noqa: E402
-from eval_pii import make_planted  # noqa: E402
+from scripts.bench.common import ROOT, presidio_engine, text_table, write_page
+from scripts.eval.pii import NOTES_MARKER, make_planted
 
 
 def density(docs: list[dict]) -> str:
@@ -36,12 +33,7 @@ def density(docs: list[dict]) -> str:
 
 
 def bench_presidio(texts: list[str], model: str | None) -> tuple[float, float]:
-    from stages.pii.scrub import build_presidio
-
-    eng = build_presidio(model)
-    ents = ["EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "CRYPTO", "PHONE_NUMBER"]
-    if model:
-        ents += ["PERSON", "LOCATION", "ORGANIZATION"]
+    eng, ents = presidio_engine(model)
     eng.analyze(texts[0], language="en", entities=ents)
     c0, w0 = time.process_time(), time.perf_counter()
     for t in texts:
@@ -56,10 +48,8 @@ def bench_stage(texts: list[str], params: dict, batch: int = 1024,
 
     stage = Pii(params)
     stage.setup()
-    tables = [pa.table({"id": [str(i) for i in range(len(texts[j:j + batch]))],
-                        "text": pa.array(texts[j:j + batch], pa.large_string()),
-                        "modality": ["text"] * len(texts[j:j + batch]),
-                        **({"meta": pa.array(meta[j:j + batch], pa.large_string())} if meta is not None else {})})
+    tables = [text_table(texts[j:j + batch], modality=["text"] * len(texts[j:j + batch]),
+                         **({"meta": pa.array(meta[j:j + batch], pa.large_string())} if meta is not None else {}))
               for j in range(0, len(texts), batch)]
     stage.process(tables[0].slice(0, 4))
     stage.stats = {k: 0 for k in stage.stats}
@@ -71,8 +61,39 @@ def bench_stage(texts: list[str], params: dict, batch: int = 1024,
     return len(texts) / (time.process_time() - c0), len(texts) / (time.perf_counter() - w0), dict(stage.stats), outs
 
 
+def pattern_cases() -> list[tuple[str, dict]]:
+    """Rows (label, stage params) without NER; the last one is the stage's default."""
+    return [
+        ("presidio patterns behind our prefilter", {"engine": "presidio", "ner_model": None}),
+        ("ours: validated regexes, no prefilter", {"ner_model": None, "prefilter": False}),
+        ("**ours: prefilter + validated regexes (default, no NER)**", {"ner_model": None}),
+    ]
+
+
+def ner_cases(model: str) -> list[tuple[str, dict]]:
+    """Rows (label, stage params) with the NER `model`; the last one is the stage's default."""
+    return [
+        ("presidio + NER behind our prefilter", {"engine": "presidio", "ner_model": model}),
+        ("ours + NER: nlp.pipe (ner only), no prefilter", {"ner_model": model, "prefilter": False}),
+        ("ours + NER: nlp.pipe (ner only) + prefilter, no name rules", {"ner_model": model, "name_rules": False}),
+        ("**ours + NER: nlp.pipe (ner only) + prefilter + name rules (default)**", {"ner_model": model}),
+    ]
+
+
+def run_cases(texts: list[str], cases: list[tuple[str, dict]], res: dict) -> tuple[dict, bool]:
+    """Time the stage with each case's params on `texts` (rows into `res`, by label). Returns the stats of the
+    last (default) case and whether its output equals the output of the case run with `prefilter: False`."""
+    outs = []
+    for label, params in cases:
+        cpu, wall, st, out = bench_stage(texts, params)
+        res[label] = (cpu, wall, st)
+        outs.append((params, out))
+    no_prefilter = next(out for params, out in outs if params.get("prefilter") is False)
+    return st, outs[-1][1] == no_prefilter
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(prog="python -m scripts.bench.pii")
     ap.add_argument("--docs", type=int, default=2000)
     ap.add_argument("--ner-docs", type=int, default=300)
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "pii.md"))
@@ -88,35 +109,21 @@ def main() -> None:
         ner_texts = texts[: args.ner_docs]
         res = {}
         res["presidio patterns (AnalyzerEngine, no_op NLP), every doc"] = (*bench_presidio(texts, None), None)
-        cpu, wall, st, _ = bench_stage(texts, {"engine": "presidio", "ner_model": None})
-        res["presidio patterns behind our prefilter"] = (cpu, wall, st)
-        cpu, wall, st, out_nopf = bench_stage(texts, {"ner_model": None, "prefilter": False})
-        res["ours: validated regexes, no prefilter"] = (cpu, wall, st)
-        cpu, wall, st, out_pf = bench_stage(texts, {"ner_model": None})
-        res["**ours: prefilter + validated regexes (default, no NER)**"] = (cpu, wall, st)
-        skips.append((cname, "patterns", st, out_pf == out_nopf))
+        skips.append((cname, "patterns", *run_cases(texts, pattern_cases(), res)))
         if model:
             res[f"presidio + NER ({model}), every doc"] = (*bench_presidio(ner_texts, model), None)
-            cpu, wall, st, _ = bench_stage(ner_texts, {"engine": "presidio", "ner_model": model})
-            res["presidio + NER behind our prefilter"] = (cpu, wall, st)
-            cpu, wall, st, out_a = bench_stage(ner_texts, {"ner_model": model, "prefilter": False})
-            res["ours + NER: nlp.pipe (ner only), no prefilter"] = (cpu, wall, st)
-            cpu, wall, st, _ = bench_stage(ner_texts, {"ner_model": model, "name_rules": False})
-            res["ours + NER: nlp.pipe (ner only) + prefilter, no name rules"] = (cpu, wall, st)
-            cpu, wall, st, out_b = bench_stage(ner_texts, {"ner_model": model})
-            res["**ours + NER: nlp.pipe (ner only) + prefilter + name rules (default)**"] = (cpu, wall, st)
-            skips.append((cname, "patterns + NER", st, out_a == out_b))
+            skips.append((cname, "patterns + NER", *run_cases(ner_texts, ner_cases(model), res)))
         for name, (cpu, wall, _st) in res.items():
             rows.append((cname, name, cpu, wall))
             print(f"{cname:7s} {name:60s} {cpu:9.1f} docs/s/core  (wall {wall:8.1f})", file=sys.stderr)
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# PII scrubbing: speed", "",
-        f"Produced by `python scripts/bench_pii.py {' '.join(sys.argv[1:])}` on {date}; {os.cpu_count()} cores, shared "
+        f"Produced by `python -m scripts.bench.pii {' '.join(sys.argv[1:])}` on {date}; {os.cpu_count()} cores, shared "
         f"by several engineers (load average {os.getloadavg()[0]:.0f} at the end), so speed is CPU time of one "
         "process (docs/s per core); wall-clock docs/s in the last column is only indicative. All rows ran in one "
         "process on the same documents; compare rows within a corpus.", "",
-        "Corpora (≈ 2 KB real news chunks with planted PII, `make_planted` in scripts/eval_pii.py):", "",
+        "Corpora (≈ 2 KB real news chunks with planted PII, `make_planted` in scripts/eval/pii.py):", "",
         f"- dense: {density(corpora['dense'])}",
         f"- sparse: {density(corpora['sparse'])}",
         f"- NER rows use the first {args.ner_docs} documents of each corpus; NER model `{model}`.", "",
@@ -130,14 +137,8 @@ def main() -> None:
         d = st["docs"] or 1
         lines.append(f"| {cname} | {mode} | {st['docs']} | {st['pattern_scanned']} ({st['pattern_scanned'] / d:.0%}) | "
                      f"{st['ner_scanned']} ({st['ner_scanned'] / d:.0%}) | {'yes' if same else 'NO'} |")
-    text = "\n".join(lines) + "\n"
-    marker = "<!-- notes: kept across re-runs -->"
-    old = Path(args.out).read_text() if Path(args.out).exists() else ""
-    if marker in old:
-        text += "\n" + old[old.index(marker):]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
-    print(text)
+    # hand-written notes below the marker survive a re-run
+    print(write_page(args.out, "\n".join(lines) + "\n", keep_from=NOTES_MARKER, sep="\n"))
 
 
 if __name__ == "__main__":

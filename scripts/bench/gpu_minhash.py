@@ -1,11 +1,12 @@
-#!/usr/bin/env python
 """Check that GPU MinHash signatures are bit-identical to the CPU path, and print signatures/s for both.
 
-Standalone: needs only numpy, torch (or CuPy) and the two module files, loaded by path (no pyarrow, no Ray, no
-project install). Shingle hashes are random 64-bit values with realistic per-document counts; the signature step
-is the same function of them on both devices (shingling itself always runs on the CPU).
+Standalone: needs only numpy, torch (or CuPy) and the two module files of stages/dedup, loaded by path (no
+pyarrow, no Ray, no project install; so it imports nothing else of ours, not even scripts/bench/common.py).
+Shingle hashes are random 64-bit values with realistic per-document counts; the signature step is the same
+function of them on both devices (shingling itself always runs on the CPU).
 
-    python scripts/check_gpu_minhash.py [--docs 20000] [--shingles-per-doc 400] [--bands 14] [--rows 8] [--backend all]
+    python -m scripts.bench.gpu_minhash [--docs 20000] [--shingles-per-doc 400] [--bands 14] [--rows 8] \
+        [--backend all]
 
 Exit status 0 = identical (or no GPU: prints SKIP), 1 = mismatch.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent.parent / "stages" / "dedup"
+HERE = Path(__file__).resolve().parents[2] / "stages" / "dedup"
 
 
 def _load(name: str):
@@ -32,7 +33,7 @@ def _load(name: str):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(prog="python -m scripts.bench.gpu_minhash")
     ap.add_argument("--docs", type=int, default=20000)
     ap.add_argument("--shingles-per-doc", type=int, default=400)
     ap.add_argument("--bands", type=int, default=14)

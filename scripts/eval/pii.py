@@ -13,7 +13,7 @@ Systems: presidio alone (pattern recognizers, and with the spaCy model) as the b
 (`engine: fast`) with and without NER, and with `engine: presidio` through our stage (prefilter + phone). Spans
 match leniently: a gold span counts as found when a predicted span of a compatible type overlaps it.
 
-Usage: .venv/bin/python scripts/eval_pii.py [--out docs/evaluation/pii.md] [--planted 400] [--fp-docs 2000]
+Usage: .venv/bin/python -m scripts.eval.pii [--out docs/evaluation/pii.md] [--planted 400] [--fp-docs 2000]
 """
 
 from __future__ import annotations
@@ -27,12 +27,9 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from scripts.bench.common import ROOT, SHARED, presidio_engine, write_page
 
-SHARED = ROOT.parent / "shared" / "data"
 SYNTH = SHARED / "pii" / "presidio_synth_v2.jsonl.gz"
 ARTICLES = SHARED / "web" / "article_extraction_benchmark" / "ground-truth.json"
 LINGUA = SHARED / "langid" / "lingua_sentences_dev.jsonl.gz"
@@ -187,12 +184,7 @@ def make_planted(n: int, seed: int = 7, per_doc: tuple[int, int] = (1, 4), pii_s
 # ------------------------------------------------------------------ systems
 
 def presidio_system(model: str | None):
-    from stages.pii.scrub import build_presidio
-
-    eng = build_presidio(model)
-    ents = ["EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "CRYPTO", "PHONE_NUMBER"]
-    if model:
-        ents += ["PERSON", "LOCATION", "ORGANIZATION"]
+    eng, ents = presidio_engine(model)
 
     def run(texts: list[str]) -> list[list[tuple[int, int, str]]]:
         out = []
@@ -278,12 +270,8 @@ def phone_false_positives(n_docs: int) -> dict:
     from stages.pii.patterns import find_patterns
 
     ours = sum(len(find_patterns(t, ["PHONE_NUMBER"])) for t in texts)
-    pres = presidio_system(None)
-    from stages.pii.scrub import build_presidio
-
-    eng = build_presidio(None)
+    eng, _ = presidio_engine(None)
     theirs = sum(len(eng.analyze(t, language="en", entities=["PHONE_NUMBER"], score_threshold=0.4)) for t in texts)
-    del pres
     return {"docs": len(texts), "ours": ours, "presidio": theirs}
 
 
@@ -388,7 +376,7 @@ def render(results: dict, meta: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(prog="python -m scripts.eval.pii")
     ap.add_argument("--out", default=str(ROOT / "docs" / "evaluation" / "pii.md"))
     ap.add_argument("--planted", type=int, default=400)
     ap.add_argument("--fp-docs", type=int, default=2000)
@@ -407,7 +395,7 @@ def main() -> None:
         "planted (2 KB news chunks)": planted,
     }
     meta = {
-        "command": "python scripts/eval_pii.py " + " ".join(sys.argv[1:]),
+        "command": "python -m scripts.eval.pii " + " ".join(sys.argv[1:]),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} cores, shared",
         "model": model,
@@ -436,12 +424,8 @@ def main() -> None:
             print(f"{dname:30s} {sname:20s} {time.perf_counter() - t0:6.1f}s", file=sys.stderr)
     meta["phone_fp"] = phone_false_positives(args.fp_docs)
     meta["media"] = media_check()
-    out = render(results, meta)
-    old = Path(args.out).read_text() if Path(args.out).exists() else ""
-    if NOTES_MARKER in old:  # hand-written notes below the marker survive a re-run
-        out += "\n" + old[old.index(NOTES_MARKER):]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(out)
+    # hand-written notes below the marker survive a re-run
+    out = write_page(args.out, render(results, meta), keep_from=NOTES_MARKER, sep="\n")
     print(out)
 
 

@@ -12,7 +12,7 @@ It also times each rule set alone (from raw text, our token cache cleared first,
 tokenization). docs/s per core = documents / CPU seconds of this process (the machine is shared; CPU time is
 steadier than wall time), wall figures are printed too.
 
-    .venv/bin/python scripts/bench_filters.py [--repeat 1] [--out docs/benchmarks/filters.md]
+    .venv/bin/python -m scripts.bench.filters [--out docs/benchmarks/filters.md] [--skip-single]
 """
 
 from __future__ import annotations
@@ -20,13 +20,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+from scripts.bench.common import ROOT, datatrove_filters, text_batches, write_page
 
 QUALITY = ("gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality")
 
@@ -40,7 +36,6 @@ def _timed(fn):
 def datatrove_chain(texts: list[str], which: tuple[str, ...], with_lid: bool) -> int:
     from datatrove.data import Document
     from datatrove.pipeline.filters import LanguageFilter
-    from eval_quality_agreement import datatrove_filters
     from fasttext.FastText import _FastText
 
     from stages.langid import bundled_model_path
@@ -59,8 +54,6 @@ def datatrove_chain(texts: list[str], which: tuple[str, ...], with_lid: bool) ->
 
 
 def ours_chain(texts: list[str], which: tuple[str, ...], with_lid: bool, batch_rows: int = 1024) -> int:
-    import pyarrow as pa
-
     from refinery.schema import DROP_COL
     from refinery.stage_group import apply_group, build_group
 
@@ -70,23 +63,52 @@ def ours_chain(texts: list[str], which: tuple[str, ...], with_lid: bool, batch_r
     specs += [(n, n, {}) for n in which]
     group = build_group(specs)
     kept = 0
-    for s in range(0, len(texts), batch_rows):
-        chunk = texts[s : s + batch_rows]
-        tb = pa.table({"id": [str(i) for i in range(len(chunk))], "text": pa.array(chunk, pa.large_string())})
+    for tb in text_batches(texts, batch_rows):
         out = apply_group(group, tb)
         kept += out.num_rows if DROP_COL not in out.column_names else out[DROP_COL].null_count
     return kept
 
 
+def render_md(rows: list[tuple], n: int, chars: int) -> str:
+    """docs/benchmarks/filters.md: one row per pipeline (label, datatrove and ours docs/s per core, their ratio,
+    wall docs/s of each, documents kept by each), for `n` documents of `chars` characters in all."""
+    lines = [
+        "# Filters: langid + Gopher/C4/FineWeb rules vs datatrove",
+        "",
+        "Command: `.venv/bin/python -m scripts.bench.filters`  ",
+        f"Date: {dt.date.today().isoformat()}; machine: 2 cores shared with ~7 other engineers' jobs (noisy), both "
+        "sides measured one after the other in the same process; docs/s per core = documents / CPU seconds.",
+        "",
+        f"Documents: {n} real documents ({chars / n:,.0f} chars on average): article text and full-page text of the "
+        "181 article-extraction-benchmark pages, WARC/WET pages, SPDX licence texts. Same parameters on both sides "
+        "(datatrove's defaults; language: en, threshold 0.65).",
+        "",
+        "| pipeline | datatrove docs/s/core | ours docs/s/core | ours / datatrove | wall docs/s (dt / ours) | kept (dt / ours) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | **{r[3]:.2f}×** | {r[4]:.1f} / {r[5]:.1f} | {r[6]} / {r[7]} |")
+    lines += [
+        "",
+        "Target: langid + all four rule sets ≥ 2× datatrove's filters (first row).",
+        "",
+        "Why ours is faster: one spaCy tokenization per document shared by all rule sets (datatrove tokenizes again "
+        "for C4's per-line sentence count and for FineWeb after C4 changes the text), token facts pulled out as "
+        "numpy columns in one call, n-gram repetition on 64-bit hashes with numpy instead of joined strings, and "
+        "fastText top-1 (datatrove asks for all 176 labels per document).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m scripts.bench.filters", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "filters.md"))
     ap.add_argument("--skip-single", action="store_true", help="only the full chain")
     args = ap.parse_args()
     os.environ.setdefault("HF_HOME", "/tmp/refinery-hf")
 
-    from eval_quality_agreement import load_documents
-
+    from scripts.eval.quality_agreement import load_documents
     from stages.quality import tokenizer as qtok
 
     docs = [d for d in load_documents() if d["source"] != "lingua"]
@@ -114,33 +136,7 @@ def main() -> None:
         print(f"{label:28s} datatrove {row[1]:7.1f} docs/s/core  ours {row[2]:7.1f}  ratio {row[3]:.2f}x  "
               f"(wall {row[4]:.1f} vs {row[5]:.1f}; kept {kept_dt} vs {kept_us})", flush=True)
 
-    lines = [
-        "# Filters: langid + Gopher/C4/FineWeb rules vs datatrove",
-        "",
-        "Command: `.venv/bin/python scripts/bench_filters.py`  ",
-        f"Date: {dt.date.today().isoformat()}; machine: 2 cores shared with ~7 other engineers' jobs (noisy), both "
-        "sides measured one after the other in the same process; docs/s per core = documents / CPU seconds.",
-        "",
-        f"Documents: {n} real documents ({chars / n:,.0f} chars on average): article text and full-page text of the "
-        "181 article-extraction-benchmark pages, WARC/WET pages, SPDX licence texts. Same parameters on both sides "
-        "(datatrove's defaults; language: en, threshold 0.65).",
-        "",
-        "| pipeline | datatrove docs/s/core | ours docs/s/core | ours / datatrove | wall docs/s (dt / ours) | kept (dt / ours) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | **{r[3]:.2f}×** | {r[4]:.1f} / {r[5]:.1f} | {r[6]} / {r[7]} |")
-    lines += [
-        "",
-        "Target: langid + all four rule sets ≥ 2× datatrove's filters (first row).",
-        "",
-        "Why ours is faster: one spaCy tokenization per document shared by all rule sets (datatrove tokenizes again "
-        "for C4's per-line sentence count and for FineWeb after C4 changes the text), token facts pulled out as "
-        "numpy columns in one call, n-gram repetition on 64-bit hashes with numpy instead of joined strings, and "
-        "fastText top-1 (datatrove asks for all 176 labels per document).",
-    ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    write_page(args.out, render_md(rows, n, chars))
     print(f"wrote {args.out}")
 
 

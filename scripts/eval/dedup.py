@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Quality of `fuzzy_dedup` (and `exact_dedup`) against brute-force exact Jaccard, side by side with datatrove.
 
 Ground truth: exact Jaccard of word 5-gram shingle sets (NFKC, lower case, runs of non-alphanumerics → one space;
@@ -7,11 +6,11 @@ exact and complete). Figures:
   recall@0.8    share of pairs with J ≥ 0.8 that are no longer both kept
   precision@0.7 share of removed documents that really have a partner with J ≥ 0.7
 Data sets: ../shared/data/dedup/spdx_licenses.jsonl.gz (728 real licence texts, many near-duplicate families)
-and a generated corpus with near duplicates injected at known edit rates (scripts/make_corpus.py).
+and a generated corpus with near duplicates injected at known edit rates (scripts/data/make_corpus.py).
 Peer: datatrove 0.10's 4-step MinHash pipeline (signatures, buckets, cluster, filter) with the same n-gram size,
 bands and rows.
 
-    python scripts/eval_dedup.py [--docs 3000] [--seed 7] [--out docs/evaluation/dedup.md] [--skip-datatrove]
+    python -m scripts.eval.dedup [--docs 3000] [--seed 7] [--out docs/evaluation/dedup.md] [--skip-datatrove]
 """
 
 from __future__ import annotations
@@ -32,10 +31,7 @@ from collections import defaultdict
 from itertools import combinations
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
-
+from scripts.bench.common import ROOT, SHARED, datatrove_minhash, datatrove_times, make_corpus, write_page
 
 # ------------------------------------------------------------------------------------------------ ground truth
 
@@ -121,68 +117,16 @@ def run_ours(inp: Path, work: Path, params: dict, stage: str = "fuzzy_dedup") ->
     return kept, float(r.report["stages"][0]["seconds"])
 
 
-DATATROVE_SCRIPT = r'''
-import glob, json, os, sys, time
-from datatrove.executor import LocalPipelineExecutor
-from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupSignature, MinhashDedupBuckets,
-    MinhashDedupCluster, MinhashDedupFilter)
-from datatrove.pipeline.readers import JsonlReader
-from datatrove.pipeline.writers import JsonlWriter
-from datatrove.utils.hashing import HashConfig
-import xxhash
-import datatrove.utils.hashes.xxhash as _dx
-
-# datatrove 0.10.1 passes str to xxhash, which xxhash >= 4 rejects; encode (what older xxhash did implicitly)
-_dx.xxhash64 = lambda d: xxhash.xxh64_intdigest(d.encode() if isinstance(d, str) else d)
-_dx.xxhash32 = lambda d: xxhash.xxh32_intdigest(d.encode() if isinstance(d, str) else d)
-
-def main():
-    inp, pattern, work = sys.argv[1], sys.argv[2], sys.argv[3]
-    ngram, bands, rows, workers = map(int, sys.argv[4:8])
-    cfg = MinhashConfig(hash_config=HashConfig(precision=64), n_grams=ngram, num_buckets=bands, hashes_per_bucket=rows)
-    times = {}
-    # one signature task per input file (datatrove shards by file); the filter step must use the same ranks
-    files = max(1, len(glob.glob(os.path.join(inp, pattern))))
-    steps = [
-        ("signatures", [JsonlReader(inp, glob_pattern=pattern, id_key="id", text_key="text"), MinhashDedupSignature(f"{work}/sigs", config=cfg)], files),
-        ("buckets", [MinhashDedupBuckets(f"{work}/sigs", f"{work}/buckets", config=cfg)], bands),
-        ("cluster", [MinhashDedupCluster(f"{work}/buckets", f"{work}/remove", config=cfg)], 1),
-        ("filter", [JsonlReader(inp, glob_pattern=pattern, id_key="id", text_key="text"), MinhashDedupFilter(f"{work}/remove"),
-                    JsonlWriter(f"{work}/out", compression=None)], files),
-    ]
-    for name, pipe, tasks in steps:
-        t0 = time.time()
-        LocalPipelineExecutor(pipeline=pipe, tasks=tasks, workers=min(workers, tasks),
-                              logging_dir=f"{work}/logs/{name}", skip_completed=False).run()
-        times[name] = time.time() - t0
-    print("TIMES " + json.dumps(times))
-
-if __name__ == "__main__":
-    main()
-'''
-
-
-def datatrove_workdir(work: Path) -> tuple[Path, Path, dict[str, str]]:
-    """A fresh datatrove work folder holding the runner script; returns (folder, script, env)."""
-    dt_work = work / "datatrove"
-    shutil.rmtree(dt_work, ignore_errors=True)
-    dt_work.mkdir(parents=True)
-    script = dt_work / "run_dt.py"
-    script.write_text(DATATROVE_SCRIPT)
-    return dt_work, script, dict(os.environ, HF_HOME=str(dt_work / "hf"))
-
-
 def run_datatrove(inp: Path, work: Path, ngram: int, bands: int, rows: int, workers: int = 2,
                   pattern: str | None = None) -> tuple[set[str], dict]:
     """datatrove's 4-step MinHash pipeline in its own process (input: a file, or a folder + glob pattern);
     returns kept ids and per-step seconds."""
-    dt_work, script, env = datatrove_workdir(work)
     folder, pattern = (inp, pattern) if pattern else (inp.parent, inp.name)
-    proc = subprocess.run([sys.executable, str(script), str(folder), pattern, str(dt_work), str(ngram), str(bands),
-                           str(rows), str(workers)], capture_output=True, text=True, env=env, cwd=dt_work)
+    cmd, env, dt_work = datatrove_minhash(folder, pattern, work, ngram, bands, rows, workers)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=dt_work)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
-    times = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("TIMES "))[6:])
+    times = datatrove_times(proc.stdout)
     kept = set()
     for f in (dt_work / "out").glob("*.jsonl*"):
         opener = gzip.open if f.suffix == ".gz" else open
@@ -202,8 +146,7 @@ def spdx_docs() -> list[dict]:
 def generated_docs(n: int, seed: int, work: Path) -> tuple[list[dict], dict]:
     out = work / f"corpus-{n}-{seed}"
     if not (out / "corpus.json").exists():
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_corpus.py"), "--out", str(out), "--docs", str(n),
-                        "--seed", str(seed), "--quiet"], check=True)
+        make_corpus(out, docs=n, seed=seed)
     docs = []
     for part in sorted(out.glob("part-*.jsonl.gz")):
         with gzip.open(part, "rt") as f:
@@ -228,7 +171,8 @@ def recall_by_edit_rate(kept: set[str], gt: dict) -> dict[str, tuple[float, int]
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m scripts.eval.dedup", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--docs", type=int, default=3000, help="documents in the generated corpus")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "evaluation" / "dedup.md")
@@ -275,7 +219,7 @@ def main() -> int:
 
 
 def write_report(args, results, p, thr, s_curve) -> None:
-    cmd = "python scripts/eval_dedup.py " + " ".join(sys.argv[1:])
+    cmd = "python -m scripts.eval.dedup " + " ".join(sys.argv[1:])
     lines = [
         "# Dedup quality (fuzzy_dedup vs datatrove MinHash)",
         "",
@@ -319,8 +263,7 @@ def write_report(args, results, p, thr, s_curve) -> None:
               "  normalized), so its shingles differ slightly from the ground-truth definition; ours match it exactly.",
               "- 'stage seconds' is the dedup stage alone for ours (report.json) and the 4 steps for datatrove; this",
               "  machine is shared and noisy, see docs/benchmarks/dedup.md for speed.", ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
+    write_page(args.out, "\n".join(lines))
 
 
 if __name__ == "__main__":

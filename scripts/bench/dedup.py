@@ -1,8 +1,7 @@
-#!/usr/bin/env python
 """Speed and memory of `fuzzy_dedup` vs datatrove's 4-step MinHash pipeline, side by side, at 1×, 4×, 16×.
 
-Both systems get the same documents (scripts/make_corpus.py, JSONL.gz parts) and the same parameters (word 5-grams,
-14 bands × 8 rows). Each run is a separate process; a sampler thread here records every 0.5 s:
+Both systems get the same documents (scripts/data/make_corpus.py, JSONL.gz parts) and the same parameters (word
+5-grams, 14 bands × 8 rows). Each run is a separate process; a sampler thread here records every 0.5 s:
   driver RSS      the driver process alone (ours: the `python -m jobs.run` process; datatrove: its main process)
   total RSS       the driver and all its descendants (Ray's raylet, GCS, workers; datatrove's worker processes)
   state bytes     size of the dedup intermediates on disk (ours: <output>/_work/<run>/seg*-fuzzy_dedup, deleted
@@ -12,9 +11,9 @@ Ours runs the full pipeline (read JSONL → checkpoint → fuzzy_dedup → write
 seconds isolate the dedup itself. datatrove runs signatures (reads JSONL), buckets (14 tasks), cluster (1 task),
 filter (re-reads JSONL, writes JSONL).
 
-    python scripts/bench_dedup.py [--base-docs 5000] [--scales 1,4,16] [--workers 2] [--out docs/benchmarks/dedup.md]
-    python scripts/bench_dedup.py --base-docs 62500 --scales 16     # 1M documents (~2.3 GB of text)
-    python scripts/bench_dedup.py --kernel                           # signature kernel only, vs datatrove
+    python -m scripts.bench.dedup [--base-docs 5000] [--scales 1,4,16] [--workers 2] [--out docs/benchmarks/dedup.md]
+    python -m scripts.bench.dedup --base-docs 62500 --scales 16     # 1M documents (~2.3 GB of text)
+    python -m scripts.bench.dedup --kernel                           # signature kernel only, vs datatrove
 """
 
 from __future__ import annotations
@@ -33,8 +32,14 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+from scripts.bench.common import (
+    ROOT,
+    SHARED,
+    datatrove_minhash,
+    datatrove_times,
+    make_corpus,
+    write_page,
+)
 
 
 class Sampler(threading.Thread):
@@ -117,13 +122,10 @@ def run_ours(corpus: Path, work: Path, num_cpus: int) -> dict:
 
 
 def run_datatrove(corpus: Path, work: Path, workers: int) -> dict:
-    from eval_dedup import datatrove_workdir
-
-    dt_work, script, env = datatrove_workdir(work)
+    cmd, env, dt_work = datatrove_minhash(corpus, "part-*.jsonl.gz", work, 5, 14, 8, workers)
     folders = [dt_work / "sigs", dt_work / "buckets", dt_work / "remove"]
-    cmd = [sys.executable, str(script), str(corpus), "part-*.jsonl.gz", str(dt_work), "5", "14", "8", str(workers)]
     cp, s, wall = _watch(cmd, folders, env, dt_work)
-    times = json.loads(next(line for line in cp.stdout.splitlines() if line.startswith("TIMES "))[6:])
+    times = datatrove_times(cp.stdout)
     rows_out = 0
     for f in (dt_work / "out").glob("*.jsonl*"):
         with open(f, "rb") as fh:
@@ -137,11 +139,9 @@ def kernel(reps: int = 2) -> None:
     get_shingles + get_signature, on the 728 SPDX texts."""
     import gzip
 
+    import datatrove.utils.hashes.xxhash as _dx
     import pyarrow as pa
     import xxhash
-
-    sys.path.insert(0, str(ROOT))
-    import datatrove.utils.hashes.xxhash as _dx
 
     _dx.xxhash64 = lambda d: xxhash.xxh64_intdigest(d.encode() if isinstance(d, str) else d)
     from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
@@ -149,7 +149,7 @@ def kernel(reps: int = 2) -> None:
 
     from stages.dedup.minhash import band_keys, shingle_texts, signatures
 
-    with gzip.open(ROOT.parent / "shared" / "data" / "dedup" / "spdx_licenses.jsonl.gz", "rt") as f:
+    with gzip.open(SHARED / "dedup" / "spdx_licenses.jsonl.gz", "rt") as f:
         docs = [json.loads(line)["text"] for line in f]
     mb = sum(len(t.encode()) for t in docs) / 1e6
     step = MinhashDedupSignature(tempfile.mkdtemp(), config=MinhashConfig(hash_config=HashConfig(precision=64)))
@@ -165,15 +165,15 @@ def kernel(reps: int = 2) -> None:
               f"datatrove {peer:.2f}s ({len(docs) / peer:.0f} docs/s), ratio {peer / ours:.1f}x", flush=True)
 
 
-def make_corpus(out: Path, docs: int, seed: int, shard_docs: int) -> dict:
+def ensure_corpus(out: Path, docs: int, seed: int, shard_docs: int) -> dict:
     if not (out / "corpus.json").exists():
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_corpus.py"), "--out", str(out), "--docs", str(docs),
-                        "--seed", str(seed), "--shard-docs", str(shard_docs), "--quiet"], check=True)
+        make_corpus(out, docs=docs, seed=seed, shard_docs=shard_docs)
     return json.loads((out / "corpus.json").read_text())
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m scripts.bench.dedup", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base-docs", type=int, default=5000)
     ap.add_argument("--scales", default="1,4,16")
     ap.add_argument("--seed", type=int, default=11)
@@ -197,7 +197,7 @@ def main() -> int:
     for k in [int(x) for x in args.scales.split(",")]:
         n = args.base_docs * k
         corpus = work / f"corpus-{n}-s{args.shard_docs}"
-        meta = make_corpus(corpus, n, args.seed, args.shard_docs)
+        meta = ensure_corpus(corpus, n, args.seed, args.shard_docs)
         text_bytes = meta.get("bytes") or meta.get("text_bytes") or 0
         print(f"[bench] {k}x: {n} docs, {text_bytes / 1e6:.1f} MB of text", flush=True)
         ours = run_ours(corpus, work, args.num_cpus)
@@ -218,7 +218,7 @@ def main() -> int:
 
 def write_report(args, rows) -> None:
     mb = 1 << 20
-    cmd = "python scripts/bench_dedup.py " + " ".join(sys.argv[1:])
+    cmd = "python -m scripts.bench.dedup " + " ".join(sys.argv[1:])
     lines = [
         "# Dedup benchmark: fuzzy_dedup vs datatrove MinHash (4 steps)",
         "",
@@ -261,11 +261,8 @@ def write_report(args, rows) -> None:
                          f"peak RSS ×{r['ours']['total_peak'] / base['ours']['total_peak']:.2f}, "
                          f"driver RSS ×{r['ours']['driver_peak'] / base['ours']['driver_peak']:.2f}")
     lines.append("")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     # a hand-written "## Analysis" section of an earlier run is kept below the regenerated tables
-    old = args.out.read_text() if args.out.exists() else ""
-    keep = old[old.index("\n## Analysis"):] if "\n## Analysis" in old else ""
-    args.out.write_text("\n".join(lines) + keep)
+    write_page(args.out, "\n".join(lines), keep_from="\n## Analysis")
 
 
 if __name__ == "__main__":
