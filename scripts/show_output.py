@@ -1,6 +1,6 @@
 """Print where a config's committed output is and what it holds (used by scripts/run_local.sh).
 
-    python scripts/show_output.py CONFIG [--set key=value ...]
+python scripts/show_output.py CONFIG [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ def main() -> None:
     data = [f for f in manifest["files"] if f["kind"] == "data"]
     shown = os.path.abspath(out) if "://" not in out else out
     print(f"\nCommitted output: {shown}")
-    print(f"  data/        {len(data)} Parquet part(s), {sum(f['rows'] for f in data)} rows, "
-          f"{sum(f['bytes'] for f in data) / 1e6:.2f} MB (zstd)")
+    print(
+        f"  data/        {len(data)} Parquet part(s), {sum(f['rows'] for f in data)} rows, "
+        f"{sum(f['bytes'] for f in data) / 1e6:.2f} MB (zstd)"
+    )
     for kind in ("quarantine", "droplog"):
         fs = [f for f in manifest["files"] if f["kind"] == kind]
         if fs:
@@ -40,7 +42,9 @@ def main() -> None:
         print(f"  columns: {', '.join(t.schema.names)}")
         row = t.to_pylist()[0]
         print(f"  first row: id={row['id']} text={json.dumps(row['text'][:80], ensure_ascii=False)}…")
-    print(f"\nRead it back:  python -c \"import pyarrow.dataset as ds; print(ds.dataset('{shown}/data').count_rows())\"")
+    print(
+        f"\nRead it back:  python -c \"import pyarrow.dataset as ds; print(ds.dataset('{shown}/data').count_rows())\""
+    )
 
 
 if __name__ == "__main__":

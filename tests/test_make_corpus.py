@@ -19,8 +19,17 @@ SOURCE = ROOT / "tests" / "fixtures" / "corpus_source"
 
 
 def _run(out: Path, *args: str) -> None:
-    cmd = [sys.executable, "-m", "scripts.data.make_corpus", "--out", str(out), "--source", str(SOURCE), "--quiet",
-           *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scripts.data.make_corpus",
+        "--out",
+        str(out),
+        "--source",
+        str(SOURCE),
+        "--quiet",
+        *args,
+    ]
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 

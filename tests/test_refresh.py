@@ -93,30 +93,16 @@ def write_day(inputs: Path, files: dict[str, list[dict]]) -> None:
 
 def make_config(tmp: Path, inputs: Path, out: Path, light: bool = False) -> Path:
     """The nightly pipeline; `light` = normalize + length_filter only (for the many crash-point runs)."""
-    from refinery.stage import discover
-
     stages = [{"stage": "normalize"}]
     if light:
         stages.append({"stage": "length_filter", "params": {"min_words": 20}})
         return _dump(tmp, inputs, out, stages)
-    if "langid" in discover():
-        stages.append({"stage": "langid"})
-    stages.append({"stage": "length_filter", "params": {"min_words": 20}})
-    if "exact_dedup" in discover():
-        stages += [
-            {"stage": "exact_dedup", "params": {"against_index": True}},
-            {"stage": "fuzzy_dedup", "params": {"against_index": True}},
-        ]
-    else:  # TEMPORARY until stages/dedup lands
-        import sys
-
-        from ray import cloudpickle
-
-        sys.path.insert(0, "/tmp/standin")
-        import standin_dedup
-
-        cloudpickle.register_pickle_by_value(standin_dedup)
-        stages.append({"stage": "standin_dedup", "params": {"against_index": True}})
+    stages += [
+        {"stage": "langid"},
+        {"stage": "length_filter", "params": {"min_words": 20}},
+        {"stage": "exact_dedup", "params": {"against_index": True}},
+        {"stage": "fuzzy_dedup", "params": {"against_index": True}},
+    ]
     return _dump(tmp, inputs, out, stages)
 
 

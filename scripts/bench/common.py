@@ -37,6 +37,7 @@ REFINERY = [str(PY), "-m", "jobs.run"]
 
 # ------------------------------------------------------------------------------------------ pages
 
+
 def write_page(path: str | Path, text: str, keep_from: str | None = None, sep: str = "") -> str:
     """Write a generated markdown page and return what was written. With `keep_from`, the old page's part
     from that marker on (a hand-written analysis or notes section) is appended after `sep`, so a re-run keeps
@@ -45,13 +46,14 @@ def write_page(path: str | Path, text: str, keep_from: str | None = None, sep: s
     if keep_from and path.is_file():
         old = path.read_text()
         if keep_from in old:
-            text += sep + old[old.index(keep_from):]
+            text += sep + old[old.index(keep_from) :]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return text
 
 
 # ------------------------------------------------------------------------------------------ corpora
+
 
 def make_corpus(out: Path, log: str | None = None, **params: Any) -> Path:
     """Generate a corpus into `out` with scripts/data/make_corpus.py (deterministic: the same parameters give
@@ -68,6 +70,7 @@ def make_corpus(out: Path, log: str | None = None, **params: Any) -> Path:
 
 
 # ------------------------------------------------------------------------------------- process-tree sampling
+
 
 def _classify(p: psutil.Process, root_pid: int) -> str:
     if p.pid == root_pid:
@@ -166,18 +169,29 @@ class TreeSampler:
             "processes_at_peak": self.peak_procs,
             "samples": self.samples,
             # every ~2 s: (seconds, ΣRSS MB, ΣPSS MB), enough to see where the peak happens
-            "timeline_mb": [(t, round(r / mb), round(p / mb)) for t, r, p in self.timeline[:: max(1, int(2 / self.interval))]],
+            "timeline_mb": [
+                (t, round(r / mb), round(p / mb))
+                for t, r, p in self.timeline[:: max(1, int(2 / self.interval))]
+            ],
         }
 
 
-def run_measured(cmd: list[str], log_path: Path, interval: float = 0.2, env: dict[str, str] | None = None,
-                 cwd: Path = ROOT, pss: bool = True, timeout: float | None = None) -> dict[str, Any]:
+def run_measured(
+    cmd: list[str],
+    log_path: Path,
+    interval: float = 0.2,
+    env: dict[str, str] | None = None,
+    cwd: Path = ROOT,
+    pss: bool = True,
+    timeout: float | None = None,
+) -> dict[str, Any]:
     """Run a command, sampling its process tree; returns wall seconds, exit code and memory peaks."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         t0 = time.time()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         sampler = TreeSampler(proc.pid, interval, pss).start()
         try:
             rc = proc.wait(timeout=timeout)
@@ -189,14 +203,18 @@ def run_measured(cmd: list[str], log_path: Path, interval: float = 0.2, env: dic
     return {"cmd": shlex.join(cmd), "rc": rc, "wall_s": round(wall, 2), **sampler.summary()}
 
 
-def run_measured_retrying(cmd: list[str], log_path: Path, who: str = "", attempts: int = 3,
-                          **kwargs: Any) -> dict[str, Any]:
+def run_measured_retrying(
+    cmd: list[str], log_path: Path, who: str = "", attempts: int = 3, **kwargs: Any
+) -> dict[str, Any]:
     """`run_measured`, run again (up to `attempts` times in all) only when Ray's fixed 30 s node start-up
     limit tripped, which happens on a busy shared machine. `who` names the run in the retry message."""
     for attempt in range(attempts):
         res = run_measured(cmd, log_path, **kwargs)
-        if (res["rc"] == 0 or "timed out during startup" not in log_path.read_text(errors="replace")
-                or attempt == attempts - 1):
+        if (
+            res["rc"] == 0
+            or "timed out during startup" not in log_path.read_text(errors="replace")
+            or attempt == attempts - 1
+        ):
             break
         print(f"[bench] {who}Ray start-up timed out on the busy machine; retrying", file=sys.stderr)
     return res
@@ -204,8 +222,15 @@ def run_measured_retrying(cmd: list[str], log_path: Path, who: str = "", attempt
 
 # ------------------------------------------------------------------------------------------ benchmark runs
 
-def write_config(path: Path, corpus: Path, out_uri: Path, stages: list[dict[str, Any]], num_cpus: int = 2,
-                 name: str = "bench") -> Path:
+
+def write_config(
+    path: Path,
+    corpus: Path,
+    out_uri: Path,
+    stages: list[dict[str, Any]],
+    num_cpus: int = 2,
+    name: str = "bench",
+) -> Path:
     """A pipeline config reading a generated corpus (part-*.jsonl.gz) into `out_uri`, overwriting it."""
     import yaml
 
@@ -228,7 +253,9 @@ def read_report(out_uri: Path) -> dict[str, Any]:
 
 def machine() -> dict[str, Any]:
     try:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+        cpu = next(
+            (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), ""
+        )
     except OSError:
         cpu = platform.processor()
     return {
@@ -251,8 +278,9 @@ def versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             pass
     try:
-        out["git"] = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True,
-                                    text=True).stdout.strip()
+        out["git"] = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         pass
     return out
@@ -260,12 +288,14 @@ def versions() -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------- our stages in-process
 
+
 def text_table(texts: list[str], **columns: Any):
     """An Arrow table as a stage receives it: ids "0", "1", ..., the texts as large_string, and `columns`."""
     import pyarrow as pa
 
-    return pa.table({"id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.large_string()),
-                     **columns})
+    return pa.table(
+        {"id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.large_string()), **columns}
+    )
 
 
 def text_batches(texts: list[str], batch_rows: int) -> Iterator:
@@ -275,6 +305,7 @@ def text_batches(texts: list[str], batch_rows: int) -> Iterator:
 
 
 # ------------------------------------------------------------------------------------------ peers in-process
+
 
 def datatrove_filters() -> dict[str, Any]:
     """datatrove's four quality filters with their defaults, by the name of our stage that matches each."""
@@ -298,15 +329,25 @@ def datatrove_filters() -> dict[str, Any]:
 DATATROVE_MINHASH = ROOT / "scripts" / "bench" / "peers" / "datatrove_minhash.py"
 
 
-def datatrove_minhash(folder: Path, pattern: str, work: Path, ngram: int, bands: int, rows: int,
-                      workers: int) -> tuple[list[str], dict[str, str], Path]:
+def datatrove_minhash(
+    folder: Path, pattern: str, work: Path, ngram: int, bands: int, rows: int, workers: int
+) -> tuple[list[str], dict[str, str], Path]:
     """A fresh datatrove work folder (work/datatrove) and the command and environment that run the MinHash
     pipeline on folder/pattern in it (run it with cwd = that folder) -> (cmd, env, folder)."""
     dt_work = work / "datatrove"
     shutil.rmtree(dt_work, ignore_errors=True)
     dt_work.mkdir(parents=True)
-    cmd = [sys.executable, str(DATATROVE_MINHASH), str(folder), pattern, str(dt_work), str(ngram), str(bands),
-           str(rows), str(workers)]
+    cmd = [
+        sys.executable,
+        str(DATATROVE_MINHASH),
+        str(folder),
+        pattern,
+        str(dt_work),
+        str(ngram),
+        str(bands),
+        str(rows),
+        str(workers),
+    ]
     return cmd, dict(os.environ, HF_HOME=str(dt_work / "hf")), dt_work
 
 
@@ -315,8 +356,15 @@ def datatrove_times(stdout: str) -> dict[str, float]:
     return json.loads(next(line for line in stdout.splitlines() if line.startswith("TIMES "))[6:])
 
 
-PRESIDIO_PATTERN_ENTITIES = ["EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "CRYPTO",
-                             "PHONE_NUMBER"]
+PRESIDIO_PATTERN_ENTITIES = [
+    "EMAIL_ADDRESS",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "US_SSN",
+    "IP_ADDRESS",
+    "CRYPTO",
+    "PHONE_NUMBER",
+]
 
 
 def presidio_engine(model: str | None) -> tuple[Any, list[str]]:

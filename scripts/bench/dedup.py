@@ -87,7 +87,9 @@ def _du(path: Path) -> int:
     return total
 
 
-def _watch(cmd: list[str], folders: list[Path], env: dict, cwd: Path) -> tuple[subprocess.CompletedProcess, Sampler, float]:
+def _watch(
+    cmd: list[str], folders: list[Path], env: dict, cwd: Path
+) -> tuple[subprocess.CompletedProcess, Sampler, float]:
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
     s = Sampler(proc.pid, folders)
@@ -107,18 +109,32 @@ def run_ours(corpus: Path, work: Path, num_cpus: int) -> dict:
 
     out = work / "ours-out"
     shutil.rmtree(out, ignore_errors=True)
-    cfg = {"name": "bench-dedup", "input": {"uri": str(corpus), "format": "jsonl", "exclude": ["ground_truth*", "corpus.json"]},
-           "output": {"uri": str(out)}, "ray": {"num_cpus": num_cpus},
-           "stages": [{"stage": "fuzzy_dedup", "params": {}}]}
+    cfg = {
+        "name": "bench-dedup",
+        "input": {"uri": str(corpus), "format": "jsonl", "exclude": ["ground_truth*", "corpus.json"]},
+        "output": {"uri": str(out)},
+        "ray": {"num_cpus": num_cpus},
+        "stages": [{"stage": "fuzzy_dedup", "params": {}}],
+    }
     cfg_path = work / "ours.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
-    _, s, wall = _watch([sys.executable, "-m", "jobs.run", "--config", str(cfg_path)], [out / "_work"], env, ROOT)
+    _, s, wall = _watch(
+        [sys.executable, "-m", "jobs.run", "--config", str(cfg_path)], [out / "_work"], env, ROOT
+    )
     report = json.loads((out / "report.json").read_text())
     st = report["stages"][0]
     index = _du(out / "_state")
-    return {"wall": wall, "stage_seconds": st["seconds"], "driver_peak": s.driver_peak, "total_peak": s.total_peak,
-            "work_peak": s.disk_peak, "index_bytes": index, "rows_in": st["rows_in"], "rows_out": st["rows_out"]}
+    return {
+        "wall": wall,
+        "stage_seconds": st["seconds"],
+        "driver_peak": s.driver_peak,
+        "total_peak": s.total_peak,
+        "work_peak": s.disk_peak,
+        "index_bytes": index,
+        "rows_in": st["rows_in"],
+        "rows_out": st["rows_out"],
+    }
 
 
 def run_datatrove(corpus: Path, work: Path, workers: int) -> dict:
@@ -130,8 +146,14 @@ def run_datatrove(corpus: Path, work: Path, workers: int) -> dict:
     for f in (dt_work / "out").glob("*.jsonl*"):
         with open(f, "rb") as fh:
             rows_out += sum(1 for _ in fh)
-    return {"wall": wall, "steps": times, "driver_peak": s.driver_peak, "total_peak": s.total_peak,
-            "work_peak": s.disk_peak, "rows_out": rows_out}
+    return {
+        "wall": wall,
+        "steps": times,
+        "driver_peak": s.driver_peak,
+        "total_peak": s.total_peak,
+        "work_peak": s.disk_peak,
+        "rows_out": rows_out,
+    }
 
 
 def kernel(reps: int = 2) -> None:
@@ -152,7 +174,9 @@ def kernel(reps: int = 2) -> None:
     with gzip.open(SHARED / "dedup" / "spdx_licenses.jsonl.gz", "rt") as f:
         docs = [json.loads(line)["text"] for line in f]
     mb = sum(len(t.encode()) for t in docs) / 1e6
-    step = MinhashDedupSignature(tempfile.mkdtemp(), config=MinhashConfig(hash_config=HashConfig(precision=64)))
+    step = MinhashDedupSignature(
+        tempfile.mkdtemp(), config=MinhashConfig(hash_config=HashConfig(precision=64))
+    )
     for rep in range(reps):
         t0 = time.perf_counter()
         band_keys(signatures(shingle_texts(pa.array(docs))), 14, 8)
@@ -161,8 +185,11 @@ def kernel(reps: int = 2) -> None:
         for t in docs:
             step.get_signature(step.get_shingles(t))
         peer = time.perf_counter() - t0
-        print(f"rep {rep}: {len(docs)} docs {mb:.1f} MB: ours {ours:.2f}s ({len(docs) / ours:.0f} docs/s), "
-              f"datatrove {peer:.2f}s ({len(docs) / peer:.0f} docs/s), ratio {peer / ours:.1f}x", flush=True)
+        print(
+            f"rep {rep}: {len(docs)} docs {mb:.1f} MB: ours {ours:.2f}s ({len(docs) / ours:.0f} docs/s), "
+            f"datatrove {peer:.2f}s ({len(docs) / peer:.0f} docs/s), ratio {peer / ours:.1f}x",
+            flush=True,
+        )
 
 
 def ensure_corpus(out: Path, docs: int, seed: int, shard_docs: int) -> dict:
@@ -172,18 +199,29 @@ def ensure_corpus(out: Path, docs: int, seed: int, shard_docs: int) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(prog="python -m scripts.bench.dedup", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m scripts.bench.dedup",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--base-docs", type=int, default=5000)
     ap.add_argument("--scales", default="1,4,16")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--workers", type=int, default=2, help="datatrove workers (= cores)")
     ap.add_argument("--num-cpus", type=int, default=2, help="Ray logical CPUs for ours")
-    ap.add_argument("--shard-docs", type=int, default=2500,
-                    help="documents per input file; both systems parallelize over files, so keep files >= workers")
+    ap.add_argument(
+        "--shard-docs",
+        type=int,
+        default=2500,
+        help="documents per input file; both systems parallelize over files, so keep files >= workers",
+    )
     ap.add_argument("--skip-datatrove", action="store_true")
-    ap.add_argument("--datatrove-max-docs", type=int, default=None,
-                    help="run datatrove only at sizes up to this many documents (it is the slow side)")
+    ap.add_argument(
+        "--datatrove-max-docs",
+        type=int,
+        default=None,
+        help="run datatrove only at sizes up to this many documents (it is the slow side)",
+    )
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "dedup.md")
     ap.add_argument("--json", type=Path, default=None)
@@ -252,14 +290,17 @@ def write_report(args, rows) -> None:
         lines.append(
             f"| {r['scale']}× | {n} | {r['text_bytes'] / 1e6:.1f} | {o['wall']:.1f} | {o['stage_seconds']:.1f} | {dcol} | {speed} "
             f"| {o['driver_peak'] / mb:.0f} | {o['total_peak'] / mb:.0f} | {drss} | {o['work_peak'] / n:.0f} / "
-            f"{o['index_bytes'] / n:.0f} | {dstate} | {o['rows_out']} / {dout} |")
+            f"{o['index_bytes'] / n:.0f} | {dstate} | {o['rows_out']} / {dout} |"
+        )
     if len(rows) > 1:
         base = rows[0]
         lines += ["", "Growth relative to 1× (ours wall, ours total peak RSS):", ""]
         for r in rows[1:]:
-            lines.append(f"- {r['scale']}×: time ×{r['ours']['wall'] / base['ours']['wall']:.2f}, "
-                         f"peak RSS ×{r['ours']['total_peak'] / base['ours']['total_peak']:.2f}, "
-                         f"driver RSS ×{r['ours']['driver_peak'] / base['ours']['driver_peak']:.2f}")
+            lines.append(
+                f"- {r['scale']}×: time ×{r['ours']['wall'] / base['ours']['wall']:.2f}, "
+                f"peak RSS ×{r['ours']['total_peak'] / base['ours']['total_peak']:.2f}, "
+                f"driver RSS ×{r['ours']['driver_peak'] / base['ours']['driver_peak']:.2f}"
+            )
     lines.append("")
     # a hand-written "## Analysis" section of an earlier run is kept below the regenerated tables
     write_page(args.out, "\n".join(lines), keep_from="\n## Analysis")

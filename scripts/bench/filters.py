@@ -87,7 +87,9 @@ def render_md(rows: list[tuple], n: int, chars: int) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | **{r[3]:.2f}×** | {r[4]:.1f} / {r[5]:.1f} | {r[6]} / {r[7]} |")
+        lines.append(
+            f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | **{r[3]:.2f}×** | {r[4]:.1f} / {r[5]:.1f} | {r[6]} / {r[7]} |"
+        )
     lines += [
         "",
         "Target: langid + all four rule sets ≥ 2× datatrove's filters (first row).",
@@ -101,8 +103,11 @@ def render_md(rows: list[tuple], n: int, chars: int) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m scripts.bench.filters", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m scripts.bench.filters",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "filters.md"))
     ap.add_argument("--skip-single", action="store_true", help="only the full chain")
     args = ap.parse_args()
@@ -133,8 +138,11 @@ def main() -> None:
         kept_us, w_us, c_us = _timed(lambda: ours_chain(texts, which, lid))  # noqa: B023
         row = (label, n / c_dt, n / c_us, (n / c_us) / (n / c_dt), n / w_dt, n / w_us, kept_dt, kept_us)
         rows.append(row)
-        print(f"{label:28s} datatrove {row[1]:7.1f} docs/s/core  ours {row[2]:7.1f}  ratio {row[3]:.2f}x  "
-              f"(wall {row[4]:.1f} vs {row[5]:.1f}; kept {kept_dt} vs {kept_us})", flush=True)
+        print(
+            f"{label:28s} datatrove {row[1]:7.1f} docs/s/core  ours {row[2]:7.1f}  ratio {row[3]:.2f}x  "
+            f"(wall {row[4]:.1f} vs {row[5]:.1f}; kept {kept_dt} vs {kept_us})",
+            flush=True,
+        )
 
     write_page(args.out, render_md(rows, n, chars))
     print(f"wrote {args.out}")

@@ -48,7 +48,7 @@ def main() -> int:
         return 0
     rng = np.random.default_rng(0)
     counts = rng.poisson(args.shingles_per_doc, size=args.docs)
-    counts[:: 97] = 0  # some empty documents
+    counts[::97] = 0  # some empty documents
     off = np.zeros(args.docs + 1, dtype=np.int64)
     np.cumsum(counts, out=off[1:])
     sh = rng.integers(0, 1 << 64, size=int(off[-1]), dtype=np.uint64, endpoint=False)
@@ -59,7 +59,10 @@ def main() -> int:
     t_cpu = time.perf_counter() - t0
     print(f"docs={args.docs} shingles={len(sh)} permutations={len(a)}")
     print(f"cpu: {args.docs / t_cpu:,.0f} signatures/s ({t_cpu:.2f}s, one core, numpy)")
-    backends = {"torch": lambda *x: gpu._minhash_torch(*x, "cuda", 1 << 20), "cupy": lambda *x: gpu._minhash_cupy(*x, 1 << 20)}
+    backends = {
+        "torch": lambda *x: gpu._minhash_torch(*x, "cuda", 1 << 20),
+        "cupy": lambda *x: gpu._minhash_cupy(*x, 1 << 20),
+    }
     chosen = list(backends) if args.backend == "all" else [args.backend]
     ok = True
     for name in chosen:
@@ -73,8 +76,10 @@ def main() -> int:
         t_gpu = time.perf_counter() - t0
         same = np.array_equal(cpu, dev)
         ok &= same
-        print(f"{name}: {args.docs / t_gpu:,.0f} signatures/s ({t_gpu:.2f}s), speedup {t_cpu / t_gpu:.1f}x, "
-              f"bit-identical: {same}")
+        print(
+            f"{name}: {args.docs / t_gpu:,.0f} signatures/s ({t_gpu:.2f}s), speedup {t_cpu / t_gpu:.1f}x, "
+            f"bit-identical: {same}"
+        )
         if not same:
             bad = np.argwhere(cpu != dev)
             print("  first mismatches (doc, perm):", bad[:5].tolist())

@@ -28,8 +28,10 @@ def density(docs: list[dict]) -> str:
     spans = sum(len(d["spans"]) for d in docs)
     kb = sum(len(d["text"]) for d in docs) / 1024
     with_pii = sum(bool(d["spans"]) for d in docs)
-    return (f"{n} docs, mean {kb * 1024 / n:.0f} chars, {spans} planted values: {spans / n:.2f} per doc, "
-            f"{spans / kb:.2f} per KB, {with_pii / n:.0%} of docs hold PII")
+    return (
+        f"{n} docs, mean {kb * 1024 / n:.0f} chars, {spans} planted values: {spans / n:.2f} per doc, "
+        f"{spans / kb:.2f} per KB, {with_pii / n:.0%} of docs hold PII"
+    )
 
 
 def bench_presidio(texts: list[str], model: str | None) -> tuple[float, float]:
@@ -41,16 +43,22 @@ def bench_presidio(texts: list[str], model: str | None) -> tuple[float, float]:
     return len(texts) / (time.process_time() - c0), len(texts) / (time.perf_counter() - w0)
 
 
-def bench_stage(texts: list[str], params: dict, batch: int = 1024,
-                meta: list[str | None] | None = None) -> tuple[float, float, dict, list]:
+def bench_stage(
+    texts: list[str], params: dict, batch: int = 1024, meta: list[str | None] | None = None
+) -> tuple[float, float, dict, list]:
     """docs/s per core and wall of the stage on these texts (with a `meta` JSON column when given)."""
     from stages.pii.scrub import Pii
 
     stage = Pii(params)
     stage.setup()
-    tables = [text_table(texts[j:j + batch], modality=["text"] * len(texts[j:j + batch]),
-                         **({"meta": pa.array(meta[j:j + batch], pa.large_string())} if meta is not None else {}))
-              for j in range(0, len(texts), batch)]
+    tables = [
+        text_table(
+            texts[j : j + batch],
+            modality=["text"] * len(texts[j : j + batch]),
+            **({"meta": pa.array(meta[j : j + batch], pa.large_string())} if meta is not None else {}),
+        )
+        for j in range(0, len(texts), batch)
+    ]
     stage.process(tables[0].slice(0, 4))
     stage.stats = {k: 0 for k in stage.stats}
     c0, w0 = time.process_time(), time.perf_counter()
@@ -58,7 +66,12 @@ def bench_stage(texts: list[str], params: dict, batch: int = 1024,
     for t in tables:
         out, _ = stage.process(t)
         outs += out["text"].to_pylist()
-    return len(texts) / (time.process_time() - c0), len(texts) / (time.perf_counter() - w0), dict(stage.stats), outs
+    return (
+        len(texts) / (time.process_time() - c0),
+        len(texts) / (time.perf_counter() - w0),
+        dict(stage.stats),
+        outs,
+    )
 
 
 def pattern_cases() -> list[tuple[str, dict]]:
@@ -75,7 +88,10 @@ def ner_cases(model: str) -> list[tuple[str, dict]]:
     return [
         ("presidio + NER behind our prefilter", {"engine": "presidio", "ner_model": model}),
         ("ours + NER: nlp.pipe (ner only), no prefilter", {"ner_model": model, "prefilter": False}),
-        ("ours + NER: nlp.pipe (ner only) + prefilter, no name rules", {"ner_model": model, "name_rules": False}),
+        (
+            "ours + NER: nlp.pipe (ner only) + prefilter, no name rules",
+            {"ner_model": model, "name_rules": False},
+        ),
         ("**ours + NER: nlp.pipe (ner only) + prefilter + name rules (default)**", {"ner_model": model}),
     ]
 
@@ -101,7 +117,10 @@ def main() -> None:
     from stages.pii.scrub import resolve_model
 
     model = resolve_model("auto")
-    corpora = {"dense": make_planted(args.docs, seed=11), "sparse": make_planted(args.docs, seed=12, per_doc=(1, 2), pii_share=0.2)}
+    corpora = {
+        "dense": make_planted(args.docs, seed=11),
+        "sparse": make_planted(args.docs, seed=12, per_doc=(1, 2), pii_share=0.2),
+    }
     rows = []
     skips = []
     for cname, docs in corpora.items():
@@ -118,25 +137,36 @@ def main() -> None:
             print(f"{cname:7s} {name:60s} {cpu:9.1f} docs/s/core  (wall {wall:8.1f})", file=sys.stderr)
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "# PII scrubbing: speed", "",
+        "# PII scrubbing: speed",
+        "",
         f"Produced by `python -m scripts.bench.pii {' '.join(sys.argv[1:])}` on {date}; {os.cpu_count()} cores, shared "
         f"by several engineers (load average {os.getloadavg()[0]:.0f} at the end), so speed is CPU time of one "
         "process (docs/s per core); wall-clock docs/s in the last column is only indicative. All rows ran in one "
-        "process on the same documents; compare rows within a corpus.", "",
-        "Corpora (≈ 2 KB real news chunks with planted PII, `make_planted` in scripts/eval/pii.py):", "",
+        "process on the same documents; compare rows within a corpus.",
+        "",
+        "Corpora (≈ 2 KB real news chunks with planted PII, `make_planted` in scripts/eval/pii.py):",
+        "",
         f"- dense: {density(corpora['dense'])}",
         f"- sparse: {density(corpora['sparse'])}",
-        f"- NER rows use the first {args.ner_docs} documents of each corpus; NER model `{model}`.", "",
-        "| corpus | system | docs/s per core (CPU time) | docs/s wall |", "|---|---|---|---|",
+        f"- NER rows use the first {args.ner_docs} documents of each corpus; NER model `{model}`.",
+        "",
+        "| corpus | system | docs/s per core (CPU time) | docs/s wall |",
+        "|---|---|---|---|",
     ]
     lines += [f"| {c} | {n} | {cpu:,.0f} | {wall:,.0f} |" for c, n, cpu, wall in rows]
-    lines += ["", "## Prefilter: share of documents that skip the expensive pass", "",
-              "| corpus | mode | docs | regex pass run on | NER run on | output identical to no-prefilter run |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Prefilter: share of documents that skip the expensive pass",
+        "",
+        "| corpus | mode | docs | regex pass run on | NER run on | output identical to no-prefilter run |",
+        "|---|---|---|---|---|---|",
+    ]
     for cname, mode, st, same in skips:
         d = st["docs"] or 1
-        lines.append(f"| {cname} | {mode} | {st['docs']} | {st['pattern_scanned']} ({st['pattern_scanned'] / d:.0%}) | "
-                     f"{st['ner_scanned']} ({st['ner_scanned'] / d:.0%}) | {'yes' if same else 'NO'} |")
+        lines.append(
+            f"| {cname} | {mode} | {st['docs']} | {st['pattern_scanned']} ({st['pattern_scanned'] / d:.0%}) | "
+            f"{st['ner_scanned']} ({st['ner_scanned'] / d:.0%}) | {'yes' if same else 'NO'} |"
+        )
     # hand-written notes below the marker survive a re-run
     print(write_page(args.out, "\n".join(lines) + "\n", keep_from=NOTES_MARKER, sep="\n"))
 

@@ -109,9 +109,11 @@ def main() -> int:
         ]
         for name in ("local", "s3"):
             secs = best[name]
-            lines.append(f"| {'local disk' if name == 'local' else 'S3 (127.0.0.1)'} | {rows / secs:,.0f} | "
-                         f"{total_bytes / 1e6 / secs:.1f} | {secs:.2f} | "
-                         f"{', '.join(f'{s:.2f}' for _, s in res[name])} |")
+            lines.append(
+                f"| {'local disk' if name == 'local' else 'S3 (127.0.0.1)'} | {rows / secs:,.0f} | "
+                f"{total_bytes / 1e6 / secs:.1f} | {secs:.2f} | "
+                f"{', '.join(f'{s:.2f}' for _, s in res[name])} |"
+            )
         lines += ["", f"**S3 / disk throughput: {ratio:.0%}** (target ≥ 50%).", ""]
         text = "\n".join(lines)
         print(text)

@@ -34,7 +34,9 @@ ORDER = ["peers", "memory", "filters", "langid", "quality", "dedup", "pii", "ext
 
 def assemble(target: str) -> str:
     folder, header = HEADERS[target]
-    pages = sorted((ROOT / folder).glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    pages = sorted(
+        (ROOT / folder).glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem)
+    )
     parts = [header]
     for page in pages:
         body = page.read_text(encoding="utf-8").strip()

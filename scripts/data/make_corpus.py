@@ -50,29 +50,70 @@ DEFAULT_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../s
 # Web-like language mix: English dominates (articles + licences + English sentence documents ~ 55-60 %), then
 # a Common-Crawl-like head of big languages and a long tail over every other lingua language.
 HEAD_WEIGHTS = {
-    "en": 30.0, "ru": 6.0, "de": 5.5, "ja": 4.5, "zh": 4.5, "fr": 4.5, "es": 4.5, "it": 2.6, "pt": 2.2,
-    "nl": 2.0, "pl": 1.9, "tr": 1.2, "cs": 1.0, "vi": 1.0, "id": 0.9, "sv": 0.8, "fa": 0.8, "ar": 0.7,
-    "ko": 0.7, "uk": 0.6, "hu": 0.6, "el": 0.5, "ro": 0.5, "da": 0.5, "fi": 0.4, "th": 0.4,
+    "en": 30.0,
+    "ru": 6.0,
+    "de": 5.5,
+    "ja": 4.5,
+    "zh": 4.5,
+    "fr": 4.5,
+    "es": 4.5,
+    "it": 2.6,
+    "pt": 2.2,
+    "nl": 2.0,
+    "pl": 1.9,
+    "tr": 1.2,
+    "cs": 1.0,
+    "vi": 1.0,
+    "id": 0.9,
+    "sv": 0.8,
+    "fa": 0.8,
+    "ar": 0.7,
+    "ko": 0.7,
+    "uk": 0.6,
+    "hu": 0.6,
+    "el": 0.5,
+    "ro": 0.5,
+    "da": 0.5,
+    "fi": 0.4,
+    "th": 0.4,
 }
 TAIL_WEIGHT = 0.15  # every other language
 NO_SPACE_LANGS = {"zh", "ja", "th"}
-TLD = {"en": "com", "ja": "jp", "zh": "cn", "cs": "cz", "da": "dk", "el": "gr", "sv": "se", "uk": "ua", "ko": "kr",
-       "fa": "ir", "ar": "sa", "vi": "vn", "he": "il", "hi": "in", "nb": "no", "nn": "no", "sr": "rs"}
+TLD = {
+    "en": "com",
+    "ja": "jp",
+    "zh": "cn",
+    "cs": "cz",
+    "da": "dk",
+    "el": "gr",
+    "sv": "se",
+    "uk": "ua",
+    "ko": "kr",
+    "fa": "ir",
+    "ar": "sa",
+    "vi": "vn",
+    "he": "il",
+    "hi": "in",
+    "nb": "no",
+    "nn": "no",
+    "sr": "rs",
+}
 
 DEFAULTS = {
-    "exact_dup_rate": 0.05,      # share of documents that are exact copies of an earlier original
-    "near_dup_rate": 0.10,       # share that are edited copies
+    "exact_dup_rate": 0.05,  # share of documents that are exact copies of an earlier original
+    "near_dup_rate": 0.10,  # share that are edited copies
     "edit_rates": [0.01, 0.02, 0.05, 0.10, 0.20, 0.30],
-    "pii_rate": 0.08,            # share of originals that get generated PII values
-    "presidio_rate": 0.04,       # share of originals that get labelled presidio sentences
-    "article_share": 0.28,       # originals built from article paragraphs (English)
-    "licence_share": 0.01,       # originals that are SPDX licence texts (each licence at most once)
-    "early_pool": 2000,          # first originals always eligible as dup sources (dups far from their source)
-    "recent_pool": 20000,        # ring of recent originals eligible as dup sources
+    "pii_rate": 0.08,  # share of originals that get generated PII values
+    "presidio_rate": 0.04,  # share of originals that get labelled presidio sentences
+    "article_share": 0.28,  # originals built from article paragraphs (English)
+    "licence_share": 0.01,  # originals that are SPDX licence texts (each licence at most once)
+    "early_pool": 2000,  # first originals always eligible as dup sources (dups far from their source)
+    "recent_pool": 20000,  # ring of recent originals eligible as dup sources
 }
 
 
 # ----------------------------------------------------------------------------------------------- sources
+
 
 class Sources:
     """The real texts, loaded once and indexed for fast sampling."""
@@ -106,7 +147,7 @@ class Sources:
         self.presidio: list[tuple[str, list[tuple[str, str]]]] = []
         for rec in _read_jsonl_gz(need["presidio"]):
             text = rec["text"]
-            spans = [(s["type"], text[s["start"]:s["end"]]) for s in rec.get("spans", [])]
+            spans = [(s["type"], text[s["start"] : s["end"]]) for s in rec.get("spans", [])]
             flat = " ".join(text.split())
             spans = [(t, " ".join(v.split())) for t, v in spans]
             spans = [(t, v) for t, v in spans if v and v in flat]
@@ -121,7 +162,9 @@ class Sources:
             else:
                 words = sorted({w for s in sents for w in s.split()})
             self.vocab[lang] = words
-        self.vocab["en"] = sorted(set(self.vocab.get("en", [])) | {w for p in self.paragraphs[:500] for w in p.split()})
+        self.vocab["en"] = sorted(
+            set(self.vocab.get("en", [])) | {w for p in self.paragraphs[:500] for w in p.split()}
+        )
         langs = sorted(self.sentences)
         self.langs = langs
         self.lang_weights = [HEAD_WEIGHTS.get(lang, TAIL_WEIGHT) for lang in langs]
@@ -136,12 +179,62 @@ def _read_jsonl_gz(path: Path):
 
 # ----------------------------------------------------------------------------------------------- PII values
 
-_FIRST = ["james", "maria", "wei", "olga", "ahmed", "sofia", "liam", "yuki", "fatima", "lucas", "anna", "raj",
-          "emma", "noah", "chloe", "ivan", "lena", "omar", "mia", "pablo"]
-_LAST = ["smith", "garcia", "chen", "ivanova", "khan", "rossi", "mueller", "tanaka", "silva", "novak", "brown",
-         "kowalski", "dubois", "jensen", "haddad", "kim", "okafor", "larsen", "moreau", "weber"]
-_MAILDOM = ["gmail.com", "yahoo.com", "outlook.com", "mail.ru", "web.de", "proton.me", "corp-mail.net",
-            "university.edu", "example.org", "posteo.de"]
+_FIRST = [
+    "james",
+    "maria",
+    "wei",
+    "olga",
+    "ahmed",
+    "sofia",
+    "liam",
+    "yuki",
+    "fatima",
+    "lucas",
+    "anna",
+    "raj",
+    "emma",
+    "noah",
+    "chloe",
+    "ivan",
+    "lena",
+    "omar",
+    "mia",
+    "pablo",
+]
+_LAST = [
+    "smith",
+    "garcia",
+    "chen",
+    "ivanova",
+    "khan",
+    "rossi",
+    "mueller",
+    "tanaka",
+    "silva",
+    "novak",
+    "brown",
+    "kowalski",
+    "dubois",
+    "jensen",
+    "haddad",
+    "kim",
+    "okafor",
+    "larsen",
+    "moreau",
+    "weber",
+]
+_MAILDOM = [
+    "gmail.com",
+    "yahoo.com",
+    "outlook.com",
+    "mail.ru",
+    "web.de",
+    "proton.me",
+    "corp-mail.net",
+    "university.edu",
+    "example.org",
+    "posteo.de",
+]
 _US_AREA = ["212", "213", "305", "312", "415", "503", "512", "617", "646", "702", "718", "206", "303", "404"]
 
 
@@ -206,7 +299,7 @@ def make_pii(rng: random.Random, kind: str) -> str:
         num = payload + luhn_digit(payload)
         sep = rng.choice([" ", "-", ""])
         if len(num) == 16:
-            return sep.join(num[i:i + 4] for i in range(0, 16, 4))
+            return sep.join(num[i : i + 4] for i in range(0, 16, 4))
         return sep.join([num[:4], num[4:10], num[10:]])
     if kind == "IBAN_CODE":
         country = rng.choice(["DE", "GB", "FR", "NL", "ES"])
@@ -222,7 +315,7 @@ def make_pii(rng: random.Random, kind: str) -> str:
             bban = _digits(rng, 20)
         iban = country + iban_check(country, bban) + bban
         if rng.random() < 0.5:
-            iban = " ".join(iban[i:i + 4] for i in range(0, len(iban), 4))
+            iban = " ".join(iban[i : i + 4] for i in range(0, len(iban), 4))
         return iban
     if kind == "IP_ADDRESS":
         if rng.random() < 0.8:
@@ -239,19 +332,39 @@ def make_pii(rng: random.Random, kind: str) -> str:
 
 PII_KINDS = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN"]
 _TEMPLATES = {
-    "EMAIL_ADDRESS": ["Contact me at {v} for more information.", "Send your CV to {v} before Friday.",
-                      "E-mail: {v}", "Questions? Write to {v} and we will reply within a day."],
-    "PHONE_NUMBER": ["Call us at {v} between 9 and 5.", "Phone: {v}", "You can reach the office on {v}.",
-                     "For bookings ring {v} or visit the front desk."],
-    "CREDIT_CARD": ["Card number: {v}", "I paid with my card {v} and never got the order.",
-                    "Please charge {v} for the remaining balance."],
-    "IBAN_CODE": ["Please transfer the deposit to IBAN {v}.", "Bank details: {v}", "Account (IBAN) {v}, reference 2291."],
-    "IP_ADDRESS": ["The request came from {v} at midnight.", "Server {v} did not respond.", "Blocked host: {v}"],
+    "EMAIL_ADDRESS": [
+        "Contact me at {v} for more information.",
+        "Send your CV to {v} before Friday.",
+        "E-mail: {v}",
+        "Questions? Write to {v} and we will reply within a day.",
+    ],
+    "PHONE_NUMBER": [
+        "Call us at {v} between 9 and 5.",
+        "Phone: {v}",
+        "You can reach the office on {v}.",
+        "For bookings ring {v} or visit the front desk.",
+    ],
+    "CREDIT_CARD": [
+        "Card number: {v}",
+        "I paid with my card {v} and never got the order.",
+        "Please charge {v} for the remaining balance.",
+    ],
+    "IBAN_CODE": [
+        "Please transfer the deposit to IBAN {v}.",
+        "Bank details: {v}",
+        "Account (IBAN) {v}, reference 2291.",
+    ],
+    "IP_ADDRESS": [
+        "The request came from {v} at midnight.",
+        "Server {v} did not respond.",
+        "Blocked host: {v}",
+    ],
     "US_SSN": ["My social security number is {v}.", "SSN: {v}", "Applicant SSN {v} was verified."],
 }
 
 
 # ----------------------------------------------------------------------------------------------- generator
+
 
 class Generator:
     def __init__(self, src: Sources, seed: int, params: dict[str, Any]) -> None:
@@ -259,7 +372,7 @@ class Generator:
         self.rng = random.Random(seed)
         self.seed = seed
         self.p = params
-        self.seen: dict[bytes, str] = {}       # text digest -> id of the first doc with that text
+        self.seen: dict[bytes, str] = {}  # text digest -> id of the first doc with that text
         self.early: list[tuple] = []
         self.recent: list[tuple] = []
         self.recent_i = 0
@@ -302,7 +415,7 @@ class Generator:
         paras, i = [], 0
         while i < k:
             step = r.randint(1, 6)
-            paras.append(sep.join(chosen[i:i + step]))
+            paras.append(sep.join(chosen[i : i + step]))
             i += step
         return "lingua", lang, paras, "\n\n"
 
@@ -366,8 +479,16 @@ class Generator:
         if src_doc is not None and u < self.p["exact_dup_rate"]:
             sid, stext, slang, spii, ssource = src_doc
             rec = {"id": doc_id, "text": stext, "url": self._url(slang), "lang": slang}
-            gt = {"id": doc_id, "kind": "exact_dup", "dup_of": sid, "edit_rate": 0.0, "n_edits": 0,
-                  "lang": slang, "source": ssource, "pii": spii}
+            gt = {
+                "id": doc_id,
+                "kind": "exact_dup",
+                "dup_of": sid,
+                "edit_rate": 0.0,
+                "n_edits": 0,
+                "lang": slang,
+                "source": ssource,
+                "pii": spii,
+            }
             return rec, gt
         if src_doc is not None:
             sid, stext, slang, spii, ssource = src_doc
@@ -381,8 +502,17 @@ class Generator:
             self.seen[_digest(text)] = doc_id
             pii = [e for e in spii if e["value"] in text]
             rec = {"id": doc_id, "text": text, "url": self._url(slang), "lang": slang}
-            gt = {"id": doc_id, "kind": "near_dup", "dup_of": sid, "edit_rate": rate, "n_edits": k,
-                  "n_units": n, "lang": slang, "source": ssource, "pii": pii}
+            gt = {
+                "id": doc_id,
+                "kind": "near_dup",
+                "dup_of": sid,
+                "edit_rate": rate,
+                "n_edits": k,
+                "n_units": n,
+                "lang": slang,
+                "source": ssource,
+                "pii": pii,
+            }
             return rec, gt
         source, lang, text, pii = self.original()
         self.seen[_digest(text)] = doc_id
@@ -395,8 +525,16 @@ class Generator:
             self.recent[self.recent_i] = entry
             self.recent_i = (self.recent_i + 1) % self.p["recent_pool"]
         rec = {"id": doc_id, "text": text, "url": self._url(lang), "lang": lang}
-        gt = {"id": doc_id, "kind": "original", "dup_of": None, "edit_rate": 0.0, "n_edits": 0,
-              "lang": lang, "source": source, "pii": pii}
+        gt = {
+            "id": doc_id,
+            "kind": "original",
+            "dup_of": None,
+            "edit_rate": 0.0,
+            "n_edits": 0,
+            "lang": lang,
+            "source": source,
+            "pii": pii,
+        }
         return rec, gt
 
 
@@ -454,11 +592,26 @@ class _GzWriter:
         with open(self.path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
-        return {"path": self.path.name, "docs": self.docs, "bytes": self.path.stat().st_size, "sha256": h.hexdigest()}
+        return {
+            "path": self.path.name,
+            "docs": self.docs,
+            "bytes": self.path.stat().st_size,
+            "sha256": h.hexdigest(),
+        }
 
 
-def generate(out: Path, *, docs: int | None, scale: float | None, seed: int, shard_docs: int, source: Path,
-             compresslevel: int = 1, params: dict[str, Any] | None = None, quiet: bool = False) -> dict:
+def generate(
+    out: Path,
+    *,
+    docs: int | None,
+    scale: float | None,
+    seed: int,
+    shard_docs: int,
+    source: Path,
+    compresslevel: int = 1,
+    params: dict[str, Any] | None = None,
+    quiet: bool = False,
+) -> dict:
     if (docs is None) == (scale is None):
         raise ValueError("give exactly one of docs / scale")
     p = dict(DEFAULTS)
@@ -505,37 +658,57 @@ def generate(out: Path, *, docs: int | None, scale: float | None, seed: int, sha
         "bytes": text_bytes,
         "compressed_bytes": sum(f["bytes"] for f in files),
         "seed": seed,
-        "parameters": {"docs": docs, "scale": scale, "scale_bytes": SCALE_BYTES, "shard_docs": shard_docs,
-                       "compresslevel": compresslevel, **p},
+        "parameters": {
+            "docs": docs,
+            "scale": scale,
+            "scale_bytes": SCALE_BYTES,
+            "shard_docs": shard_docs,
+            "compresslevel": compresslevel,
+            **p,
+        },
         "sources": src.files,
-        "counts": {"kind": dict(sorted(kinds.items())), "lang": dict(sorted(langs.items(), key=lambda kv: -kv[1])),
-                   "pii": dict(sorted(pii_n.items()))},
+        "counts": {
+            "kind": dict(sorted(kinds.items())),
+            "lang": dict(sorted(langs.items(), key=lambda kv: -kv[1])),
+            "pii": dict(sorted(pii_n.items())),
+        },
         "files": files,
         "ground_truth": gt_file,
     }
     (out / "corpus.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if not quiet:
-        print(f"wrote {n} docs, {text_bytes / 2**20:.1f} MiB text in {len(files)} shard(s) to {out} "
-              f"({time.time() - t0:.1f}s)", file=sys.stderr)
+        print(
+            f"wrote {n} docs, {text_bytes / 2**20:.1f} MiB text in {len(files)} shard(s) to {out} "
+            f"({time.time() - t0:.1f}s)",
+            file=sys.stderr,
+        )
     return meta
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m scripts.data.make_corpus", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m scripts.data.make_corpus",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--out", required=True, type=Path, help="output folder")
     size = ap.add_mutually_exclusive_group(required=True)
     size.add_argument("--docs", type=int, help="exact number of documents")
     size.add_argument("--scale", type=float, help=f"size in units of {SCALE_BYTES // 2**20} MiB of text")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shard-docs", type=int, default=20000, help="documents per part file")
-    ap.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="real data folder (layout of ../shared/data)")
+    ap.add_argument(
+        "--source", type=Path, default=DEFAULT_SOURCE, help="real data folder (layout of ../shared/data)"
+    )
     ap.add_argument("--compresslevel", type=int, default=1, choices=range(0, 10), metavar="0-9")
     ap.add_argument("--exact-dup-rate", type=float, default=DEFAULTS["exact_dup_rate"])
     ap.add_argument("--near-dup-rate", type=float, default=DEFAULTS["near_dup_rate"])
     ap.add_argument("--pii-rate", type=float, default=DEFAULTS["pii_rate"])
-    ap.add_argument("--edit-rates", default=",".join(str(x) for x in DEFAULTS["edit_rates"]),
-                    help="comma-separated word edit rates for near duplicates")
+    ap.add_argument(
+        "--edit-rates",
+        default=",".join(str(x) for x in DEFAULTS["edit_rates"]),
+        help="comma-separated word edit rates for near duplicates",
+    )
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     if a.docs is not None and a.docs < 0 or a.scale is not None and a.scale <= 0 or a.shard_docs < 1:
@@ -545,10 +718,23 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--edit-rates must be numbers in (0, 1]")
     if a.exact_dup_rate + a.near_dup_rate >= 1:
         ap.error("--exact-dup-rate + --near-dup-rate must be < 1")
-    params = {"exact_dup_rate": a.exact_dup_rate, "near_dup_rate": a.near_dup_rate, "pii_rate": a.pii_rate,
-              "edit_rates": rates}
-    generate(a.out, docs=a.docs, scale=a.scale, seed=a.seed, shard_docs=a.shard_docs, source=a.source,
-             compresslevel=a.compresslevel, params=params, quiet=a.quiet)
+    params = {
+        "exact_dup_rate": a.exact_dup_rate,
+        "near_dup_rate": a.near_dup_rate,
+        "pii_rate": a.pii_rate,
+        "edit_rates": rates,
+    }
+    generate(
+        a.out,
+        docs=a.docs,
+        scale=a.scale,
+        seed=a.seed,
+        shard_docs=a.shard_docs,
+        source=a.source,
+        compresslevel=a.compresslevel,
+        params=params,
+        quiet=a.quiet,
+    )
     return 0
 
 

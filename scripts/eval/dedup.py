@@ -75,10 +75,17 @@ def score(ids: list[str], kept: set[str], pairs: dict[tuple[str, str], float]) -
     for lo, hi_ in ((0.8, 0.85), (0.85, 0.9), (0.9, 0.95), (0.95, 1.01)):
         ps = [(a, b) for (a, b), j in pairs.items() if lo <= j < hi_]
         if ps:
-            by_band[f"{lo:.2f}-{min(hi_, 1):.2f}"] = (sum(1 for a, b in ps if not (a in kept and b in kept)) / len(ps), len(ps))
+            by_band[f"{lo:.2f}-{min(hi_, 1):.2f}"] = (
+                sum(1 for a, b in ps if not (a in kept and b in kept)) / len(ps),
+                len(ps),
+            )
     return {
-        "docs": len(ids), "pairs_j08": len(hi), "recall_j08": caught / len(hi) if hi else float("nan"),
-        "removed": len(removed), "precision_j07": good / len(removed) if removed else float("nan"), "by_band": by_band,
+        "docs": len(ids),
+        "pairs_j08": len(hi),
+        "recall_j08": caught / len(hi) if hi else float("nan"),
+        "removed": len(removed),
+        "precision_j07": good / len(removed) if removed else float("nan"),
+        "by_band": by_band,
     }
 
 
@@ -103,8 +110,12 @@ def run_ours(inp: Path, work: Path, params: dict, stage: str = "fuzzy_dedup") ->
 
     out = work / f"ours-{stage}"
     shutil.rmtree(out, ignore_errors=True)
-    cfg = {"input": {"uri": str(inp), "id_field": "id"}, "output": {"uri": str(out)},
-           "ray": {"num_cpus": 4}, "stages": [{"stage": stage, "params": params}]}
+    cfg = {
+        "input": {"uri": str(inp), "id_field": "id"},
+        "output": {"uri": str(out)},
+        "ray": {"num_cpus": 4},
+        "stages": [{"stage": stage, "params": params}],
+    }
     import yaml
 
     c = parse_config(yaml.safe_dump(cfg))
@@ -117,8 +128,9 @@ def run_ours(inp: Path, work: Path, params: dict, stage: str = "fuzzy_dedup") ->
     return kept, float(r.report["stages"][0]["seconds"])
 
 
-def run_datatrove(inp: Path, work: Path, ngram: int, bands: int, rows: int, workers: int = 2,
-                  pattern: str | None = None) -> tuple[set[str], dict]:
+def run_datatrove(
+    inp: Path, work: Path, ngram: int, bands: int, rows: int, workers: int = 2, pattern: str | None = None
+) -> tuple[set[str], dict]:
     """datatrove's 4-step MinHash pipeline in its own process (input: a file, or a folder + glob pattern);
     returns kept ids and per-step seconds."""
     folder, pattern = (inp, pattern) if pattern else (inp.parent, inp.name)
@@ -171,8 +183,11 @@ def recall_by_edit_rate(kept: set[str], gt: dict) -> dict[str, tuple[float, int]
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(prog="python -m scripts.eval.dedup", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m scripts.eval.dedup",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--docs", type=int, default=3000, help="documents in the generated corpus")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "evaluation" / "dedup.md")
@@ -194,7 +209,10 @@ def main() -> int:
     for name, docs, truth in sets:
         t0 = time.time()
         pairs = all_pairs_jaccard(docs)
-        print(f"[eval] {name}: ground truth {len(pairs)} pairs with J ≥ 0.5 in {time.time() - t0:.1f}s", flush=True)
+        print(
+            f"[eval] {name}: ground truth {len(pairs)} pairs with J ≥ 0.5 in {time.time() - t0:.1f}s",
+            flush=True,
+        )
         inp = write_jsonl(docs, work / re.sub(r"\W+", "_", name)[:20] / "in.jsonl.gz")
         ids = [d["id"] for d in docs]
         row = {}
@@ -203,7 +221,10 @@ def main() -> int:
             row[label] = {**score(ids, kept, pairs), "seconds": secs}
             if truth:
                 row[label]["by_edit_rate"] = recall_by_edit_rate(kept, truth)
-            print(f"[eval]   {label}: {json.dumps({k: v for k, v in row[label].items() if k != 'by_band'})}", flush=True)
+            print(
+                f"[eval]   {label}: {json.dumps({k: v for k, v in row[label].items() if k != 'by_band'})}",
+                flush=True,
+            )
         if not args.skip_datatrove:
             kept, times = run_datatrove(inp, work, p.ngram, p.bands, p.rows)
             row["datatrove 0.10.1 MinHash"] = {**score(ids, kept, pairs), "seconds": sum(times.values())}
@@ -240,29 +261,44 @@ def write_report(args, results, p, thr, s_curve) -> None:
         "",
     ]
     for name, row in results.items():
-        lines += [f"## {name}", "", "| system | docs | pairs J≥0.8 | recall@0.8 | removed | precision@0.7 | stage seconds |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {name}",
+            "",
+            "| system | docs | pairs J≥0.8 | recall@0.8 | removed | precision@0.7 | stage seconds |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for sysname, r in row.items():
-            lines.append(f"| {sysname} | {r['docs']} | {r['pairs_j08']} | {r['recall_j08']:.4f} | {r['removed']} | "
-                         f"{r['precision_j07']:.4f} | {r['seconds']:.1f} |")
+            lines.append(
+                f"| {sysname} | {r['docs']} | {r['pairs_j08']} | {r['recall_j08']:.4f} | {r['removed']} | "
+                f"{r['precision_j07']:.4f} | {r['seconds']:.1f} |"
+            )
         lines.append("")
         lines.append("Recall by exact-Jaccard band (share caught, pairs):")
         lines.append("")
         for sysname, r in row.items():
-            lines.append(f"- {sysname}: " + ", ".join(f"J {k}: {v[0]:.3f} ({v[1]})" for k, v in r["by_band"].items()))
+            lines.append(
+                f"- {sysname}: " + ", ".join(f"J {k}: {v[0]:.3f} ({v[1]})" for k, v in r["by_band"].items())
+            )
         if any("by_edit_rate" in r for r in row.values()):
             lines.append("")
             lines.append("Injected near duplicates caught, by edit rate (share, count):")
             lines.append("")
             for sysname, r in row.items():
                 if "by_edit_rate" in r:
-                    lines.append(f"- {sysname}: " + ", ".join(f"{k}: {v[0]:.3f} ({v[1]})" for k, v in r["by_edit_rate"].items()))
+                    lines.append(
+                        f"- {sysname}: "
+                        + ", ".join(f"{k}: {v[0]:.3f} ({v[1]})" for k, v in r["by_edit_rate"].items())
+                    )
         lines.append("")
-    lines += ["Notes:", "",
-              "- datatrove tokenizes with its own English word tokenizer after `simplify_text` (numbers, diacritics",
-              "  normalized), so its shingles differ slightly from the ground-truth definition; ours match it exactly.",
-              "- 'stage seconds' is the dedup stage alone for ours (report.json) and the 4 steps for datatrove; this",
-              "  machine is shared and noisy, see docs/benchmarks/dedup.md for speed.", ""]
+    lines += [
+        "Notes:",
+        "",
+        "- datatrove tokenizes with its own English word tokenizer after `simplify_text` (numbers, diacritics",
+        "  normalized), so its shingles differ slightly from the ground-truth definition; ours match it exactly.",
+        "- 'stage seconds' is the dedup stage alone for ours (report.json) and the 4 steps for datatrove; this",
+        "  machine is shared and noisy, see docs/benchmarks/dedup.md for speed.",
+        "",
+    ]
     write_page(args.out, "\n".join(lines))
 
 

@@ -33,7 +33,9 @@ from stages.readers import extract as ex
 BENCH = SHARED / "web" / "article_extraction_benchmark"
 TOKEN = re.compile(r"\w+")
 # For crawl pages (mostly CJK): one token per CJK character, else a sentence without spaces is one token.
-TOKEN_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|[^\W\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]+")
+TOKEN_CJK = re.compile(
+    r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|[^\W\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]+"
+)
 
 
 def load_pages(bench: Path) -> list[tuple[str, bytes, str, str]]:
@@ -111,7 +113,9 @@ def ablation(pages) -> list[dict]:
         "footer": ["footer", '[class*="footer"]'],
         "cookie/consent": ['[class*="cookie"]', '[id*="cookie"]', '[class*="consent"]'],
         "newsletter": ['[class*="newsletter"]', '[id*="newsletter"]', '[class*="subscribe"]'],
-        "date/timestamp": [s for s in ex.COMBINED_SKIP_SELECTORS if "date" in s or "publish" in s or "timestamp" in s],
+        "date/timestamp": [
+            s for s in ex.COMBINED_SKIP_SELECTORS if "date" in s or "publish" in s or "timestamp" in s
+        ],
     }
     full = list(ex.COMBINED_SKIP_SELECTORS)
     out = []
@@ -122,7 +126,9 @@ def ablation(pages) -> list[dict]:
             out.append({"without": name, "f1": r["f1"], "precision": r["precision"], "recall": r["recall"]})
         ex.COMBINED_SKIP_SELECTORS[:] = []
         r = run(pages, "combined")
-        out.append({"without": "all selectors", "f1": r["f1"], "precision": r["precision"], "recall": r["recall"]})
+        out.append(
+            {"without": "all selectors", "f1": r["f1"], "precision": r["precision"], "recall": r["recall"]}
+        )
     finally:
         ex.COMBINED_SKIP_SELECTORS[:] = full
     return out
@@ -151,29 +157,46 @@ def warc_agreement(warc_dir: Path) -> list[dict]:
         got = [ex.extract_page(h, mode) for h in pages]
         scores = [prf(r, g.text, TOKEN_CJK) for r, g in zip(ref, got, strict=True)]
         n = len(scores)
-        out.append({"mode": mode, "pages": n, "precision": sum(s[0] for s in scores) / n,
-                    "recall": sum(s[1] for s in scores) / n, "f1": sum(s[2] for s in scores) / n,
-                    "fallbacks": sum(1 for g in got if g.extractor and ":" in g.extractor)})
+        out.append(
+            {
+                "mode": mode,
+                "pages": n,
+                "precision": sum(s[0] for s in scores) / n,
+                "recall": sum(s[1] for s in scores) / n,
+                "f1": sum(s[2] for s in scores) / n,
+                "fallbacks": sum(1 for g in got if g.extractor and ":" in g.extractor),
+            }
+        )
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m scripts.eval.extraction", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m scripts.eval.extraction",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--bench", type=Path, default=BENCH)
     ap.add_argument("--extractors", nargs="+", default=list(ex.EXTRACTORS), choices=ex.EXTRACTORS)
     ap.add_argument("--repeat", type=int, default=1, help="timing: best of N passes")
     ap.add_argument("--ablation", action="store_true")
     ap.add_argument("--no-peers", action="store_true", help="skip the library-default baselines")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    ap.add_argument("--warc-agreement", type=Path, nargs="?", const=SHARED / "web" / "warc",
-                    help="also compare the fast modes with trafilatura on the HTML pages of these WARC files")
+    ap.add_argument(
+        "--warc-agreement",
+        type=Path,
+        nargs="?",
+        const=SHARED / "web" / "warc",
+        help="also compare the fast modes with trafilatura on the HTML pages of these WARC files",
+    )
     args = ap.parse_args()
     pages = load_pages(args.bench)
     names = list(args.extractors) + ([] if args.no_peers else list(PEERS))
     results = [run(pages, e, args.repeat) for e in names]
     print(f"# {len(pages)} pages, {dt.date.today()}, {platform.processor() or platform.machine()}, 1 process")
-    print("| extractor | precision | recall | F1 | pages/s per core (CPU time) | pages/s (wall) | trafilatura fallbacks |")
+    print(
+        "| extractor | precision | recall | F1 | pages/s per core (CPU time) | pages/s (wall) | trafilatura fallbacks |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in results:
         print(
@@ -187,11 +210,17 @@ def main() -> None:
             print(f"| {a['without']} | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.4f} |")
     agree = warc_agreement(args.warc_agreement) if args.warc_agreement else []
     if agree:
-        print("\n| mode vs trafilatura on crawl pages | pages | precision | recall | F1 | fallbacks |\n|---|---|---|---|---|---|")
+        print(
+            "\n| mode vs trafilatura on crawl pages | pages | precision | recall | F1 | fallbacks |\n|---|---|---|---|---|---|"
+        )
         for a in agree:
-            print(f"| {a['mode']} | {a['pages']} | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | {a['fallbacks']} |")
+            print(
+                f"| {a['mode']} | {a['pages']} | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} | {a['fallbacks']} |"
+            )
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "ablation": abl, "warc_agreement": agree}, indent=2))
+        args.json.write_text(
+            json.dumps({"results": results, "ablation": abl, "warc_agreement": agree}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -58,17 +58,24 @@ def evaluate(rows: list[dict], params: dict, batch_rows: int) -> dict:
     tuned = {c for g in CONFUSABLE_GROUPS for c in g} | {"nb"}
     untuned = [v for k, v in per.items() if k not in tuned]
     return {
-        "per": per, "confusions": confusions, "unsupported": unsupported, "n": n,
+        "per": per,
+        "confusions": confusions,
+        "unsupported": unsupported,
+        "n": n,
         "acc": sum(v[1] for v in per.values()) / n,
         "macro": sum(v[1] / v[0] for v in per.values()) / len(per),
         "acc_untuned": sum(v[1] for v in untuned) / sum(v[0] for v in untuned),
-        "dps_wall": len(rows) / wall, "dps_cpu": len(rows) / cpu if cpu > 0 else float("nan"),
+        "dps_wall": len(rows) / wall,
+        "dps_cpu": len(rows) / cpu if cpu > 0 else float("nan"),
     }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m scripts.eval.langid", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m scripts.eval.langid",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", default=str(ROOT / "docs" / "evaluation" / "langid.md"))
     ap.add_argument("--batch-rows", type=int, default=1024)
@@ -79,13 +86,17 @@ def main() -> None:
     res = evaluate(rows, {}, args.batch_rows)
     per, confusions, unsupported, n = res["per"], res["confusions"], res["unsupported"], res["n"]
     acc, macro, dps_wall, dps_cpu = res["acc"], res["macro"], res["dps_wall"], res["dps_cpu"]
-    print(f"raw: accuracy {acc:.4f} (macro {macro:.4f}) over {len(per)} languages, {n} sentences; "
-          f"{dps_wall:,.0f} docs/s wall, {dps_cpu:,.0f} docs/s per CPU-second")
+    print(
+        f"raw: accuracy {acc:.4f} (macro {macro:.4f}) over {len(per)} languages, {n} sentences; "
+        f"{dps_wall:,.0f} docs/s wall, {dps_cpu:,.0f} docs/s per CPU-second"
+    )
     second = None
     if args.second_opinion:
         second = evaluate(rows, {"second_opinion": "lingua"}, args.batch_rows)
-        print(f"with lingua second opinion: accuracy {second['acc']:.4f}, on untuned languages "
-              f"{second['acc_untuned']:.4f} (raw {res['acc_untuned']:.4f}); {second['dps_cpu']:,.0f} docs/s per CPU-second")
+        print(
+            f"with lingua second opinion: accuracy {second['acc']:.4f}, on untuned languages "
+            f"{second['acc_untuned']:.4f} (raw {res['acc_untuned']:.4f}); {second['dps_cpu']:,.0f} docs/s per CPU-second"
+        )
 
     cmd = ".venv/bin/python -m scripts.eval.langid"
     lines = [
@@ -97,7 +108,8 @@ def main() -> None:
         "",
         f"Data: ../shared/data/langid/lingua_sentences_dev.jsonl.gz — {len(rows)} sentences, scored over the "
         f"{len(per)} languages lid.176 supports ({n} sentences). Not supported, not scored: "
-        + ", ".join(f"{k} ({v})" for k, v in sorted(unsupported.items())) + ".",
+        + ", ".join(f"{k} ({v})" for k, v in sorted(unsupported.items()))
+        + ".",
         "Norwegian Bokmål (`nb`) is correct when predicted `no`, lid.176's label for it (see stages/langid.py).",
         "",
         "| metric | value | target |",

@@ -36,8 +36,11 @@ from scripts.bench.pii import bench_stage
 from scripts.eval.pii import make_planted
 
 WEB = SHARED / "web"
-SOURCES = {"tests/fixtures/web": ROOT / "tests" / "fixtures" / "web",
-           "article benchmark": WEB / "article_extraction_benchmark" / "html", "shared WARCs": WEB / "warc"}
+SOURCES = {
+    "tests/fixtures/web": ROOT / "tests" / "fixtures" / "web",
+    "article benchmark": WEB / "article_extraction_benchmark" / "html",
+    "shared WARCs": WEB / "warc",
+}
 PII_FIXTURE = ROOT / "tests" / "fixtures" / "pii_text" / "presidio_synth_v2_first500.jsonl.gz"
 _PLACEHOLDER = re.compile(r"<([A-Z_]+)>")
 
@@ -62,7 +65,7 @@ def fixture_values() -> dict[str, list[str]]:
         for line in f:
             rec = json.loads(line)
             for s in rec["spans"]:
-                v = rec["text"][s["start"]:s["end"]]
+                v = rec["text"][s["start"] : s["end"]]
                 if s["type"] in out and (s["type"] != "PERSON" or len(v.split()) == 2):
                     out[s["type"]].append(v)
     return out
@@ -83,8 +86,11 @@ def domains(metas: list[str]) -> list[str | None]:
 
 
 def false_positives(rows_by_source: dict[str, list[dict]], params: dict) -> list[str]:
-    lines = ["| source | rows | string values | scanned (not excluded) | changed | changed by key | placeholders by type "
-             "| hosts unchanged |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| source | rows | string values | scanned (not excluded) | changed | changed by key | placeholders by type "
+        "| hosts unchanged |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     from stages.pii.scrub import PiiParams
 
     exclude = set(PiiParams(**params).meta_exclude)
@@ -104,9 +110,11 @@ def false_positives(rows_by_source: dict[str, list[dict]], params: dict) -> list
                         by_key[k] += 1
                         types.update(_PLACEHOLDER.findall(b[k]))
         same = domains(before) == domains(after)
-        lines.append(f"| {name} | {len(rows)} | {values} | {scanned} | {sum(by_key.values())} | "
-                     f"{dict(by_key.most_common()) or '–'} | {dict(types.most_common()) or '–'} | "
-                     f"{'yes' if same else 'NO'} |")
+        lines.append(
+            f"| {name} | {len(rows)} | {values} | {scanned} | {sum(by_key.values())} | "
+            f"{dict(by_key.most_common()) or '–'} | {dict(types.most_common()) or '–'} | "
+            f"{'yes' if same else 'NO'} |"
+        )
     return lines
 
 
@@ -116,16 +124,31 @@ def planted(rows: list[dict], params: dict) -> list[str]:
     plants: list[dict[str, str]] = []
     for i, r in enumerate(rows):
         meta = json.loads(r["meta"])
-        email, email2, phone, person = (vals[k][(i + j) % len(vals[k])] for k, j in
-                                        (("EMAIL_ADDRESS", 0), ("EMAIL_ADDRESS", 7), ("PHONE_NUMBER", 0), ("PERSON", 0)))
+        email, email2, phone, person = (
+            vals[k][(i + j) % len(vals[k])]
+            for k, j in (("EMAIL_ADDRESS", 0), ("EMAIL_ADDRESS", 7), ("PHONE_NUMBER", 0), ("PERSON", 0))
+        )
         url = meta.get("url") or "https://example.org/page"
         encoded = i % 2 == 1
-        meta.update({"author_email": email, "phone": phone, "author": person,
-                     "url": url + ("&" if "?" in url else "?") + "email=" + (quote(email2) if encoded else email2),
-                     "title": (meta.get("title") or "") + " | contact " + email})
+        meta.update(
+            {
+                "author_email": email,
+                "phone": phone,
+                "author": person,
+                "url": url + ("&" if "?" in url else "?") + "email=" + (quote(email2) if encoded else email2),
+                "title": (meta.get("title") or "") + " | contact " + email,
+            }
+        )
         before.append(json.dumps(meta, ensure_ascii=False))
-        plants.append({"author_email": email, "phone": phone, "author": person,
-                       "url (%40)" if encoded else "url (@)": email2, "title": email})
+        plants.append(
+            {
+                "author_email": email,
+                "phone": phone,
+                "author": person,
+                "url (%40)" if encoded else "url (@)": email2,
+                "title": email,
+            }
+        )
     after = run_meta(params, before)
     leaks: Counter = Counter()
     totals: Counter = Counter()
@@ -137,8 +160,10 @@ def planted(rows: list[dict], params: dict) -> list[str]:
     same = domains(before) == domains(after)
     lines = ["| planted in | values | left verbatim |", "|---|---|---|"]
     lines += [f"| {w} | {totals[w]} | {leaks[w]} |" for w in totals]
-    lines.append(f"\nHosts of `meta.url` unchanged after scrubbing the planted URLs: {'yes' if same else 'NO'} "
-                 f"({len(hosts)} rows with a web URL).")
+    lines.append(
+        f"\nHosts of `meta.url` unchanged after scrubbing the planted URLs: {'yes' if same else 'NO'} "
+        f"({len(hosts)} rows with a web URL)."
+    )
     return lines
 
 
@@ -164,8 +189,12 @@ def main() -> None:
     modes = {"patterns only": {"ner_model": None}}
     if model:
         modes[f"with NER ({model})"] = {}
-    out = ["## Meta scrubbing on real web records", "",
-           "Produced by `python -m scripts.eval.pii_meta " + " ".join(sys.argv[1:]) + "`.", ""]
+    out = [
+        "## Meta scrubbing on real web records",
+        "",
+        "Produced by `python -m scripts.eval.pii_meta " + " ".join(sys.argv[1:]) + "`.",
+        "",
+    ]
     for mode, params in modes.items():
         out += [f"### False positives, {mode}", "", *false_positives(rows, params), ""]
         out += [f"### Planted meta PII, {mode} ({len(every)} rows)", "", *planted(every, params), ""]

@@ -47,12 +47,16 @@ def load_documents(limit: int | None = None) -> list[dict]:
     for key, v in sorted(gt.items()):
         docs.append({"source": "article", "id": key, "text": v["articleBody"]})
     for path in sorted((art / "html").glob("*.html.gz")):
-        docs.append({"source": "article_html", "id": path.name, "text": _html_to_text(gzip.open(path).read())})
+        docs.append(
+            {"source": "article_html", "id": path.name, "text": _html_to_text(gzip.open(path).read())}
+        )
     from fastwarc.warc import ArchiveIterator, WarcRecordType
 
     for f in sorted(glob.glob(str(SHARED / "web" / "warc" / "*.warc*.gz"))):
         with open(f, "rb") as fh:
-            for j, rec in enumerate(ArchiveIterator(fh, record_types=WarcRecordType.response | WarcRecordType.conversion)):
+            for j, rec in enumerate(
+                ArchiveIterator(fh, record_types=WarcRecordType.response | WarcRecordType.conversion)
+            ):
                 body = rec.reader.read()
                 if rec.record_type == WarcRecordType.conversion:
                     text = body.decode("utf-8", "replace")
@@ -70,7 +74,14 @@ def load_documents(limit: int | None = None) -> list[dict]:
     for lang, sents in sorted(by_lang.items()):
         for j in range(0, len(sents), 8):
             sep = "\n" if k % 2 else " "
-            docs.append({"source": "lingua", "id": f"{lang}-{j // 8}", "text": sep.join(sents[j : j + 8]), "lang": lang})
+            docs.append(
+                {
+                    "source": "lingua",
+                    "id": f"{lang}-{j // 8}",
+                    "text": sep.join(sents[j : j + 8]),
+                    "lang": lang,
+                }
+            )
             k += 1
     docs = [d for d in docs if d["text"]]
     if limit:
@@ -123,7 +134,9 @@ def compare(docs: list[dict]) -> dict:
         if name == "c4_quality":
             c4_texts = (ref_text, our_text)
         dis = [i for i in range(len(docs)) if (ref[i] is None) != (ours[i] is None)]
-        text_diff = [i for i in range(len(docs)) if ref[i] is None and ours[i] is None and ref_text[i] != our_text[i]]
+        text_diff = [
+            i for i in range(len(docs)) if ref[i] is None and ours[i] is None and ref_text[i] != our_text[i]
+        ]
         per_source: dict[str, list[int]] = {}
         for i, d in enumerate(docs):
             a = per_source.setdefault(d["source"], [0, 0])
@@ -131,7 +144,10 @@ def compare(docs: list[dict]) -> dict:
             a[1] += (ref[i] is None) == (ours[i] is None)
         result["filters"][name] = {
             "agreement": 1 - len(dis) / len(docs),
-            "disagreements": [{"source": docs[i]["source"], "id": docs[i]["id"], "datatrove": ref[i], "ours": ours[i]} for i in dis],
+            "disagreements": [
+                {"source": docs[i]["source"], "id": docs[i]["id"], "datatrove": ref[i], "ours": ours[i]}
+                for i in dis
+            ],
             "kept_datatrove": sum(r is None for r in ref),
             "kept_ours": sum(r is None for r in ours),
             "reasons_datatrove": dict(Counter(r for r in ref if r)),
@@ -141,8 +157,11 @@ def compare(docs: list[dict]) -> dict:
             "seconds_datatrove": round(t1 - t0, 2),
             "seconds_ours": round(t2 - t1, 2),
         }
-        print(f"{name:18s} agreement {result['filters'][name]['agreement']:.4f}  disagreements {len(dis)}  "
-              f"text mismatches {len(text_diff)}  (datatrove {t1 - t0:.1f}s, ours {t2 - t1:.1f}s)", flush=True)
+        print(
+            f"{name:18s} agreement {result['filters'][name]['agreement']:.4f}  disagreements {len(dis)}  "
+            f"text mismatches {len(text_diff)}  (datatrove {t1 - t0:.1f}s, ours {t2 - t1:.1f}s)",
+            flush=True,
+        )
     # the chain as FineWeb runs it: C4's cleaned text is what FineWeb judges (the first three steps are the runs
     # above; FineWeb runs again on each side's own C4 output)
     ref_keep = [all(decisions[n][0][i] is None for n in FILTERS[:3]) for i in range(len(docs))]
@@ -158,7 +177,9 @@ def compare(docs: list[dict]) -> dict:
         "kept_ours": sum(our_keep),
         "disagreements": [docs[i]["id"] for i in chain_dis],
     }
-    print(f"{'chain':18s} agreement {result['chain']['agreement']:.4f}  kept {sum(ref_keep)} vs {sum(our_keep)}")
+    print(
+        f"{'chain':18s} agreement {result['chain']['agreement']:.4f}  kept {sum(ref_keep)} vs {sum(our_keep)}"
+    )
     return result
 
 
@@ -246,13 +267,22 @@ def write_fixtures(docs: list[dict]) -> None:
         chosen += picked[: max(quota, len(picked))]
     with gzip.open(out / "docs.jsonl.gz", "wt", encoding="utf-8") as f:
         for i in chosen:
-            f.write(json.dumps({k: docs[i][k] for k in ("source", "id", "text", "lang") if k in docs[i]}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps(
+                    {k: docs[i][k] for k in ("source", "id", "text", "lang") if k in docs[i]},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     print(f"wrote {len(chosen)} documents to {out / 'docs.jsonl.gz'}")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="python -m scripts.eval.quality_agreement", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m scripts.eval.quality_agreement",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--limit", type=int, default=None, help="evaluate an even sample of N documents")
     ap.add_argument("--out", default=str(ROOT / "docs" / "evaluation" / "quality.md"))
     ap.add_argument("--json", default=None, help="also write the full result as JSON")

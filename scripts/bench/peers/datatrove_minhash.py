@@ -35,24 +35,42 @@ _dx.xxhash32 = lambda d: xxhash.xxh32_intdigest(d.encode() if isinstance(d, str)
 def main():
     inp, pattern, work = sys.argv[1], sys.argv[2], sys.argv[3]
     ngram, bands, rows, workers = map(int, sys.argv[4:8])
-    cfg = MinhashConfig(hash_config=HashConfig(precision=64), n_grams=ngram, num_buckets=bands,
-                        hashes_per_bucket=rows)
+    cfg = MinhashConfig(
+        hash_config=HashConfig(precision=64), n_grams=ngram, num_buckets=bands, hashes_per_bucket=rows
+    )
     times = {}
     # one signature task per input file (datatrove shards by file); the filter step must use the same ranks
     files = max(1, len(glob.glob(os.path.join(inp, pattern))))
     steps = [
-        ("signatures", [JsonlReader(inp, glob_pattern=pattern, id_key="id", text_key="text"),
-                        MinhashDedupSignature(f"{work}/sigs", config=cfg)], files),
+        (
+            "signatures",
+            [
+                JsonlReader(inp, glob_pattern=pattern, id_key="id", text_key="text"),
+                MinhashDedupSignature(f"{work}/sigs", config=cfg),
+            ],
+            files,
+        ),
         ("buckets", [MinhashDedupBuckets(f"{work}/sigs", f"{work}/buckets", config=cfg)], bands),
         ("cluster", [MinhashDedupCluster(f"{work}/buckets", f"{work}/remove", config=cfg)], 1),
-        ("filter", [JsonlReader(inp, glob_pattern=pattern, id_key="id", text_key="text"),
-                    MinhashDedupFilter(f"{work}/remove"),
-                    JsonlWriter(f"{work}/out", compression=None)], files),
+        (
+            "filter",
+            [
+                JsonlReader(inp, glob_pattern=pattern, id_key="id", text_key="text"),
+                MinhashDedupFilter(f"{work}/remove"),
+                JsonlWriter(f"{work}/out", compression=None),
+            ],
+            files,
+        ),
     ]
     for name, pipe, tasks in steps:
         t0 = time.time()
-        LocalPipelineExecutor(pipeline=pipe, tasks=tasks, workers=min(workers, tasks),
-                              logging_dir=f"{work}/logs/{name}", skip_completed=False).run()
+        LocalPipelineExecutor(
+            pipeline=pipe,
+            tasks=tasks,
+            workers=min(workers, tasks),
+            logging_dir=f"{work}/logs/{name}",
+            skip_completed=False,
+        ).run()
         times[name] = time.time() - t0
     print("TIMES " + json.dumps(times))
 

@@ -71,15 +71,29 @@ def main() -> None:
             JsonlWriter(filtered),
             MinhashDedupSignature(output_folder=f"{work}/sigs", config=cfg),
         ],
-        tasks=w, workers=w, logging_dir=f"{work}/logs/1_filters_signatures",
+        tasks=w,
+        workers=w,
+        logging_dir=f"{work}/logs/1_filters_signatures",
     )
     step2 = LocalPipelineExecutor(
-        pipeline=[MinhashDedupBuckets(input_folder=f"{work}/sigs", output_folder=f"{work}/buckets", config=cfg)],
-        tasks=cfg.num_buckets, workers=w, logging_dir=f"{work}/logs/2_buckets", depends=step1,
+        pipeline=[
+            MinhashDedupBuckets(input_folder=f"{work}/sigs", output_folder=f"{work}/buckets", config=cfg)
+        ],
+        tasks=cfg.num_buckets,
+        workers=w,
+        logging_dir=f"{work}/logs/2_buckets",
+        depends=step1,
     )
     step3 = LocalPipelineExecutor(
-        pipeline=[MinhashDedupCluster(input_folder=f"{work}/buckets", output_folder=f"{work}/remove_ids", config=cfg)],
-        tasks=1, workers=1, logging_dir=f"{work}/logs/3_cluster", depends=step2,
+        pipeline=[
+            MinhashDedupCluster(
+                input_folder=f"{work}/buckets", output_folder=f"{work}/remove_ids", config=cfg
+            )
+        ],
+        tasks=1,
+        workers=1,
+        logging_dir=f"{work}/logs/3_cluster",
+        depends=step2,
     )
     step4 = LocalPipelineExecutor(
         pipeline=[
@@ -88,12 +102,19 @@ def main() -> None:
             PIIFormatter(),
             JsonlWriter(f"{work}/out"),
         ],
-        tasks=w, workers=w, logging_dir=f"{work}/logs/4_filter_pii_write", depends=step3,
+        tasks=w,
+        workers=w,
+        logging_dir=f"{work}/logs/4_filter_pii_write",
+        depends=step3,
     )
     timings = {}
     t_all = time.time()
-    for name, ex in (("1_filters_signatures", step1), ("2_buckets", step2), ("3_cluster", step3),
-                     ("4_filter_pii_write", step4)):
+    for name, ex in (
+        ("1_filters_signatures", step1),
+        ("2_buckets", step2),
+        ("3_cluster", step3),
+        ("4_filter_pii_write", step4),
+    ):
         t0 = time.time()
         ex.run()
         timings[name] = round(time.time() - t0, 3)

@@ -66,8 +66,10 @@ def main() -> None:
         RepeatingTopNGramsFilter(n=2, max_repeating_ngram_ratio=0.2),
         RepeatingTopNGramsFilter(n=3, max_repeating_ngram_ratio=0.18),
         RepeatingTopNGramsFilter(n=4, max_repeating_ngram_ratio=0.16),
-        *[RepeatingDuplicateNGramsFilter(n=n, max_repeating_duplicate_ngram_ratio=r)
-          for n, r in ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))],
+        *[
+            RepeatingDuplicateNGramsFilter(n=n, max_repeating_duplicate_ngram_ratio=r)
+            for n, r in ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+        ],
         WordCountFilter(min_words=50, max_words=100000),
         MeanWordLengthFilter(min_mean_word_length=3, max_mean_word_length=10),
         SymbolsToWordsFilter(max_symbol_to_word_ratio=0.1),
@@ -77,8 +79,15 @@ def main() -> None:
         BoilerPlateStringFilter(),
         PunctuationFilter(max_num_sentences_without_endmark_ratio=0.85),
     ]
-    stages = [JsonlReader(file_paths=files, files_per_partition=1, fields=["id", "text"],
-                          file_extensions=[".gz"], read_kwargs={"compression": "gzip"})]
+    stages = [
+        JsonlReader(
+            file_paths=files,
+            files_per_partition=1,
+            fields=["id", "text"],
+            file_extensions=[".gz"],
+            read_kwargs={"compression": "gzip"},
+        )
+    ]
     stages += [ScoreFilter(f, text_field="text") for f in filters]
     stages += [JsonlWriter(path=os.path.join(a.work, "out"), mode="overwrite")]
     pipe = Pipeline(name="bench", stages=stages)
@@ -90,8 +99,16 @@ def main() -> None:
     for p in glob.glob(os.path.join(a.work, "out", "*.jsonl*")):
         with open(p, "rb") as f:
             out_rows += sum(1 for _ in f)
-    print(json.dumps({"peer": "nemo-curator", "seconds": round(secs, 3), "rows_out": out_rows,
-                      "not_run": {"fuzzy_dedup": "needs cudf/GPU in 1.4", "pii": "no CPU PII stage in 1.4"}}))
+    print(
+        json.dumps(
+            {
+                "peer": "nemo-curator",
+                "seconds": round(secs, 3),
+                "rows_out": out_rows,
+                "not_run": {"fuzzy_dedup": "needs cudf/GPU in 1.4", "pii": "no CPU PII stage in 1.4"},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--input", required=True, help="corpus folder (scripts/data/make_corpus.py output)")
     ap.add_argument("--work", required=True, help="work and output folder")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--lid-model", required=True, help="path of lid.176.ftz (the file our langid stage loads)")
+    ap.add_argument(
+        "--lid-model", required=True, help="path of lid.176.ftz (the file our langid stage loads)"
+    )
     ap.add_argument("--glob", default="part-*.jsonl.gz")
     return ap.parse_args(argv)
