@@ -244,7 +244,9 @@ def _refresh_locked(
     todo = sorted(new + changed, key=lambda f: f.uri)
     latest_rec = read_latest(root, so)
     latest = (latest_rec or {}).get("snapshot_id")
-    run_key = _digest([f"{f.uri}|{entries[f.uri]['sha256']}" for f in todo] + [cfg.config_hash()]) if todo else ""
+    run_key = (
+        _digest([f"{f.uri}|{entries[f.uri]['sha256']}" for f in todo] + [cfg.config_hash()]) if todo else ""
+    )
     if resumable and resumable.get("run_key") != run_key:  # other work to do now: the crashed attempt goes
         roll_back(cfg, root, so, resumable)
         recovered.append(f"rolled back {resumable['snapshot_id']}")
@@ -279,7 +281,9 @@ def _refresh_locked(
             latest=latest_rec,
         )
 
-    if resumable:  # the same work as the crashed attempt: same snapshot, same run id, its finished units reused
+    if (
+        resumable
+    ):  # the same work as the crashed attempt: same snapshot, same run id, its finished units reused
         snapshot_id = resumable["snapshot_id"]
         recovered.append(f"resumed {snapshot_id}")
         progress("refresh recovery: resuming %s", snapshot_id)

@@ -76,8 +76,11 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     from jobs.cli import add_config_args
 
     add_config_args(p)
-    p.add_argument("--no-resume", action="store_true",
-                   help="start clean: discard what an interrupted run of this config on this input left")
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start clean: discard what an interrupted run of this config on this input left",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

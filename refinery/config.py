@@ -164,13 +164,18 @@ class RunConfig(_Strict):
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     def config_hash(self) -> str:
-        """Hash of the config with secrets removed: the same pipeline on other credentials is the same run.
+        """Hash of what the pipeline does: the same pipeline reached through other credentials, another endpoint
+        (a proxy, a VPC endpoint) or other client settings is the same run, so `storage_options` are left out
+        (the run id adds each input file's uri, size, etag and mtime, which identify the data itself).
 
         `monitoring` (thresholds only) is left out, and so are keys added after the first release while they hold
         their defaults, so that the hash of a config written before they existed does not change (its committed
         output is still recognised, and a refresh still knows its inputs)."""
         public = self.public_dict()
         public.pop("monitoring", None)
+        for section in ("input", "output"):
+            if isinstance(public.get(section), dict):
+                public[section].pop("storage_options", None)
         defaults = RunConfig.model_validate({"input": {"uri": "-"}, "output": {"uri": "-"}}).model_dump(
             mode="json"
         )

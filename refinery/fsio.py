@@ -238,10 +238,34 @@ def get_fs(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[fss
     listing would hide their files from the commit) unless `use_listings_cache` is set in storage_options.
     """
     opts = dict(storage_options or {})
-    if uri.startswith(("s3://", "s3a://")):
+    s3 = uri.startswith(("s3://", "s3a://"))
+    if s3:
         opts.setdefault("use_listings_cache", False)
     fs, path = url_to_fs(uri, **opts)
+    if s3:
+        count_client_retries(fs)
     return fs, path
+
+
+def _count_failed_attempt(
+    event_name: str, response_dict: Any = None, exception: Any = None, **_: Any
+) -> None:
+    """botocore retries throttling (503 SlowDown, 429) and 5xx answers on its own, below our retry_call; each
+    failed attempt is counted here, per S3 operation, so the report shows what the store really did."""
+    status = (response_dict or {}).get("status_code", 0) if exception is None else 0
+    if exception is not None or status >= 500 or status == 429:
+        note_retry("s3." + event_name.rsplit(".", 1)[-1])
+
+
+def count_client_retries(fs: fsspec.AbstractFileSystem) -> None:
+    """Hook the failed-attempt counter into an S3 filesystem's client, once per client (s3fs makes one lazily)."""
+    try:
+        client = fs.connect()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - no client yet (bad endpoint, no credentials): the operation will say why
+        return
+    if not getattr(client, "_refinery_counted", False):
+        client.meta.events.register("response-received.s3", _count_failed_attempt)
+        client._refinery_counted = True
 
 
 def protocol_of(fs: fsspec.AbstractFileSystem) -> str:

@@ -153,6 +153,16 @@ def test_keys_added_later_leave_the_hash_of_an_old_config_alone():
     }
     cfg = {**base, "input": {**base["input"], **explicit["input"]}, "quarantine": explicit["quarantine"]}
     assert parse_config(yaml.safe_dump(cfg)).config_hash() == h0
+    # how the storage is reached (endpoint, credentials, client settings) is not what the pipeline does
+    reached = {
+        "endpoint_url": "http://127.0.0.1:1",
+        "key": "k",
+        "secret": "s",
+        "config_kwargs": {"retries": {}},
+    }
+    for side in ("input", "output"):
+        other = {**base, side: {**base[side], "storage_options": reached}}
+        assert parse_config(yaml.safe_dump(other)).config_hash() == h0
     for changed in (
         {"input": {**base["input"], "on_duplicate_id": "error"}},
         {"quarantine": {"keep_raw": False}},

@@ -168,6 +168,9 @@ def test_no_resume_starts_clean_and_gc_removes_only_abandoned_work(run_config, t
     cfg = job(str(FIX), str(out))
     kill_mid_run(cfg, tmp_path, out)
     abandoned = next((out / "_work").iterdir())
+    # the killed driver's heartbeat is seconds old: age it past gc's liveness window, as time would
+    beat = abandoned / "_RUNNING"
+    beat.write_text(json.dumps({**json.loads(beat.read_text()), "at": time.time() - 3600}))
     alive = out / "_work" / "0123456789abcdef"
     alive.mkdir()
     (alive / "_RUNNING").write_text(json.dumps({"at": time.time()}))
@@ -257,6 +260,9 @@ def test_a_throttling_store_end_to_end(s3_server, run_config, tmp_path):
             cfg[side]["storage_options"] = {**cfg[side]["storage_options"], "endpoint_url": proxy.endpoint}
         res = run_config(cfg)
     assert proxy.stats["slowdown"] > 10 and proxy.stats["resets"] > 0
+    retried = res.report["storage_retries"]
+    # per S3 operation; the commit's own requests come after the report is written, so not all are in it
+    assert sum(retried.values()) >= 10 and {"s3.GetObject", "s3.ListObjectsV2"} <= set(retried), retried
     assert snapshot() == want
     assert res.report["rows_out"] > 0
     assert verify(out, s3_server.options("writer")) == []

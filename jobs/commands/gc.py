@@ -34,7 +34,9 @@ def describe(run: Location, now: float) -> dict[str, Any]:
 
 def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("output", help="run output or refresh root (local path or fsspec URL)")
-    p.add_argument("--yes", action="store_true", help="remove the abandoned work folders (default: only list)")
+    p.add_argument(
+        "--yes", action="store_true", help="remove the abandoned work folders (default: only list)"
+    )
     p.add_argument("--storage-option", action="append", default=[], metavar="key=value")
 
 
