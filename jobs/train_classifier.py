@@ -295,6 +295,30 @@ def split_holdout(
     return [records[i] for i in train], [records[i] for i in sorted(test)]
 
 
+_TRAIN = """
+import json, sys
+import fasttext
+args = json.loads(sys.argv[1])
+model = fasttext.train_supervised(input=args.pop("input"), **args.pop("params"))
+model.save_model(args["output"])
+"""
+
+
+def train_supervised(input_path: Path, model_path: Path, params: dict[str, Any]) -> None:
+    """fasttext.train_supervised in a fresh Python process. Why: with fasttext-numpy2-wheel 0.9.2, a second
+    training in one process intermittently fails with "Encountered NaN" (seen from the 2nd to the 4th call, with
+    any learning rate and thread count); the first training in a process never did, in 20 tries."""
+    import subprocess
+    import sys
+
+    blob = json.dumps({"input": str(input_path), "output": str(model_path), "params": params})
+    p = subprocess.run([sys.executable, "-c", _TRAIN, blob], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(
+            f"fastText training failed: {p.stderr.strip().splitlines()[-1] if p.stderr else p.returncode}"
+        )
+
+
 def _write_fasttext_file(path: Path, records: list[tuple[str, str]]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for text, lab in records:
@@ -394,8 +418,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         _write_fasttext_file(tr, train_set)
         _write_fasttext_file(te, test_set)
         progress("training fastText on %d records (%d held out)", len(train_set), len(test_set))
-        model = fasttext.train_supervised(input=str(tr), **params)
-        model.save_model(str(mp))
+        train_supervised(tr, mp, params)
+        model = fasttext.load_model(str(mp))
         ft_n, ft_p, ft_r = model.test(str(te), k=1)
         ft_labels = {k.removeprefix("__label__"): v for k, v in model.test_label(str(te), k=1).items()}
         # held-out metrics with the stage's own engine (what the pipeline will compute)

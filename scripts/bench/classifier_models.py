@@ -68,12 +68,11 @@ def build_hf_model(
 
 def train_fasttext(path: Path, records: Sequence[tuple[str, str]], **args: Any) -> Path:
     """A fastText supervised model of (text, label) records (texts already one line each), saved at `path`."""
-    import fasttext
+    from jobs.train_classifier import train_supervised
 
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
         for text, label in records:
             f.write(f"__label__{label} {text}\n")
-    model = fasttext.train_supervised(input=f.name, **{"verbose": 0, "seed": 0, "thread": 1, **args})
+    train_supervised(Path(f.name), Path(path), {"verbose": 0, "seed": 0, "thread": 1, **args})
     Path(f.name).unlink()
-    model.save_model(str(path))
     return Path(path)

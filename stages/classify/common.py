@@ -56,12 +56,12 @@ class ClassifierParams(FilterParams):
         return self
 
 
-def check_probability_thresholds(params: ClassifierParams) -> None:
+def check_probability_thresholds(thresholds: dict[str, float]) -> dict[str, float]:
     """keep/drop minimums on label probabilities must be probabilities."""
-    for kind in ("keep", "drop"):
-        for label, v in getattr(params, kind).items():
-            if not 0.0 <= float(v) <= 1.0:
-                raise ValueError(f"{kind}.{label}: a minimum probability, from 0 to 1 (got {v})")
+    for label, v in thresholds.items():
+        if not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"{label}: a minimum probability, from 0 to 1 (got {v})")
+    return thresholds
 
 
 def check_known(params: ClassifierParams, known: Sequence[str], what: str = "labels") -> None:

@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from refinery.schema import set_struct_fields
 from refinery.stage import PosInt, Resources, Stage, StageResult, register
@@ -90,10 +90,10 @@ class FastTextClassifierParams(TextPrepParams):
         "one copy per actor; auto: projected when the model allows it",
     )
 
-    @model_validator(mode="after")
-    def _probabilities(self) -> FastTextClassifierParams:
-        check_probability_thresholds(self)
-        return self
+    @field_validator("keep", "drop")
+    @classmethod
+    def _probabilities(cls, v: dict[str, float]) -> dict[str, float]:
+        return check_probability_thresholds(v)
 
 
 FASTTEXT_TYPE = pa.struct(LABEL_FIELDS)

@@ -275,9 +275,13 @@ class ProjectedModel:
             enc = flat.dictionary_encode()
             wid_u, h_u = self._lookup(enc.dictionary)
             codes = np.asarray(enc.indices, np.int64)
-            is_label = np.asarray(pc.starts_with(enc.dictionary, LABEL_PREFIX), bool)
-            if is_label.any():  # tokens spelled like labels count as nothing (fastText's getLine)
-                keep = ~is_label[codes]
+            # tokens spelled like labels count as nothing (fastText's getLine), nor do the empty strings Arrow's
+            # split leaves for leading and trailing whitespace
+            skip = np.asarray(pc.starts_with(enc.dictionary, LABEL_PREFIX), bool) | (
+                np.asarray(pc.binary_length(enc.dictionary)) == 0
+            )
+            if skip.any():
+                keep = ~skip[codes]
                 owner = np.repeat(np.arange(n), doc_len)[keep]
                 codes = codes[keep]
                 doc_len = np.bincount(owner, minlength=n).astype(np.int64)
