@@ -29,6 +29,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from refinery.config import SafeUri, _known_format, _Strict, parse_model
 from refinery.location import Location
 from refinery.progress import progress
+from stages.classify.fasttext_classifier import TextPrep
 
 FASTTEXT_ARGS = (
     "lr",
@@ -98,33 +99,6 @@ class TrainSource(SourceSpec):
         return self
 
 
-class PreprocessSpec(_Strict):
-    preset: Literal["dclm", "datatrove"] | None = None
-    newlines: Literal["space", "remove"] = "space"
-    lowercase: bool = False
-
-    @model_validator(mode="after")
-    def _preset(self) -> PreprocessSpec:
-        from stages.classify.fasttext_classifier import PRESETS
-
-        if self.preset is not None:
-            clash = sorted({"newlines", "lowercase"} & self.model_fields_set)
-            if clash:
-                raise ValueError(
-                    f"preset {self.preset!r} sets {clash}: give a preset or those keys, not both"
-                )
-            for k, v in PRESETS[self.preset].items():
-                object.__setattr__(self, k, v)
-        return self
-
-    def stage_params(self) -> dict[str, Any]:
-        return (
-            {"preset": self.preset}
-            if self.preset
-            else {"newlines": self.newlines, "lowercase": self.lowercase}
-        )
-
-
 class StageSpecOut(_Strict):
     """What stage.yaml says: the score column's name and, optionally, the filter."""
 
@@ -157,7 +131,7 @@ class TrainConfig(_Strict):
     holdout: float = Field(default=0.1, gt=0, lt=1, description="share of each label held out for metrics")
     seed: int = 0
     fasttext: dict[str, Any] = Field(default_factory=dict, description="fasttext.train_supervised arguments")
-    preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
+    preprocess: TextPrep = Field(default_factory=TextPrep)
     calibration: SourceSpec | None = Field(
         default=None, description="unlabelled sample of the corpus to score: thresholds by share kept"
     )
@@ -423,7 +397,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         ft_n, ft_p, ft_r = model.test(str(te), k=1)
         ft_labels = {k.removeprefix("__label__"): v for k, v in model.test_label(str(te), k=1).items()}
         # held-out metrics with the stage's own engine (what the pipeline will compute)
-        stage = FastTextClassifier({"model": str(mp), "name": "m", **prep.stage_params()})
+        stage = FastTextClassifier({"model": str(mp), "name": "m", **prep.prep_params()})
         stage.setup()
         probs = stage.predict([t for t, _ in test_set]) if test_set else np.zeros((0, len(labels)))
         model_labels = stage.labels
@@ -481,7 +455,7 @@ def stage_snippet(cfg: TrainConfig, metrics: dict[str, Any]) -> str:
     params: dict[str, Any] = {
         "model": cfg.output.uri.rstrip("/") + "/model.bin",
         "name": cfg.stage.name or re.sub(r"\W", "_", cfg.name),
-        **cfg.preprocess.stage_params(),
+        **cfg.preprocess.prep_params(),
     }
     s = cfg.stage
     if s.keep_label and s.min_prob is not None:
@@ -514,7 +488,7 @@ def model_card(cfg: TrainConfig, m: dict[str, Any], snippet: str) -> str:
         f"Trained on {m['records']['train']} records; {m['records']['holdout']} held out "
         f"(holdout {cfg.holdout}, seed {cfg.seed}, per label).",
     ]
-    L += ["", "## Parameters", "", f"- preprocessing: {cfg.preprocess.stage_params()}"]
+    L += ["", "## Parameters", "", f"- preprocessing: {cfg.preprocess.prep_params()}"]
     L += [f"- {k}: {v}" for k, v in m["params"].items()]
     L += [
         "",

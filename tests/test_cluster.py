@@ -450,7 +450,9 @@ def test_classifier_actors_land_on_the_node_with_its_resource(tmp_path):
 
         with _env(cluster.env):
             nodes = cluster.alive_nodes()
-            actors = list_actors(address=cluster.dashboard, detail=True, limit=10000, raise_on_missing_output=False)
+            actors = list_actors(
+                address=cluster.dashboard, detail=True, limit=10000, raise_on_missing_output=False
+            )
         gpu_node = next(n["node_id"] for n in nodes if n.get("resources_total", {}).get("fake_gpu"))
         hf = [a for a in actors if "hf_classifier" in (a.get("class_name") or "") + (a.get("name") or "")]
         assert hf, [a.get("class_name") for a in actors]

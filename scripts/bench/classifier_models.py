@@ -3,7 +3,7 @@
 - `build_hf_model`: a BERT sequence classifier from a config (random weights, seeded) with a WordPiece tokenizer
   trained on the given texts, saved as a Hugging Face folder (config.json, model.safetensors, tokenizer files):
   the shape of FineWeb-Edu's classifier (`num_labels=1`, a regression head) or of a domain classifier.
-  `size="base"` is BERT-base (12 layers, 768 wide: ~110 M parameters), for speed figures.
+  `size="base"` has BERT-base's 12 layers, 768 wide (86-110 M parameters with the vocabulary), for speed figures.
 - `train_fasttext`: a fastText supervised model on (text, label) pairs, any `train_supervised` arguments.
 """
 

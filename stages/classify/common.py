@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, field_validator, model_validator
 
-from refinery.stage import FilterParams
+from refinery.stage import FilterParams, Stage
 
 SCORES = "scores"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -145,3 +145,20 @@ def texts_of(batch: pa.Table) -> tuple[list[str | None], np.ndarray]:
         else np.zeros(0, bool)
     )
     return texts, has
+
+
+CP = TypeVar("CP", bound=ClassifierParams)
+
+
+class ClassifierStage(Stage[CP], Generic[CP]):
+    """Base of the classifier stages: a model per actor (loaded in `setup`), `lang` needed with only_languages."""
+
+    stateful = True
+
+    def __init__(self, params: Any = None, resources: Any = None) -> None:
+        super().__init__(params, resources)
+        self.model: Any = None
+        self.labels: list[str] = []
+
+    def requires(self) -> tuple[str, ...]:
+        return classifier_requires(self.params)

@@ -22,14 +22,14 @@ import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
 from refinery.schema import set_struct_fields
-from refinery.stage import PosInt, Resources, Stage, StageResult, register
+from refinery.stage import PosInt, Resources, StageParams, StageResult, register
 from stages.classify.common import (
     LABEL_FIELDS,
     SCORES,
     ClassifierParams,
+    ClassifierStage,
     check_known,
     check_probability_thresholds,
-    classifier_requires,
     judged_rows,
     label_struct,
     reasons,
@@ -59,7 +59,9 @@ def preprocess(texts: list[str | None], newlines: str = "space", lowercase: bool
     return out
 
 
-class TextPrepParams(ClassifierParams):
+class TextPrep(StageParams):
+    """How text is made one line before fastText sees it, at training and at scoring alike."""
+
     preset: Literal["dclm", "datatrove"] | None = Field(
         default=None, description="named preprocessing (sets newlines and lowercase)"
     )
@@ -67,7 +69,7 @@ class TextPrepParams(ClassifierParams):
     lowercase: bool = False
 
     @model_validator(mode="after")
-    def _preset(self) -> TextPrepParams:
+    def _preset(self) -> TextPrep:
         if self.preset is not None:
             clash = sorted({"newlines", "lowercase"} & self.model_fields_set)
             if clash:
@@ -78,8 +80,16 @@ class TextPrepParams(ClassifierParams):
                 object.__setattr__(self, k, v)
         return self
 
+    def prep_params(self) -> dict[str, object]:
+        """As stage params: the preset's name, or the two keys."""
+        return (
+            {"preset": self.preset}
+            if self.preset
+            else {"newlines": self.newlines, "lowercase": self.lowercase}
+        )
 
-class FastTextClassifierParams(TextPrepParams):
+
+class FastTextClassifierParams(ClassifierParams, TextPrep):
     model: str = Field(description="fastText .bin/.ftz: a path or any fsspec URI (s3://...)")
     top_k: PosInt | None = Field(
         default=None, description="probs holds the k most probable labels; None: all"
@@ -100,20 +110,12 @@ FASTTEXT_TYPE = pa.struct(LABEL_FIELDS)
 
 
 @register
-class FastTextClassifier(Stage[FastTextClassifierParams]):
+class FastTextClassifier(ClassifierStage[FastTextClassifierParams]):
     name = "fasttext_classifier"
-    stateful = True
     # Fractional CPU, as langid: a pool of model actors holding every core starved the read tasks (Ray 2.60).
     resources = Resources(num_cpus=0.5)
 
-    def __init__(self, params=None, resources=None) -> None:
-        super().__init__(params, resources)
-        self.model = None
-        self.labels: list[str] = []
-        self.engine = ""
-
-    def requires(self) -> tuple[str, ...]:
-        return classifier_requires(self.params)
+    engine = ""  # projected or fasttext, once set up
 
     def output_fields(self) -> list[pa.Field]:
         return [pa.field(SCORES, pa.struct([pa.field(self.params.name, FASTTEXT_TYPE)]))]

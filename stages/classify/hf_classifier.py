@@ -25,13 +25,13 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from refinery.schema import set_struct_fields
-from refinery.stage import PosInt, Resources, Stage, StageResult, register
+from refinery.stage import PosInt, Resources, StageResult, register
 from stages.classify.common import (
     LABEL_FIELDS,
     SCORES,
     ClassifierParams,
+    ClassifierStage,
     check_known,
-    classifier_requires,
     judged_rows,
     label_struct,
     reasons,
@@ -84,18 +84,12 @@ def head_kind(config: dict[str, Any], head: str) -> str:
 
 
 @register
-class HFClassifier(Stage[HFClassifierParams]):
+class HFClassifier(ClassifierStage[HFClassifierParams]):
     name = "hf_classifier"
-    stateful = True
     resources = Resources(num_cpus=1)
-
-    def __init__(self, params=None, resources=None) -> None:
-        super().__init__(params, resources)
-        self.model: Any = None
-        self.tokenizer: Any = None
-        self.device = "cpu"
-        self.labels: list[str] = []
-        self._kind: str | None = None
+    tokenizer: Any = None
+    device = "cpu"
+    _kind: str | None = None
 
     @property
     def kind(self) -> str:
@@ -105,9 +99,6 @@ class HFClassifier(Stage[HFClassifierParams]):
             cfg = {} if p.head != "auto" else _read_model_config(p.model, p.storage_options)
             self._kind = head_kind(cfg, p.head)
         return self._kind
-
-    def requires(self) -> tuple[str, ...]:
-        return classifier_requires(self.params)
 
     def output_fields(self) -> list[pa.Field]:
         typ = REGRESSION_TYPE if self.kind == "regression" else CLASSIFICATION_TYPE
