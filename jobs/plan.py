@@ -59,10 +59,15 @@ class StageGroup:
         """What one worker of the fused group needs: the most any member asks for."""
         res = [p.stage.resources for p in self.stages]
         mem = [r.memory_mb for r in res if r.memory_mb]
+        custom: dict[str, float] = {}
+        for r in res:
+            for k, v in r.custom.items():
+                custom[k] = max(custom.get(k, 0.0), v)
         return Resources(
             num_cpus=max(r.num_cpus for r in res),
             num_gpus=max(r.num_gpus for r in res),
             memory_mb=max(mem) if mem else None,
+            custom=custom,
         )
 
     @property
@@ -198,7 +203,8 @@ def duplicate_id_check() -> PlannedStage:
 
 
 def group_stages(planned: list[PlannedStage]) -> list[Segment]:
-    """Fuse runs of consecutive per-batch stages that need the same kind of device; globals stand alone."""
+    """Fuse runs of consecutive per-batch stages that need the same kind of node (GPU or not, the same custom
+    resources); globals stand alone."""
     segments: list[Segment] = []
     run: list[PlannedStage] = []
     for p in planned:
@@ -208,13 +214,24 @@ def group_stages(planned: list[PlannedStage]) -> list[Segment]:
                 run = []
             segments.append(p)
             continue
-        if run and (run[-1].stage.resources.num_gpus > 0) != (p.stage.resources.num_gpus > 0):
+        if run and run[-1].stage.resources.device() != p.stage.resources.device():
             segments.append(StageGroup(run))
             run = []
         run.append(p)
     if run:
         segments.append(StageGroup(run))
     return segments
+
+
+def place_on_devices(segments: list[Segment], cluster_gpus: float) -> list[Segment]:
+    """Settle each stage's resources for the cluster the run found (a classifier asks for GPUs only where there
+    are some) and fuse again, since a stage that moved to a GPU no longer shares an operator with CPU stages."""
+    planned: list[PlannedStage] = []
+    for seg in segments:
+        planned += seg.stages if isinstance(seg, StageGroup) else [seg]
+    for p in planned:
+        p.stage.resources = p.stage.resources_on(cluster_gpus)
+    return group_stages(planned)
 
 
 def output_schema(planned: list[PlannedStage]) -> pa.Schema:

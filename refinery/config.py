@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -238,6 +238,29 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
 
 
 def parse_config(text: str, source: str = "<config>", overrides: list[str] | None = None) -> RunConfig:
+    def checks(
+        raw: dict[str, Any], cfg: RunConfig | None, where: Callable[..., str]
+    ) -> list[tuple[str, str]]:
+        errors = _validate_stages(raw.get("stages"), where)
+        if cfg is not None:
+            errors += [(where(loc), msg) for loc, msg in overlapping_locations(cfg)]
+        return errors
+
+    return parse_model(text, source, RunConfig, overrides, checks)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(
+    text: str,
+    source: str,
+    model: type[M],
+    overrides: list[str] | None = None,
+    checks: Callable[[dict[str, Any], M | None, Callable[..., str]], list[tuple[str, str]]] | None = None,
+) -> M:
+    """YAML text → a validated `model`, every error with its dotted key and YAML line (ConfigError). `checks`
+    adds errors of its own (given the raw mapping, the model or None, and `where(loc)` to locate them)."""
     try:
         raw = yaml.safe_load(text)
         lines = _line_index(text)
@@ -264,15 +287,13 @@ def parse_config(text: str, source: str = "<config>", overrides: list[str] | Non
             line = lines.get(tuple(loc))
         return f"{path} (line {line})" if line else path
 
-    cfg: RunConfig | None = None
+    cfg: M | None = None
     try:
-        cfg = RunConfig.model_validate(raw)
+        cfg = model.model_validate(raw)
     except ValidationError as e:
         errors += [(where(err["loc"]), _message(err)) for err in e.errors()]
-
-    errors += _validate_stages(raw.get("stages"), where)
-    if cfg is not None:
-        errors += [(where(loc), msg) for loc, msg in overlapping_locations(cfg)]
+    if checks is not None:
+        errors += checks(raw, cfg, where)
     if errors or cfg is None:
         raise ConfigError(source, errors)
     return cfg

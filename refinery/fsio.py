@@ -260,7 +260,7 @@ def _count_failed_attempt(
 def count_client_retries(fs: fsspec.AbstractFileSystem) -> None:
     """Hook the failed-attempt counter into an S3 filesystem's client, once per client (s3fs makes one lazily)."""
     try:
-        client = fs.connect()  # type: ignore[attr-defined]
+        client = fs.connect()
     except Exception:  # noqa: BLE001 - no client yet (bad endpoint, no credentials): the operation will say why
         return
     if not getattr(client, "_refinery_counted", False):

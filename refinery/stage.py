@@ -48,6 +48,9 @@ class Resources(BaseModel):
     num_cpus: float = Field(default=1.0, ge=0)
     num_gpus: float = Field(default=0.0, ge=0)
     memory_mb: int | None = Field(default=None, gt=0)
+    # Custom Ray resources a node must offer (`ray start --resources`, cluster.yaml `resources`), e.g. a node
+    # type reserved for a model: {"classifier_node": 1}.
+    custom: dict[str, float] = Field(default_factory=dict)
 
     def with_(self, **overrides: Any) -> Resources:
         """These resources with some fields replaced (validated like a config)."""
@@ -60,7 +63,13 @@ class Resources(BaseModel):
             opts["num_gpus"] = self.num_gpus
         if self.memory_mb:
             opts["memory"] = self.memory_mb * (1 << 20)
+        if self.custom:
+            opts["resources"] = dict(self.custom)
         return opts
+
+    def device(self) -> tuple[bool, tuple[str, ...]]:
+        """What kind of node a worker needs: stages on different kinds of node are never fused."""
+        return self.num_gpus > 0, tuple(sorted(self.custom))
 
 
 class StageParams(BaseModel):
@@ -120,6 +129,11 @@ class Stage(ABC, Generic[P]):
     def output_fields(self) -> list[pa.Field]:
         """Columns this stage adds, so the committed schema is known before any data flows."""
         return []
+
+    def resources_on(self, cluster_gpus: float) -> Resources:
+        """The resources to ask for on a cluster with this many GPUs (decided when the run starts). A stage that
+        can use a GPU but does not need one overrides it to ask for GPUs only where there are some."""
+        return self.resources
 
     def setup(self) -> None:  # noqa: B027 (optional hook, empty by default)
         """Load heavy resources (models); called once per worker before the first batch."""

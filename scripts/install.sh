@@ -19,6 +19,20 @@ if [ ! -x .venv/bin/uv ]; then
 fi
 SPEC="."
 [ -n "$EXTRA" ] && SPEC=".[$EXTRA]"
+# The dev extra needs torch (hf_classifier tests). Install its CPU build before anything asks for plain `torch`,
+# which on Linux resolves to the CUDA build and ~3 GB of nvidia wheels: from a local wheel folder when pip is
+# configured with one (PIP_FIND_LINKS, as on our CI machines), else from PyTorch's CPU index.
+TORCH_CPU="torch==2.13.0+cpu"
+if [ "$EXTRA" = "dev" ] && ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+  echo "[install] installing $TORCH_CPU"
+  LINKS="${PIP_FIND_LINKS:-}"
+  if [ -n "$LINKS" ] && ls "$LINKS"/torch-2.13.0+cpu-* >/dev/null 2>&1; then
+    .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python --find-links "$LINKS" "$TORCH_CPU"
+  else
+    .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python \
+      --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple "$TORCH_CPU"
+  fi
+fi
 echo "[install] installing corpus-refinery${EXTRA:+ [$EXTRA]} into .venv"
 # --compile-bytecode: write every package's .pyc now. uv skips it by default, and where PYTHONDONTWRITEBYTECODE
 # is set (as in many container images, and on our CI machines) Python then compiles every import from source

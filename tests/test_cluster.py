@@ -400,3 +400,67 @@ def test_cluster_yaml_node_types():
     mount = next(iter(cfg["file_mounts"]))
     assert cfg["file_mounts"][mount] == "."
     assert any(mount in c and "install" in c for c in cfg["setup_commands"])
+
+
+# --- classifier placement ---------------------------------------------------------------------------------------
+
+
+def test_classifier_actors_land_on_the_node_with_its_resource(tmp_path):
+    """A GPU-like custom resource on one node of two: the hf_classifier asks for it (config `resources`), so its
+    actors are placed there and nowhere else; the run commits every row."""
+    from scripts.bench.classifier_models import build_hf_model
+    from tests.test_classifiers import ARTICLE, lines
+
+    cluster = LocalRay(num_cpus=2, auth="disabled")
+    try:
+        cluster.start_head()
+        cluster.add_node(num_cpus=2, resources={"fake_gpu": 1})
+        texts = lines(ARTICLE)[:120]
+        model = build_hf_model(tmp_path / "edu", texts, num_labels=1)
+        inp = tmp_path / "in"
+        inp.mkdir()
+        (inp / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+        cfg = {
+            "name": "placement",
+            "input": {"uri": str(inp), "format": "jsonl", "split_bytes": 4000, "batch_rows": 20},
+            "output": {"uri": str(tmp_path / "out")},
+            "ray": {"batch_rows": 20},
+            "stages": [
+                {"stage": "normalize"},
+                {
+                    "stage": "hf_classifier",
+                    "params": {"model": str(model), "name": "edu", "device": "cpu"},
+                    "resources": {"num_cpus": 0.5, "custom": {"fake_gpu": 0.5}},
+                },
+            ],
+        }
+        cfg_path = tmp_path / "job.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        env = {**cluster.env, "RAY_ADDRESS": cluster.address, "REFINERY_MODEL_CACHE": str(tmp_path / "cache")}
+        p = subprocess.run(
+            [sys.executable, "-m", "jobs.run", "--config", str(cfg_path)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=420,
+        )
+        assert p.returncode == 0, (p.stdout + p.stderr)[-6000:]
+        from ray.util.state import list_actors
+
+        with _env(cluster.env):
+            nodes = cluster.alive_nodes()
+            actors = list_actors(
+                address=cluster.dashboard, detail=True, limit=10000, raise_on_missing_output=False
+            )
+        gpu_node = next(n["node_id"] for n in nodes if n.get("resources_total", {}).get("fake_gpu"))
+        hf = [a for a in actors if "hf_classifier" in (a.get("class_name") or "") + (a.get("name") or "")]
+        assert hf, [a.get("class_name") for a in actors]
+        assert {a["node_id"] for a in hf} == {gpu_node}
+        from tests.conftest import read_output
+
+        table, _ = read_output(tmp_path / "out")
+        assert table.num_rows == len(texts)
+        assert table["scores"].combine_chunks().field("edu").null_count == 0
+    finally:
+        cluster.stop()

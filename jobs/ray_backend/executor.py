@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from jobs.finalize import Execution
-from jobs.plan import PlannedStage, RunPlan, StageGroup, output_schema, pack_read_tasks
+from jobs.plan import PlannedStage, RunPlan, StageGroup, output_schema, pack_read_tasks, place_on_devices
 from jobs.ray_backend import cluster
 from jobs.ray_backend.global_ops import CheckpointSource, ItemSource, RayGlobalBackend
 from jobs.ray_backend.operators import CHECKPOINT_ROW_GROUP, run_units
@@ -116,7 +116,7 @@ class RayBackend:
             for i, unit in enumerate(pack_read_tasks(plan.tasks))
         ]
         prog.read_units = len(units)
-        segments = list(plan.segments)
+        segments = place_on_devices(plan.segments, gpus)
         so_far: list[PlannedStage] = []
         item_source: ItemSource | None = None
         annotate: str | None = None

@@ -46,6 +46,13 @@ def run_units(
     )
     if stateful:
         max_actors = max(1, min(len(units), int(cluster_cpus // max(resources.num_cpus, 0.25))))
+        # GPUs and custom resources bound the pool too, where the cluster has them now (an autoscaling cluster
+        # whose GPU nodes start at 0 grows the pool as the autoscaler adds nodes)
+        totals = ray.cluster_resources()
+        needs = {"GPU": resources.num_gpus, **resources.custom}
+        for key, per_actor in needs.items():
+            if per_actor > 0 and totals.get(key, 0) > 0:
+                max_actors = max(1, min(max_actors, int(totals[key] // per_actor)))
         # One unit in flight per actor: with Ray's default (several) one actor takes the whole queue of a small
         # input and the pool never grows. The first step starts at full size: nothing upstream needs the CPUs
         # its actors hold (Ray's own autoscaling left the pool at 1 of 2 actors on a 2-CPU machine).
@@ -53,7 +60,8 @@ def run_units(
             min_size=1,
             max_size=max_actors,
             max_tasks_in_flight_per_actor=1,
-            initial_size=max_actors if first else None,
+            # a pool on GPU (or custom-resource) nodes starts small: those nodes may still be coming up
+            initial_size=max_actors if first and not any(v > 0 for v in needs.values()) else None,
         )
         out = items.map_batches(
             named(UnitRunner, step.title), fn_constructor_args=(step,), compute=strategy, **common

@@ -15,11 +15,15 @@ run $PY -m scripts.bench.peers --base-docs 10000 --peer-size 4 --sizes '' --no-a
 run $PY -m scripts.bench.dedup --base-docs 20000 --scales 1,4,16 --datatrove-max-docs 80000
 [ "$QUICK" = "--quick" ] || run $PY -m scripts.bench.dedup --base-docs 62500 --scales 16 --skip-datatrove --shard-docs 10000 --out docs/benchmarks/dedup_1m.md
 run $PY -m scripts.bench.filters
+run $PY -m scripts.bench.classifiers --docs 10000
 run $PY -m scripts.bench.memory --scales 1,8
 run $PY -m scripts.bench.pii --docs 2000 --ner-docs 200
 run $PY -m scripts.bench.s3 --copies 4 --repeat 3
 # the refresh timings (docs/benchmarks/refresh.md is written by hand from this run's --durations output)
 [ "$QUICK" = "--quick" ] || RAY_AUTH_MODE=disabled run $PY -m pytest tests/test_refresh.py tests/test_monitoring.py -q --durations=15
 # the GPU MinHash check, only where a GPU is visible (docs/benchmarks/gpu_minhash.log)
-if command -v nvidia-smi >/dev/null 2>&1; then OUT=docs/benchmarks run bash scripts/bench/device_check.sh; fi
+if command -v nvidia-smi >/dev/null 2>&1; then
+  OUT=docs/benchmarks run bash scripts/bench/device_check.sh
+  run $PY -m scripts.bench.gpu_classifier --out docs/benchmarks/gpu_classifier.md
+fi
 run $PY -m scripts.data.collect_docs
