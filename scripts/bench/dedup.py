@@ -14,12 +14,21 @@ filter (re-reads JSONL, writes JSONL).
     python -m scripts.bench.dedup [--base-docs 5000] [--scales 1,4,16] [--workers 2] [--out docs/benchmarks/dedup.md]
     python -m scripts.bench.dedup --base-docs 62500 --scales 16     # 1M documents (~2.3 GB of text)
     python -m scripts.bench.dedup --kernel                           # signature kernel only, vs datatrove
+    python -m scripts.bench.dedup --scratch [--base-docs 20000]      # scratch and shuffle bytes per document
+
+`--scratch` runs `fuzzy_dedup`'s steps in this process (no Ray: a sequential stand-in for the backend runs the
+very same step functions) on the generated corpus written as one Parquet checkpoint, and reports, per document:
+the peak size of the stage's scratch folder (`ctx.work`, beyond its input checkpoint; sampled after every step
+and every task), the bytes each scratch step wrote (the shuffle traffic: every byte written there is read back
+once by another task), and the checkpoint itself for scale. datatrove keeps about 1 kB/doc (signatures and
+buckets), measured by the full benchmark above.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -192,6 +201,126 @@ def kernel(reps: int = 2) -> None:
         )
 
 
+class _LocalBackend:
+    """The global-stage backend run sequentially in this process, sampling the scratch folder after each task."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.peak = 0
+        self.peak_at = ""
+
+    def sample(self, where: str) -> None:
+        size = _du(self.work)
+        if size > self.peak:
+            self.peak, self.peak_at = size, where
+
+    def map_collect(self, ds, fn, rows, resources, name):
+        import pyarrow.parquet as pq
+
+        from refinery.schema import row_slices
+
+        out = []
+        for f in ds:
+            for part in row_slices(pq.read_table(f), rows):
+                out += fn(part).to_pylist()
+                self.sample(name)
+        return out
+
+    def run_wave(self, fn, args, resources, name):
+        out = []
+        for a in args:
+            out.append(fn(*a))
+            self.sample(name)
+        return out
+
+    def dataset_from(self, fn, items, name):
+        return fn, list(items)
+
+
+def scratch(base_docs: int, seed: int, shard_docs: int, work: Path) -> dict:
+    """Peak scratch and shuffle bytes per document of fuzzy_dedup's steps (in-process, see the module doc)."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from refinery.location import Location
+    from refinery.stage import GlobalContext
+    from stages.dedup import shuffle
+    from stages.dedup.fuzzy import FuzzyDedup
+
+    corpus = work / f"corpus-{base_docs}-s{shard_docs}"
+    ensure_corpus(corpus, base_docs, seed, shard_docs)
+    docs = []
+    for f in sorted(corpus.glob("part-*.jsonl.gz")):
+        with gzip.open(f, "rt") as fh:
+            for i, line in enumerate(fh):
+                d = json.loads(line)
+                docs.append({"id": str(d["id"]), "text": d["text"], "source": {"uri": str(f), "offset": i}})
+    ckpt = work / "scratch-ckpt"
+    shutil.rmtree(ckpt, ignore_errors=True)
+    ckpt.mkdir(parents=True)
+    files = []
+    for i in range(0, len(docs), shard_docs):
+        t = pa.Table.from_pylist(docs[i : i + shard_docs]).append_column(
+            "run_id", pa.array(["bench"] * len(docs[i : i + shard_docs]))
+        )
+        files.append(str(ckpt / f"part-{i:08d}.parquet"))
+        pq.write_table(t, files[-1], compression="zstd")
+    n = len(docs)
+    ckpt_bytes = _du(ckpt)
+    scratch_dir = work / "scratch-work"
+    shutil.rmtree(scratch_dir, ignore_errors=True)
+    written: dict[str, int] = {}
+    orig = shuffle.Store.write_one
+
+    def counting(self, step, part, table, tag):  # every byte a step writes, by step
+        orig(self, step, part, table, tag)
+        size = self.folder(step, part).join(f"part-{tag}.parquet").size()
+        key = step if not step.startswith("cc-") else "components"
+        written[key] = written.get(key, 0) + size
+
+    shuffle.Store.write_one = counting
+    backend = _LocalBackend(scratch_dir)
+    ctx = GlobalContext(
+        work=Location(str(scratch_dir)),
+        state=Location(str(work / "scratch-state")),
+        backend=backend,
+        label="fuzzy_dedup",
+        num_cpus=2,
+        input_bytes=ckpt_bytes,
+    )
+    if hasattr(ctx, "inputs"):
+        ctx.inputs = [Location(f) for f in files]
+    t0 = time.perf_counter()
+    try:
+        fn, items = FuzzyDedup({}).apply(files, ctx)
+        verdicts = []
+        for it in items:
+            t = fn(it)
+            backend.sample("final")
+            if t is not None:
+                verdicts += [
+                    f"{s['uri']}:{s['offset']}:{d}" for s, d in zip(t["source"].to_pylist(), t["_drop"].to_pylist())
+                ]
+        dropped = sum(1 for v in verdicts if not v.endswith(":None"))
+    finally:
+        shuffle.Store.write_one = orig
+    seconds = time.perf_counter() - t0
+    shutil.rmtree(work / "scratch-state", ignore_errors=True)
+    return {
+        "docs": n,
+        "dropped": dropped,
+        "verdicts_digest": hashlib.sha256("\n".join(sorted(verdicts)).encode()).hexdigest()[:16],
+        "seconds": seconds,
+        "checkpoint_per_doc": ckpt_bytes / n,
+        "peak_per_doc": backend.peak / n,
+        "peak_at": backend.peak_at,
+        "shuffle_per_doc": sum(written.values()) / n,
+        "written_per_doc": {k: round(v / n) for k, v in sorted(written.items())},
+    }
+
+
 def ensure_corpus(out: Path, docs: int, seed: int, shard_docs: int) -> dict:
     if not (out / "corpus.json").exists():
         make_corpus(out, docs=docs, seed=seed, shard_docs=shard_docs)
@@ -226,7 +355,12 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "dedup.md")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--kernel", action="store_true", help="only the in-process signature-kernel comparison")
+    ap.add_argument("--scratch", action="store_true", help="only scratch and shuffle bytes per document")
     args = ap.parse_args()
+    if args.scratch:
+        res = scratch(args.base_docs, args.seed, args.shard_docs, args.work or Path(tempfile.mkdtemp()))
+        print(json.dumps(res, indent=1))
+        return 0
     if args.kernel:
         kernel()
         return 0
