@@ -4,9 +4,11 @@ Both systems get the same documents (scripts/data/make_corpus.py, JSONL.gz parts
 5-grams, 14 bands × 8 rows). Each run is a separate process; a sampler thread here records every 0.5 s:
   driver RSS      the driver process alone (ours: the `python -m jobs.run` process; datatrove: its main process)
   total RSS       the driver and all its descendants (Ray's raylet, GCS, workers; datatrove's worker processes)
-  state bytes     size of the dedup intermediates on disk (ours: <output>/_work/<run>/seg*-fuzzy_dedup, deleted
-                  at commit, so the peak is sampled; datatrove: sigs/ + buckets/ + remove/), and our persisted
-                  index generation (the state a nightly run keeps), both reported per document.
+  state bytes     size of the intermediates on disk, sampled every 2 s (deleted at commit): ours, the whole
+                  <output>/_work/<run> (checkpoint and output parts included) and the dedup stage's own scratch
+                  <output>/_work/<run>/seg*-fuzzy_dedup (beyond its input checkpoint); datatrove: sigs/ +
+                  buckets/ + remove/; and our persisted index generation (the state a nightly run keeps), all
+                  per document.
 Ours runs the full pipeline (read JSONL → checkpoint → fuzzy_dedup → write Parquet → commit); the report's stage
 seconds isolate the dedup itself. datatrove runs signatures (reads JSONL), buckets (14 tasks), cluster (1 task),
 filter (re-reads JSONL, writes JSONL).
@@ -54,10 +56,11 @@ from scripts.bench.common import (
 class Sampler(threading.Thread):
     """Peak RSS of a process (driver) and of its whole tree, plus the peak size of some folders."""
 
-    def __init__(self, pid: int, folders: list[Path], period: float = 0.5):
+    def __init__(self, pid: int, folders: list[Path], period: float = 0.5, scratch: str | None = None):
         super().__init__(daemon=True)
         self.pid, self.folders, self.period = pid, folders, period
-        self.driver_peak = self.total_peak = self.disk_peak = 0
+        self.scratch = scratch  # a glob (under the first folder) of the dedup stage's own scratch folder
+        self.driver_peak = self.total_peak = self.disk_peak = self.scratch_peak = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -79,6 +82,9 @@ class Sampler(threading.Thread):
                 pass
             if n % 4 == 0:  # disk usage every 2 s
                 self.disk_peak = max(self.disk_peak, sum(_du(f) for f in self.folders))
+                if self.scratch and self.folders:
+                    own = sum(_du(f) for f in self.folders[0].glob(self.scratch))
+                    self.scratch_peak = max(self.scratch_peak, own)
             n += 1
             self.stop.wait(self.period)
 
@@ -97,11 +103,11 @@ def _du(path: Path) -> int:
 
 
 def _watch(
-    cmd: list[str], folders: list[Path], env: dict, cwd: Path
+    cmd: list[str], folders: list[Path], env: dict, cwd: Path, scratch: str | None = None
 ) -> tuple[subprocess.CompletedProcess, Sampler, float]:
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
-    s = Sampler(proc.pid, folders)
+    s = Sampler(proc.pid, folders, scratch=scratch)
     s.start()
     out, err = proc.communicate()
     wall = time.time() - t0
@@ -129,7 +135,11 @@ def run_ours(corpus: Path, work: Path, num_cpus: int) -> dict:
     cfg_path.write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     _, s, wall = _watch(
-        [sys.executable, "-m", "jobs.run", "--config", str(cfg_path)], [out / "_work"], env, ROOT
+        [sys.executable, "-m", "jobs.run", "--config", str(cfg_path)],
+        [out / "_work"],
+        env,
+        ROOT,
+        scratch="*/seg*-fuzzy_dedup",  # the stage's ctx.work: its scratch beyond the input checkpoint
     )
     report = json.loads((out / "report.json").read_text())
     st = report["stages"][0]
@@ -140,6 +150,7 @@ def run_ours(corpus: Path, work: Path, num_cpus: int) -> dict:
         "driver_peak": s.driver_peak,
         "total_peak": s.total_peak,
         "work_peak": s.disk_peak,
+        "scratch_peak": s.scratch_peak,
         "index_bytes": index,
         "rows_in": st["rows_in"],
         "rows_out": st["rows_out"],
@@ -289,9 +300,8 @@ def scratch(base_docs: int, seed: int, shard_docs: int, work: Path) -> dict:
         label="fuzzy_dedup",
         num_cpus=2,
         input_bytes=ckpt_bytes,
+        inputs=[Location(f) for f in files],
     )
-    if hasattr(ctx, "inputs"):
-        ctx.inputs = [Location(f) for f in files]
     t0 = time.perf_counter()
     try:
         fn, items = FuzzyDedup({}).apply(files, ctx)
@@ -301,7 +311,8 @@ def scratch(base_docs: int, seed: int, shard_docs: int, work: Path) -> dict:
             backend.sample("final")
             if t is not None:
                 verdicts += [
-                    f"{s['uri']}:{s['offset']}:{d}" for s, d in zip(t["source"].to_pylist(), t["_drop"].to_pylist())
+                    f"{s['uri']}:{s['offset']}:{d}"
+                    for s, d in zip(t["source"].to_pylist(), t["_drop"].to_pylist(), strict=True)
                 ]
         dropped = sum(1 for v in verdicts if not v.endswith(":None"))
     finally:
@@ -406,7 +417,8 @@ def write_report(args, rows) -> None:
         "",
         "| scale | docs | text MB | ours wall s | ours dedup-stage s | datatrove wall s (sig/buckets/cluster/filter) "
         "| speed-up (wall) | ours driver peak RSS MB | ours total peak RSS MB | datatrove total peak RSS MB "
-        "| ours state B/doc (work peak / index) | datatrove state B/doc | rows out ours / datatrove |",
+        "| ours state B/doc (work peak / dedup scratch peak / index) | datatrove state B/doc "
+        "| rows out ours / datatrove |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -424,6 +436,7 @@ def write_report(args, rows) -> None:
         lines.append(
             f"| {r['scale']}× | {n} | {r['text_bytes'] / 1e6:.1f} | {o['wall']:.1f} | {o['stage_seconds']:.1f} | {dcol} | {speed} "
             f"| {o['driver_peak'] / mb:.0f} | {o['total_peak'] / mb:.0f} | {drss} | {o['work_peak'] / n:.0f} / "
+            f"{o.get('scratch_peak', 0) / n:.0f} / "
             f"{o['index_bytes'] / n:.0f} | {dstate} | {o['rows_out']} / {dout} |"
         )
     if len(rows) > 1:
