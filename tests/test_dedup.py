@@ -146,9 +146,8 @@ def test_token_rule_matches_words_of_normalized_text():
     tok, off = mh.tokenize_bytes(*mh.prepare_texts(texts))
     words = pc.utf8_split_whitespace(mh.normalize_for_shingles(texts))
     for i, w in enumerate(words.to_pylist()):
-        w = [
-            x for x in w or [] if x
-        ]  # splitting "" gives one empty word; the old tokenizer nulled those first
+        # splitting "" gives one empty word; the old tokenizer nulled those first
+        w = [x for x in w or [] if x]
         expect = mh.hash_strings(pa.array(w, pa.string())) if w else np.zeros(0, np.uint64)
         assert np.array_equal(tok[off[i] : off[i + 1]], expect), (i, w[:5])
 
