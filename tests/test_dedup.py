@@ -271,8 +271,13 @@ def test_fuzzy_dedup_end_to_end_annotate_and_idempotent(run_config, tmp_path):
     assert sum(r["dup"]["cluster_size"] for r in kept.values()) == len(texts)
     assert all(r["dup"]["kept"] and r["dup"]["cluster_id"] == i for i, r in kept.items())
 
-    # annotate keeps every row, flags exactly the rows `drop` removed, and gives the same clusters
-    stage_a = {"stage": "fuzzy_dedup", "params": {"partitions": 2, "action": "annotate"}}
+    # annotate keeps every row, flags exactly the rows `drop` removed, and gives the same clusters; this run
+    # also declares a GPU, which the test cluster lacks: the map step falls back to CPUs (rather than wait for one)
+    stage_a = {
+        "stage": "fuzzy_dedup",
+        "params": {"partitions": 2, "action": "annotate"},
+        "resources": {"num_gpus": 1},
+    }
     res = run_config(_cfg(SLICE, tmp_path / "ann", [stage_a]))
     ann = _rows(tmp_path / "ann")
     assert set(ann) == set(texts)

@@ -68,6 +68,7 @@ from stages.dedup.shuffle import (
 )
 
 log = logging.getLogger("refinery.dedup")
+GPU_BATCH_ROWS = 1 << 16
 
 
 class FuzzyDedupParams(DedupParams):
@@ -368,7 +369,9 @@ class FuzzyDedup(GlobalStage[FuzzyDedupParams]):
 
         def map_docs() -> list[Any]:
             store.clear("bands")
-            records = ctx.map_collect(ds, _FuzzyMap(p, store, gpu), p.map_batch_rows, res)
+            # a GPU wants big batches (one call per batch); 64k rows of 2.3 kB are 150 MB of text
+            rows = max(p.map_batch_rows, GPU_BATCH_ROWS) if gpu else p.map_batch_rows
+            records = ctx.map_collect(ds, _FuzzyMap(p, store, gpu), rows, res)
             on = {d: sum(int(r["rows"]) for r in records if r["device"] == d) for d in ("cuda", "cpu")}
             log.info("fuzzy_dedup map: %d rows signed on a GPU, %d on CPUs", on["cuda"], on["cpu"])
             return list(map_summary(records))
