@@ -396,7 +396,8 @@ class FuzzyDedup(GlobalStage[FuzzyDedupParams]):
 
             def fetch() -> int:
                 store.clear("texts")
-                fetched = ctx.map_collect(ds, _FetchTexts(p, store), p.map_batch_rows, ctx.resources)
+                cpus = ctx.resources.with_(num_gpus=0)  # text work, wherever the map step ran
+                fetched = ctx.map_collect(ds, _FetchTexts(p, store), p.map_batch_rows, cpus)
                 return sum(int(r["rows"]) for r in fetched)
 
             ctx.step("fetch", fetch)
