@@ -71,7 +71,7 @@ class TorchMinHash:
         self.comb = [_s64(combine_constant(k)) for k in range(ngram)]
         self._pw: tuple[Any, Any] | None = None
         self.copy_stream = torch.cuda.Stream(self.dev) if self.cuda else None
-        self._pinned: list[Any] = []
+        self._pinned: list[Any] = [None, None]
         self._turn = 0
 
     # ---------------------------------------------------------------------------------------------- public
@@ -117,31 +117,32 @@ class TorchMinHash:
                 i = j
 
     def _stage(self, data: np.ndarray, off: np.ndarray) -> tuple[Any, Any, Any]:
-        """Start copying one chunk to the device (through a pinned buffer on CUDA); returns its tensors."""
+        """Start copying one chunk to the device through one of two (pinned, on CUDA) host buffers; returns its
+        tensors. On the CPU device the same packing runs, with a plain copy: the tests cover it."""
         torch = self.torch
-        if not self.cuda:
-            return torch.from_numpy(np.ascontiguousarray(data)), torch.from_numpy(off), None
+        # offsets first: a view as int64 must start at a multiple of 8 bytes
+        head = 8 * len(off)
+        need = head + len(data)
         self._turn ^= 1
-        while len(self._pinned) < 2:
-            self._pinned.append(None)
         buf = self._pinned[self._turn]
-        need = len(data) + 8 * len(off)
         if buf is None or buf[0].numel() < need:
-            buf = (torch.empty(max(need, 1), dtype=torch.uint8, pin_memory=True), None)
+            buf = (torch.empty(max(need, 1), dtype=torch.uint8, pin_memory=self.cuda), None)
         elif buf[1] is not None:
-            buf[1].synchronize()  # the copy that last used this buffer has finished
+            buf[1].synchronize()  # the copy that last read this buffer has finished
         host = buf[0]
         host_np = host.numpy()
-        host_np[: len(data)] = data
-        host_np[len(data) : need].view(np.int64)[:] = off
-        event = torch.cuda.Event()
-        with torch.cuda.stream(self.copy_stream):
-            dev = host[:need].to(self.dev, non_blocking=True)
-            event.record(self.copy_stream)
+        host_np[:head].view(np.int64)[:] = off
+        host_np[head:need] = data
+        if self.cuda:
+            event = torch.cuda.Event()
+            with torch.cuda.stream(self.copy_stream):
+                dev = host[:need].to(self.dev, non_blocking=True)
+                event.record(self.copy_stream)
+            sync = (event, dev)
+        else:
+            event, dev, sync = None, host[:need].clone(), None
         self._pinned[self._turn] = (host, event)
-        d = dev[: len(data)]
-        o = dev[len(data) : need].view(torch.int64) if len(off) else dev[:0].view(torch.int64)
-        return d, o, (event, dev)
+        return dev[head:need], dev[:head].view(torch.int64), sync
 
     def _compute(self, staged: tuple[Any, Any, Any]) -> np.ndarray:
         torch = self.torch
