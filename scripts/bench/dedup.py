@@ -375,7 +375,8 @@ def main() -> int:
     if args.kernel:
         kernel()
         return 0
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench_dedup-"))
+    # absolute: datatrove runs in its own folder
+    work = (args.work or Path(tempfile.mkdtemp(prefix="bench_dedup-"))).resolve()
     rows = []
     for k in [int(x) for x in args.scales.split(",")]:
         n = args.base_docs * k
