@@ -176,6 +176,9 @@ class GlobalContext:
     num_cpus: int = 1  # CPUs of the cluster
     num_gpus: float = 0.0  # GPUs of the cluster
     input_bytes: int = 0  # Parquet bytes of the checkpoint the stage reads (sizes its partitions)
+    # the checkpoint's Parquet files (the rows `ds` holds): a final join may read rows back from them instead of
+    # keeping a copy in its scratch
+    inputs: list[Location] = field(default_factory=list)
     resources: Resources = field(default_factory=Resources)  # the stage's, config overrides applied
     reused_steps: list[str] = field(default_factory=list)  # steps a resumed run did not redo
 

@@ -152,12 +152,16 @@ class LocalRay:
         self._start_with_retries(args, "head.log", 1, timeout)
         return self
 
-    def add_node(self, num_cpus: int, resources: dict[str, float], timeout: float = 120) -> None:
+    def add_node(
+        self, num_cpus: int, resources: dict[str, float], timeout: float = 120, num_gpus: int = 0
+    ) -> None:
         def args() -> list[str]:
             return [
                 f"--address={self.address}",
                 "--node-ip-address=127.0.0.1",
                 f"--num-cpus={num_cpus}",
+                # logical GPUs: Ray schedules on them as on real ones (CUDA itself is not needed to place tasks)
+                *([f"--num-gpus={num_gpus}"] if num_gpus else []),
                 f"--resources={json.dumps(resources)}",
                 *self._node_ports(),
             ]
@@ -345,6 +349,71 @@ def test_ray_job_submit_on_two_nodes(two_node_cluster, tmp_path):
     used = {t["node_id"] for t in tasks if t.get("node_id") and "Map" in (t.get("name") or "")}
     assert len(nodes) == 2
     assert used == set(nodes), (used, set(nodes))
+
+
+def _job_tasks(cluster: LocalRay, sub_id: str) -> tuple[list[dict], dict[str, dict]]:
+    """The tasks of a submitted job and the cluster's alive nodes by id."""
+    from ray.job_submission import JobSubmissionClient
+    from ray.util.state import list_tasks
+
+    with _env(cluster.env):
+        job_id = JobSubmissionClient(cluster.dashboard).get_job_info(sub_id).job_id
+        tasks = list_tasks(
+            address=cluster.dashboard,
+            filters=[("job_id", "=", job_id)],
+            detail=True,
+            limit=10000,
+            raise_on_missing_output=False,
+        )
+        nodes = {n["node_id"]: n for n in cluster.alive_nodes()}
+    return tasks, nodes
+
+
+def test_fuzzy_dedup_map_lands_on_the_gpu_node(tmp_path):
+    """`fuzzy_dedup` with `resources: {num_gpus: 1}` on a cluster whose second node has a (logical) GPU: every
+    map task runs on that node (and signs on the CPU there: torch sees no CUDA device), the rest anywhere."""
+    cluster = LocalRay(num_cpus=2)
+    try:
+        cluster.start_head()
+        cluster.add_node(num_cpus=2, resources={"refinery_gpu_node": 1}, num_gpus=1)
+        inp = tmp_path / "in"
+        inp.mkdir()
+        shutil.copy(ROOT / "tests" / "fixtures" / "dedup" / "spdx_slice.jsonl.gz", inp / "spdx.jsonl.gz")
+        out = tmp_path / "out"
+        cfg = {
+            "name": "gpu-placement",
+            "input": {"uri": str(inp), "format": "jsonl", "id_field": "id"},
+            "output": {"uri": str(out)},
+            "stages": [
+                {
+                    "stage": "fuzzy_dedup",
+                    "params": {"partitions": 2, "map_batch_rows": 8},
+                    "resources": {"num_gpus": 1},
+                }
+            ],
+        }
+        cfg_path = tmp_path / "job.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        sub_id = f"refinery-gpu-{uuid.uuid4().hex[:8]}"
+        cmd = submit_command(cluster.dashboard, str(cfg_path), [])
+        cmd.insert(3, f"--submission-id={sub_id}")
+        p = subprocess.run(cmd, env=cluster.env, cwd=ROOT, capture_output=True, text=True, timeout=420)
+        text = p.stdout + p.stderr
+        assert p.returncode == 0, text[-6000:]
+        # no CUDA device behind the logical GPU: the tasks fell back to the CPU kernel (else the job failed)
+        from tests.conftest import read_output
+
+        table, _ = read_output(out)
+        assert 0 < table.num_rows < 57  # near-duplicate licences were dropped
+        tasks, nodes = _job_tasks(cluster, sub_id)
+        gpu_node = {i for i, n in nodes.items() if n["resources_total"].get("GPU")}
+        assert len(nodes) == 2 and len(gpu_node) == 1
+        on = {t["node_id"] for t in tasks if "fuzzy_dedup:map" in (t.get("name") or "") and t.get("node_id")}
+        assert on == gpu_node, (on, gpu_node)
+        others = {t["node_id"] for t in tasks if t.get("node_id") and "fuzzy_dedup:map" not in t["name"]}
+        assert others - gpu_node  # the other steps were free to use the head node too
+    finally:
+        cluster.stop()
 
 
 def test_job_submit_without_token_is_refused(two_node_cluster):

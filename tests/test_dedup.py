@@ -116,6 +116,67 @@ def test_signed_min_trick_used_by_gpu_path():
     assert np.array_equal(back, u.min(axis=0))
 
 
+HOSTILE = [
+    "",
+    None,
+    "one",
+    "   ",
+    "¡Hola!  HOLA",
+    "ﬁnance ２０２４ Ⅻ café CAFÉ naïve",  # NFKC folds ligatures, full-width digits, Roman numerals
+    "İstanbul ΣΊΣΥΦΟΣ straße",
+    "tab\tsep\nnew-line_under_score a.b,c;d",
+    "日本語のテキスト、句読点。 and ASCII",
+    "x" * 5000,
+]
+
+
+def real_texts() -> list[str | None]:
+    """SPDX licences (ASCII-heavy), lingua sentences in many scripts, and edge cases."""
+    with gzip.open(FIXTURES / "langid" / "lingua_sentences_slice.jsonl.gz", "rt") as f:
+        lingua = [json.loads(line)["text"] for line in f]
+    return [d["text"] for d in load_docs()] + lingua + HOSTILE
+
+
+def test_token_rule_matches_words_of_normalized_text():
+    """`tokenize_bytes` on prepared texts (ASCII as is, the rest normalized) gives exactly the whitespace-split
+    words of the fully normalized texts, hashed the same way."""
+    import pyarrow.compute as pc
+
+    texts = pa.array(real_texts(), pa.string())
+    tok, off = mh.tokenize_bytes(*mh.prepare_texts(texts))
+    words = pc.utf8_split_whitespace(mh.normalize_for_shingles(texts))
+    for i, w in enumerate(words.to_pylist()):
+        # splitting "" gives one empty word; the old tokenizer nulled those first
+        w = [x for x in w or [] if x]
+        expect = mh.hash_strings(pa.array(w, pa.string())) if w else np.zeros(0, np.uint64)
+        assert np.array_equal(tok[off[i] : off[i + 1]], expect), (i, w[:5])
+
+
+def test_torch_text_to_signatures_bit_identical_on_cpu():
+    """The GPU kernel (tokens, shingles, permutations, min: all in torch) on torch's CPU device gives the numpy
+    path's signatures bit for bit, across chunk and group boundaries and in a stream of batches."""
+    pytest.importorskip("torch")
+    from stages.dedup.minhash_gpu import TorchMinHash
+
+    texts = real_texts()
+    arr = pa.array(texts, pa.string())
+    ref = mh.signatures(mh.shingle_texts(arr), 14, 8, 1)
+    a, b = mh.permutations(112, 1)
+    # small chunks and blocks: many chunks (one document longer than a chunk) and many groups per chunk
+    hasher = TorchMinHash(a, b, 5, "cpu", chunk_bytes=4096, cells=1 << 16)
+    got = hasher.signatures(*mh.prepare_texts(arr))
+    assert np.array_equal(got, ref)
+    assert (got[len(texts) - len(HOSTILE)] == mh.M64).all()  # "" has no shingles
+    halves = [texts[: len(texts) // 2], texts[len(texts) // 2 :]]
+    many = list(hasher.signatures_many(mh.prepare_texts(pa.array(h, pa.string())) for h in halves))
+    assert np.array_equal(np.concatenate(many), ref)
+    # the signature step alone, as used on given shingles
+    from stages.dedup.minhash_gpu import minhash_gpu
+
+    sb = mh.shingle_texts(arr)
+    assert np.array_equal(minhash_gpu(sb.values, sb.offsets, a, b, device="cpu"), ref)
+
+
 def test_gpu_signatures_bit_identical():
     if not mh.gpu_available():
         pytest.skip("no CUDA device (torch/CuPy)")
@@ -210,8 +271,13 @@ def test_fuzzy_dedup_end_to_end_annotate_and_idempotent(run_config, tmp_path):
     assert sum(r["dup"]["cluster_size"] for r in kept.values()) == len(texts)
     assert all(r["dup"]["kept"] and r["dup"]["cluster_id"] == i for i, r in kept.items())
 
-    # annotate keeps every row, flags exactly the rows `drop` removed, and gives the same clusters
-    stage_a = {"stage": "fuzzy_dedup", "params": {"partitions": 2, "action": "annotate"}}
+    # annotate keeps every row, flags exactly the rows `drop` removed, and gives the same clusters; this run
+    # also declares a GPU, which the test cluster lacks: the map step falls back to CPUs (rather than wait for one)
+    stage_a = {
+        "stage": "fuzzy_dedup",
+        "params": {"partitions": 2, "action": "annotate"},
+        "resources": {"num_gpus": 1},
+    }
     res = run_config(_cfg(SLICE, tmp_path / "ann", [stage_a]))
     ann = _rows(tmp_path / "ann")
     assert set(ann) == set(texts)

@@ -162,6 +162,7 @@ class RayBackend:
                 num_gpus=gpus,
                 resources=nxt.stage.resources,
                 input_bytes=sum(b for _, _, b in data),
+                inputs=[plan.work.join(p) for p, _, _ in data],
             )
             t0 = time.time()
             out = nxt.stage.apply(source, ctx)

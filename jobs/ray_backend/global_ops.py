@@ -65,7 +65,9 @@ class RayGlobalBackend:
         data = ds.dataset() if isinstance(ds, CheckpointSource) else ds
         out = data.map_batches(
             named(Sliced, name)(fn, rows),
-            batch_size=None,
+            # Ray Data wants a batch size for GPU steps; those never fuse with the CPU read of the checkpoint,
+            # so the bundling described in `Sliced` does not happen there
+            batch_size=rows if resources.num_gpus else None,
             batch_format="pyarrow",
             zero_copy_batch=True,
             **resources.ray_options(),

@@ -4,9 +4,11 @@ Both systems get the same documents (scripts/data/make_corpus.py, JSONL.gz parts
 5-grams, 14 bands × 8 rows). Each run is a separate process; a sampler thread here records every 0.5 s:
   driver RSS      the driver process alone (ours: the `python -m jobs.run` process; datatrove: its main process)
   total RSS       the driver and all its descendants (Ray's raylet, GCS, workers; datatrove's worker processes)
-  state bytes     size of the dedup intermediates on disk (ours: <output>/_work/<run>/seg*-fuzzy_dedup, deleted
-                  at commit, so the peak is sampled; datatrove: sigs/ + buckets/ + remove/), and our persisted
-                  index generation (the state a nightly run keeps), both reported per document.
+  state bytes     size of the intermediates on disk, sampled every 2 s (deleted at commit): ours, the whole
+                  <output>/_work/<run> (checkpoint and output parts included) and the dedup stage's own scratch
+                  <output>/_work/<run>/seg*-fuzzy_dedup (beyond its input checkpoint); datatrove: sigs/ +
+                  buckets/ + remove/; and our persisted index generation (the state a nightly run keeps), all
+                  per document.
 Ours runs the full pipeline (read JSONL → checkpoint → fuzzy_dedup → write Parquet → commit); the report's stage
 seconds isolate the dedup itself. datatrove runs signatures (reads JSONL), buckets (14 tasks), cluster (1 task),
 filter (re-reads JSONL, writes JSONL).
@@ -14,12 +16,21 @@ filter (re-reads JSONL, writes JSONL).
     python -m scripts.bench.dedup [--base-docs 5000] [--scales 1,4,16] [--workers 2] [--out docs/benchmarks/dedup.md]
     python -m scripts.bench.dedup --base-docs 62500 --scales 16     # 1M documents (~2.3 GB of text)
     python -m scripts.bench.dedup --kernel                           # signature kernel only, vs datatrove
+    python -m scripts.bench.dedup --scratch [--base-docs 20000]      # scratch and shuffle bytes per document
+
+`--scratch` runs `fuzzy_dedup`'s steps in this process (no Ray: a sequential stand-in for the backend runs the
+very same step functions) on the generated corpus written as one Parquet checkpoint, and reports, per document:
+the peak size of the stage's scratch folder (`ctx.work`, beyond its input checkpoint; sampled after every step
+and every task), the bytes each scratch step wrote (the shuffle traffic: every byte written there is read back
+once by another task), and the checkpoint itself for scale. datatrove keeps about 1 kB/doc (signatures and
+buckets), measured by the full benchmark above.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -45,10 +56,11 @@ from scripts.bench.common import (
 class Sampler(threading.Thread):
     """Peak RSS of a process (driver) and of its whole tree, plus the peak size of some folders."""
 
-    def __init__(self, pid: int, folders: list[Path], period: float = 0.5):
+    def __init__(self, pid: int, folders: list[Path], period: float = 0.5, scratch: str | None = None):
         super().__init__(daemon=True)
         self.pid, self.folders, self.period = pid, folders, period
-        self.driver_peak = self.total_peak = self.disk_peak = 0
+        self.scratch = scratch  # a glob (under the first folder) of the dedup stage's own scratch folder
+        self.driver_peak = self.total_peak = self.disk_peak = self.scratch_peak = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -70,6 +82,9 @@ class Sampler(threading.Thread):
                 pass
             if n % 4 == 0:  # disk usage every 2 s
                 self.disk_peak = max(self.disk_peak, sum(_du(f) for f in self.folders))
+                if self.scratch and self.folders:
+                    own = sum(_du(f) for f in self.folders[0].glob(self.scratch))
+                    self.scratch_peak = max(self.scratch_peak, own)
             n += 1
             self.stop.wait(self.period)
 
@@ -88,11 +103,11 @@ def _du(path: Path) -> int:
 
 
 def _watch(
-    cmd: list[str], folders: list[Path], env: dict, cwd: Path
+    cmd: list[str], folders: list[Path], env: dict, cwd: Path, scratch: str | None = None
 ) -> tuple[subprocess.CompletedProcess, Sampler, float]:
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
-    s = Sampler(proc.pid, folders)
+    s = Sampler(proc.pid, folders, scratch=scratch)
     s.start()
     out, err = proc.communicate()
     wall = time.time() - t0
@@ -120,7 +135,11 @@ def run_ours(corpus: Path, work: Path, num_cpus: int) -> dict:
     cfg_path.write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
     _, s, wall = _watch(
-        [sys.executable, "-m", "jobs.run", "--config", str(cfg_path)], [out / "_work"], env, ROOT
+        [sys.executable, "-m", "jobs.run", "--config", str(cfg_path)],
+        [out / "_work"],
+        env,
+        ROOT,
+        scratch="*/seg*-fuzzy_dedup",  # the stage's ctx.work: its scratch beyond the input checkpoint
     )
     report = json.loads((out / "report.json").read_text())
     st = report["stages"][0]
@@ -131,6 +150,7 @@ def run_ours(corpus: Path, work: Path, num_cpus: int) -> dict:
         "driver_peak": s.driver_peak,
         "total_peak": s.total_peak,
         "work_peak": s.disk_peak,
+        "scratch_peak": s.scratch_peak,
         "index_bytes": index,
         "rows_in": st["rows_in"],
         "rows_out": st["rows_out"],
@@ -192,6 +212,126 @@ def kernel(reps: int = 2) -> None:
         )
 
 
+class _LocalBackend:
+    """The global-stage backend run sequentially in this process, sampling the scratch folder after each task."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.peak = 0
+        self.peak_at = ""
+
+    def sample(self, where: str) -> None:
+        size = _du(self.work)
+        if size > self.peak:
+            self.peak, self.peak_at = size, where
+
+    def map_collect(self, ds, fn, rows, resources, name):
+        import pyarrow.parquet as pq
+
+        from refinery.schema import row_slices
+
+        out = []
+        for f in ds:
+            for part in row_slices(pq.read_table(f), rows):
+                out += fn(part).to_pylist()
+                self.sample(name)
+        return out
+
+    def run_wave(self, fn, args, resources, name):
+        out = []
+        for a in args:
+            out.append(fn(*a))
+            self.sample(name)
+        return out
+
+    def dataset_from(self, fn, items, name):
+        return fn, list(items)
+
+
+def scratch(base_docs: int, seed: int, shard_docs: int, work: Path) -> dict:
+    """Peak scratch and shuffle bytes per document of fuzzy_dedup's steps (in-process, see the module doc)."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from refinery.location import Location
+    from refinery.stage import GlobalContext
+    from stages.dedup import shuffle
+    from stages.dedup.fuzzy import FuzzyDedup
+
+    corpus = work / f"corpus-{base_docs}-s{shard_docs}"
+    ensure_corpus(corpus, base_docs, seed, shard_docs)
+    docs = []
+    for f in sorted(corpus.glob("part-*.jsonl.gz")):
+        with gzip.open(f, "rt") as fh:
+            for i, line in enumerate(fh):
+                d = json.loads(line)
+                docs.append({"id": str(d["id"]), "text": d["text"], "source": {"uri": str(f), "offset": i}})
+    ckpt = work / "scratch-ckpt"
+    shutil.rmtree(ckpt, ignore_errors=True)
+    ckpt.mkdir(parents=True)
+    files = []
+    for i in range(0, len(docs), shard_docs):
+        t = pa.Table.from_pylist(docs[i : i + shard_docs]).append_column(
+            "run_id", pa.array(["bench"] * len(docs[i : i + shard_docs]))
+        )
+        files.append(str(ckpt / f"part-{i:08d}.parquet"))
+        pq.write_table(t, files[-1], compression="zstd")
+    n = len(docs)
+    ckpt_bytes = _du(ckpt)
+    scratch_dir = work / "scratch-work"
+    shutil.rmtree(scratch_dir, ignore_errors=True)
+    written: dict[str, int] = {}
+    orig = shuffle.Store.write_one
+
+    def counting(self, step, part, table, tag):  # every byte a step writes, by step
+        orig(self, step, part, table, tag)
+        size = self.folder(step, part).join(f"part-{tag}.parquet").size()
+        key = step if not step.startswith("cc-") else "components"
+        written[key] = written.get(key, 0) + size
+
+    shuffle.Store.write_one = counting
+    backend = _LocalBackend(scratch_dir)
+    ctx = GlobalContext(
+        work=Location(str(scratch_dir)),
+        state=Location(str(work / "scratch-state")),
+        backend=backend,
+        label="fuzzy_dedup",
+        num_cpus=2,
+        input_bytes=ckpt_bytes,
+        inputs=[Location(f) for f in files],
+    )
+    t0 = time.perf_counter()
+    try:
+        fn, items = FuzzyDedup({}).apply(files, ctx)
+        verdicts = []
+        for it in items:
+            t = fn(it)
+            backend.sample("final")
+            if t is not None:
+                verdicts += [
+                    f"{s['uri']}:{s['offset']}:{d}"
+                    for s, d in zip(t["source"].to_pylist(), t["_drop"].to_pylist(), strict=True)
+                ]
+        dropped = sum(1 for v in verdicts if not v.endswith(":None"))
+    finally:
+        shuffle.Store.write_one = orig
+    seconds = time.perf_counter() - t0
+    shutil.rmtree(work / "scratch-state", ignore_errors=True)
+    return {
+        "docs": n,
+        "dropped": dropped,
+        "verdicts_digest": hashlib.sha256("\n".join(sorted(verdicts)).encode()).hexdigest()[:16],
+        "seconds": seconds,
+        "checkpoint_per_doc": ckpt_bytes / n,
+        "peak_per_doc": backend.peak / n,
+        "peak_at": backend.peak_at,
+        "shuffle_per_doc": sum(written.values()) / n,
+        "written_per_doc": {k: round(v / n) for k, v in sorted(written.items())},
+    }
+
+
 def ensure_corpus(out: Path, docs: int, seed: int, shard_docs: int) -> dict:
     if not (out / "corpus.json").exists():
         make_corpus(out, docs=docs, seed=seed, shard_docs=shard_docs)
@@ -226,11 +366,17 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "dedup.md")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--kernel", action="store_true", help="only the in-process signature-kernel comparison")
+    ap.add_argument("--scratch", action="store_true", help="only scratch and shuffle bytes per document")
     args = ap.parse_args()
+    if args.scratch:
+        res = scratch(args.base_docs, args.seed, args.shard_docs, args.work or Path(tempfile.mkdtemp()))
+        print(json.dumps(res, indent=1))
+        return 0
     if args.kernel:
         kernel()
         return 0
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench_dedup-"))
+    # absolute: datatrove runs in its own folder
+    work = (args.work or Path(tempfile.mkdtemp(prefix="bench_dedup-"))).resolve()
     rows = []
     for k in [int(x) for x in args.scales.split(",")]:
         n = args.base_docs * k
@@ -272,7 +418,8 @@ def write_report(args, rows) -> None:
         "",
         "| scale | docs | text MB | ours wall s | ours dedup-stage s | datatrove wall s (sig/buckets/cluster/filter) "
         "| speed-up (wall) | ours driver peak RSS MB | ours total peak RSS MB | datatrove total peak RSS MB "
-        "| ours state B/doc (work peak / index) | datatrove state B/doc | rows out ours / datatrove |",
+        "| ours state B/doc (work peak / dedup scratch peak / index) | datatrove state B/doc "
+        "| rows out ours / datatrove |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -290,6 +437,7 @@ def write_report(args, rows) -> None:
         lines.append(
             f"| {r['scale']}× | {n} | {r['text_bytes'] / 1e6:.1f} | {o['wall']:.1f} | {o['stage_seconds']:.1f} | {dcol} | {speed} "
             f"| {o['driver_peak'] / mb:.0f} | {o['total_peak'] / mb:.0f} | {drss} | {o['work_peak'] / n:.0f} / "
+            f"{o.get('scratch_peak', 0) / n:.0f} / "
             f"{o['index_bytes'] / n:.0f} | {dstate} | {o['rows_out']} / {dout} |"
         )
     if len(rows) > 1:

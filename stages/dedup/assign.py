@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from refinery.location import Location
 from refinery.schema import DROP_COL, set_struct_fields
 from refinery.stage import GlobalContext
 from stages.dedup.index import gen_file_prefix, write_generation
-from stages.dedup.keys import NODE, ROW_KEY, combine
+from stages.dedup.keys import NODE, ROW_KEY, combine, row_keys
 from stages.dedup.shuffle import Store, lookup
 
 INTERNAL = (NODE, ROW_KEY, "_xkey", "_bands")  # columns carried through the dedup steps, never returned
@@ -55,7 +56,10 @@ class FinalJoin:
         docs = self.store.read("docs", k)
         if docs is None:
             return None
-        assign = self.store.read("assign", k)
+        return self.join(docs, self.store.read("assign", k), k)
+
+    def join(self, docs: pa.Table, assign: pa.Table | None, k: int) -> pa.Table:
+        """`docs` (with their row keys) with their verdicts from `assign` (row key → cluster, kept, reason)."""
         ids = docs["id"].combine_chunks()
         n = docs.num_rows
         if assign is not None and assign.num_rows:
@@ -122,6 +126,39 @@ class FinalJoin:
             )
         assert self.index is not None and self.run_id is not None
         write_generation(self.index, self.run_id, table, f"{gen_file_prefix(self.label)}{k:05d}")
+
+
+class CheckpointJoin(FinalJoin):
+    """Per file of the stage's input checkpoint: its rows with their verdicts. The rows are read back from the
+    checkpoint rather than copied into the scratch; every task reads all the assignments (one row per judged
+    document, a small share of the corpus), once per worker process."""
+
+    def __init__(self, store: Store, label: str, storage_options: dict[str, Any]):
+        super().__init__(store, label, None, None, None)
+        self.storage_options = storage_options
+
+    def __call__(self, uri: str) -> pa.Table | None:  # type: ignore[override]
+        with Location(uri, self.storage_options).open("rb") as f:
+            docs = pq.read_table(f)
+        if docs.num_rows == 0:
+            return None
+        docs = docs.append_column(ROW_KEY, row_keys(docs))
+        return self.join(docs, read_all(self.store, "assign"), 0)
+
+
+_ALL: dict[tuple[Any, ...], pa.Table | None] = {}
+
+
+def read_all(store: Store, step: str) -> pa.Table | None:
+    """Every partition of a (small) step as one table, cached per process by the files' names and sizes, so a
+    step redone after a crash is never served stale."""
+    files = tuple((loc.uri, loc.size()) for loc in store.folder(step).find(".parquet"))
+    key = (store.root.uri, step, files)
+    if key not in _ALL:
+        _ALL.clear()
+        tables = [t for k in range(store.nparts) if (t := store.read(step, k)) is not None]
+        _ALL[key] = pa.concat_tables(tables, promote_options="permissive") if tables else None
+    return _ALL[key]
 
 
 def final_dataset(

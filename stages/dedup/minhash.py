@@ -150,22 +150,59 @@ def hash_strings(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def tokenize(norm: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Token hashes of normalized texts and per-document token offsets (len(norm)+1)."""
+    return tokenize_bytes(*_string_parts(norm))
+
+
+# ASCII bytes that separate tokens (everything but ASCII letters and digits); bytes >= 0x80 belong to tokens
+SEPARATOR = np.ones(256, dtype=bool)
+SEPARATOR[48:58] = SEPARATOR[65:91] = SEPARATOR[97:123] = False
+SEPARATOR[128:] = False
+LOWER = np.arange(256, dtype=np.uint8)
+LOWER[65:91] += 32
+
+
+def token_spans(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, ends, per-document token offsets) of the tokens of UTF-8 texts `data` cut at `offsets`.
+
+    A token is a maximal run of non-separator bytes inside one document. On a normalized text (the only ASCII
+    byte between words is a space) these are its space-separated words; on a pure-ASCII text they are the words
+    of its normalization, since NFKC leaves ASCII alone and lower-casing is done by `LOWER` when hashing."""
+    n = len(data)
+    tok = ~SEPARATOR[data]
+    nonempty = np.flatnonzero(offsets[1:] > offsets[:-1])
+    first = np.zeros(n, dtype=bool)
+    first[offsets[nonempty]] = True
+    last = np.zeros(n, dtype=bool)
+    last[offsets[nonempty + 1] - 1] = True
+    prev = np.zeros(n, dtype=bool)
+    prev[1:] = tok[:-1]
+    nxt = np.zeros(n, dtype=bool)
+    nxt[:-1] = tok[1:]
+    starts = np.flatnonzero(tok & (~prev | first))
+    ends = np.flatnonzero(tok & (~nxt | last)) + 1
+    return starts, ends, np.searchsorted(starts, offsets).astype(np.int64)
+
+
+def tokenize_bytes(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Token hashes (of lower-cased bytes) and per-document token offsets; see `token_spans`. Pure numpy, the
+    reference the GPU path (minhash_gpu.py) reproduces."""
+    starts, ends, doc_off = token_spans(data, offsets)
+    return hash_spans(LOWER[data], starts, ends), doc_off
+
+
+def prepare_texts(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """UTF-8 bytes and offsets that `tokenize_bytes` turns into the tokens of the normalized texts: pure-ASCII
+    texts as they are (no copy through the regex: most web text is ASCII), the others normalized."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    # empty strings become null first: splitting "" would give one empty token
-    norm = pc.if_else(pc.equal(pc.binary_length(norm), 0), pa.nulls(len(norm), norm.type), norm)
-    words = pc.utf8_split_whitespace(norm)
-    if isinstance(words, pa.ChunkedArray):
-        words = words.combine_chunks()
-    words = words.cast(pa.large_list(pa.large_string()))
-    doc_off = np.frombuffer(words.buffers()[1], dtype=np.int64, count=len(words) + 1 + words.offset)[
-        words.offset :
-    ]
-    flat = words.values.slice(int(doc_off[0]), int(doc_off[-1] - doc_off[0]))
-    doc_off = doc_off - doc_off[0]
-    data, offsets = _string_parts(flat)
-    return hash_spans(data, offsets[:-1], offsets[1:]), doc_off.astype(np.int64)
+    t = pc.fill_null(text, "")
+    if isinstance(t, pa.ChunkedArray):
+        t = t.combine_chunks()
+    other = pc.invert(pc.string_is_ascii(t))
+    if pc.any(other).as_py():
+        t = pc.replace_with_mask(t, other, normalize_for_shingles(t.filter(other)).cast(t.type))
+    return _string_parts(t)
 
 
 def shingles(tok: np.ndarray, doc_off: np.ndarray, n: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -286,12 +323,14 @@ class ShingledBatch:
         return self.values[self.offsets[i] : self.offsets[i + 1]]
 
 
-def shingle_texts(text: pa.Array | pa.ChunkedArray, n: int = 5) -> ShingledBatch:
-    """Normalize, tokenize and shingle a batch of texts; returns distinct sorted shingles per document."""
+def shingle_texts(text: pa.Array | pa.ChunkedArray, n: int = 5, distinct: bool = True) -> ShingledBatch:
+    """Normalize, tokenize and shingle a batch of texts; returns distinct sorted shingles per document, or with
+    `distinct=False` every shingle in text order (enough for signatures: a minimum ignores repeats)."""
 
-    norm = normalize_for_shingles(text)
-    tok, doc_off = tokenize(norm)
+    tok, doc_off = tokenize_bytes(*prepare_texts(text))
     sh, sh_off = shingles(tok, doc_off, n)
+    if not distinct:
+        return ShingledBatch(sh, sh_off)
     u, u_off = unique_per_doc(sh, sh_off)
     return ShingledBatch(u, u_off)
 
