@@ -178,15 +178,21 @@ def compute_run_id(cfg: RunConfig, files: list[InputFile]) -> str:
 
 def plan_stages(cfg: RunConfig) -> list[PlannedStage]:
     """Instantiate stages (no setup) and give each a unique label used in drop reasons and the report."""
-    seen: dict[str, int] = {}
     planned = []
-    for spec in cfg.stages:
-        n = seen.get(spec.stage, 0) + 1
-        seen[spec.stage] = n
-        label = spec.stage if n == 1 else f"{spec.stage}#{n}"
+    for spec, label in zip(cfg.stages, stage_labels([s.stage for s in cfg.stages]), strict=True):
         stage = build_stage(spec.stage, spec.params, spec.resources)
         planned.append(PlannedStage(label, spec.stage, dict(spec.params), stage))
     return planned
+
+
+def stage_labels(names: list[str]) -> list[str]:
+    """Each stage's label: its name, or name#2 for a second use (drop reasons, the report, `flagged`)."""
+    seen: dict[str, int] = {}
+    labels = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return labels
 
 
 def duplicate_id_check() -> PlannedStage:
