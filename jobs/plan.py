@@ -135,6 +135,12 @@ def plan_run(cfg: RunConfig, config_source: str = "<config>") -> RunPlan:
     )
     plan.tasks, plan.unclaimed = plan_reads(files, cfg.input, run_id)
     plan.stages = plan_stages(cfg)
+    forgotten = forgotten_check(cfg)
+    if (
+        forgotten is not None
+    ):  # documents erased by `refinery forget` must not come back (stages/forgotten.py)
+        at = next((i + 1 for i, p in enumerate(plan.stages) if p.name == "normalize"), 0)
+        plan.stages.insert(at, forgotten)
     plan.dup_policy = cfg.input.on_duplicate_id if cfg.input.id_field else None
     implicit = [duplicate_id_check()] if plan.dup_policy == "quarantine" else []
     plan.segments = group_stages([*implicit, *plan.stages])
@@ -193,6 +199,17 @@ def stage_labels(names: list[str]) -> list[str]:
         seen[name] = seen.get(name, 0) + 1
         labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
     return labels
+
+
+def forgotten_check(cfg: RunConfig) -> PlannedStage | None:
+    """The implicit `forgotten` stage, when the run's state holds documents erased by `refinery forget`."""
+    from stages.forgotten import FORGOTTEN
+
+    state = Location(cfg.output.resolved_state_uri(), cfg.output.storage_options)
+    if not state.join(FORGOTTEN).exists():
+        return None
+    params = {"state_uri": state.uri, "storage_options": dict(cfg.output.storage_options)}
+    return PlannedStage("forgotten", "forgotten", params, build_stage("forgotten", params))
 
 
 def duplicate_id_check() -> PlannedStage:
