@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from jobs.plan import code_version, stage_labels
-from refinery.accounting import build_report, check_accounting, merge_stats
+from refinery.accounting import build_report, check_accounting, manifest_counts, merge_stats
 from refinery.commit import MANIFEST, WORK_DIR, check_output, commit, committed_manifest
 from refinery.config import ConfigError, _apply_override, _message
 from refinery.location import Location
@@ -149,14 +149,7 @@ def refilter(
         "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest(),
         "schema": manifest.get("schema", []),
         "inputs": manifest.get("inputs", []),
-        "counts": {
-            "rows_read": report["rows_read"],
-            "rows_out": report["rows_out"],
-            "dropped": report["dropped_total"],
-            "quarantined": sum(report["quarantined"].values()),
-            "skipped": sum(report.get("skipped", {}).values()),
-            "duplicate_ids": report["duplicate_ids"],
-        },
+        "counts": manifest_counts(report, report["duplicate_ids"]),
         "refilter": lineage,
     }
     committed = commit(out, so, work.uri, files, new_manifest, report)

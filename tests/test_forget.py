@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tests.conftest import read_droplog
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -235,17 +237,7 @@ def test_next_refresh_drops_reappearances_as_forgotten(chain, forgotten, tmp_pat
     assert cli("refresh", str(cfg), "--date", "2026-01-04") in (0, 3)
     snap = out / "snapshots" / "20260104"
     manifest = json.loads((snap / "manifest.json").read_text())
-    drops = {}
-    for f in manifest["files"]:
-        if f["kind"] == "droplog":
-            t = pq.read_table(snap / f["path"])
-            drops.update(
-                zip(
-                    t["id"].to_pylist(),
-                    zip(t["stage"].to_pylist(), t["reason"].to_pylist(), strict=True),
-                    strict=True,
-                )
-            )
+    drops = read_droplog(snap)
     assert all(drops.get(d["id"]) == ("forgotten", "forgotten") for d in fresh), drops
     assert manifest["counts"]["rows_out"] == 0
 

@@ -12,13 +12,12 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from refinery.accounting import check_accounting
 from refinery.stage import NotRecomputable, build_stage
-from tests.conftest import read_output
+from tests.conftest import read_droplog, read_output
 
 FIX = Path(__file__).parent / "fixtures" / "quality"
 RULE_STAGES = ("gopher_quality", "gopher_repetition", "fineweb_quality")
@@ -157,25 +156,6 @@ def _rows(path: Path) -> dict[str, dict]:
     return rows
 
 
-def _droplog(path: Path) -> dict[str, str]:
-    manifest = json.loads((path / "manifest.json").read_text())
-    out = {}
-    for f in manifest["files"]:
-        if f["kind"] == "droplog":
-            t = pq.read_table(path / f["path"])
-            out.update(
-                zip(
-                    t["id"].to_pylist(),
-                    (
-                        f"{s}:{r}"
-                        for s, r in zip(t["stage"].to_pylist(), t["reason"].to_pylist(), strict=True)
-                    ),
-                    strict=True,
-                )
-            )
-    return out
-
-
 def test_refilter_matches_a_full_run_with_the_new_params(runs, capsys):
     out = runs["tmp"] / "refiltered"
     assert cli("refilter", str(runs["src"]), *_sets(NEW), "--out", str(out)) == 0
@@ -186,7 +166,7 @@ def test_refilter_matches_a_full_run_with_the_new_params(runs, capsys):
     src = _rows(runs["src"])
     back = [i for i in got if "gopher_quality:alpha_words" in (src[i]["flagged"] or [])]
     assert back, "a looser threshold must keep rows the source flagged"
-    assert _droplog(out) == _droplog(runs["full"])
+    assert read_droplog(out) == read_droplog(runs["full"])
     rep = json.loads((out / "report.json").read_text())
     full_rep = json.loads((runs["full"] / "report.json").read_text())
     assert check_accounting(rep) == []
