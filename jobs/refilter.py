@@ -107,7 +107,10 @@ def refilter(
     work = output.join(WORK_DIR, run_id)
     work.remove(recursive=True)
     files, stats, new_drops = _rewrite(src, manifest, work, changes, new_stages, labels, run_id)
-    rows_read = src_report["rows_read"]
+    gone = manifest.get("counts", {}).get(
+        "forgotten", 0
+    )  # a generation after `refinery forget`: rows no file holds
+    rows_read = src_report["rows_read"] - gone
     lineage = {
         "source": source,
         "source_run_id": manifest.get("run_id"),
@@ -136,6 +139,9 @@ def refilter(
         raise RuntimeError(
             "refilter: accounting does not balance, nothing was published: " + "; ".join(problems)
         )
+    if gone:
+        report["rows_read"] += gone
+        report["forgotten"] = src_report.get("forgotten", {})
     config = copy.deepcopy(manifest["config"])
     config["stages"] = new_stages
     config.setdefault("output", {})["uri"] = out
@@ -149,7 +155,10 @@ def refilter(
         "config_hash": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest(),
         "schema": manifest.get("schema", []),
         "inputs": manifest.get("inputs", []),
-        "counts": manifest_counts(report, report["duplicate_ids"]),
+        "counts": {
+            **manifest_counts(report, report["duplicate_ids"]),
+            **({"forgotten": gone} if gone else {}),
+        },
         "refilter": lineage,
     }
     committed = commit(out, so, work.uri, files, new_manifest, report)
