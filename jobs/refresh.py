@@ -413,7 +413,10 @@ def write_monitoring(
     info = {**pending, "config_hash": pending.get("config_hash")}
     card = render_datacard(snapshot_id, manifest, report, profile, cfg.licenses, info)
     folder.join(DATACARD).write_bytes(card.encode())
-    folder.join(REPORT_HTML).write_bytes(render_html(snapshot_id, profile, drift, alerts, info).encode())
+    from jobs.run import review_samples
+
+    page = render_html(snapshot_id, profile, drift, alerts, info, samples=review_samples(snap, so))
+    folder.join(REPORT_HTML).write_bytes(page.encode())
     return alerts
 
 

@@ -222,3 +222,48 @@ def evaluate(path: str, output: str, so: dict[str, Any] | None = None) -> dict[s
             "recall": round(tp / len(truth), 4) if truth else None,
         }
     return report
+
+
+def report_samples(
+    output: str, so: dict[str, Any] | None = None, per_reason: int = 3, max_chars: int = 400
+) -> dict[str, Any]:
+    """The review section of report.html, in one pass over the data: per stage and reason the `per_reason`
+    flagged documents with the smallest hash of stage and id, scrubbed and truncated, with their signals; and per
+    filter the number of documents it dropped, whose text is not kept."""
+    so = so or {}
+    names: dict[str, list[str]] = {}
+    picked: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+    for t in _tables(output, so):
+        if FLAGGED_COL not in t.column_names:
+            continue
+        quality = t["quality"].to_pylist() if "quality" in t.column_names else [None] * t.num_rows
+        ids = t["id"].to_pylist()
+        for i, fl in enumerate(t[FLAGGED_COL].to_pylist()):
+            for f in fl or []:
+                stage, _, reason = f.partition(":")
+                if stage not in names:
+                    try:
+                        names[stage] = stage_signals(output, so, stage)
+                    except ConfigError:
+                        names[stage] = []
+                key = hashlib.sha256(f"{stage}\x00{ids[i]}".encode()).hexdigest()
+                bucket = picked.setdefault((stage, reason), [])
+                if len(bucket) < per_reason or key < bucket[-1][0]:
+                    text = t["text"][i].as_py() or ""
+                    sig = {k: (quality[i] or {}).get(k) for k in names[stage]}
+                    bucket.append((key, {"id": ids[i], "signals": sig, "text": text[: max_chars * 2]}))
+                    bucket.sort(key=lambda x: x[0])
+                    del bucket[per_reason:]
+    rows = [r for bucket in picked.values() for _, r in bucket]
+    for r, text in zip(rows, scrub([r["text"] for r in rows]), strict=True):
+        r["text"] = (text or "")[:max_chars] + ("…" if len(text or "") > max_chars else "")
+    stages: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for (stage, reason), bucket in sorted(picked.items()):
+        stages.setdefault(stage, {})[reason] = [r for _, r in bucket]
+    report = Location(output, so).join("report.json").read_json_or_none() or {}
+    no_text = {
+        s["name"]: sum(s["dropped"].values())
+        for s in report.get("stages", [])
+        if sum(s.get("dropped", {}).values()) and not s["name"].split("#")[0].endswith("_dedup")
+    }
+    return {"stages": stages, "no_text": no_text}

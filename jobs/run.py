@@ -60,7 +60,15 @@ def write_html_report(cfg, result) -> str | None:
     try:
         profile = build_profile(result.output_uri, so, cfg.monitoring, result.run_id)
         inputs = [i.get("uri") for i in result.manifest.get("inputs", [])]
-        page = render(result.run_id, profile, None, [], {"new_inputs": inputs}, kind="Run")
+        page = render(
+            result.run_id,
+            profile,
+            None,
+            [],
+            {"new_inputs": inputs},
+            kind="Run",
+            samples=review_samples(result.output_uri, so),
+        )
         target = Location(result.output_uri, so).join("report.html")
         target.write_bytes(page.encode())
         return target.uri
@@ -72,12 +80,25 @@ def write_html_report(cfg, result) -> str | None:
         return None
 
 
+def review_samples(output: str, so: dict) -> dict | None:
+    """The review samples of report.html (jobs/review.py); none when they cannot be built."""
+    from jobs.review import report_samples
+
+    try:
+        return report_samples(output, so)
+    except Exception:  # a report section, never a reason to lose the page
+        return None
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
     from jobs.cli import add_config_args
 
     add_config_args(p)
-    p.add_argument("--no-resume", action="store_true",
-                   help="start clean: discard what an interrupted run of this config on this input left")
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start clean: discard what an interrupted run of this config on this input left",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

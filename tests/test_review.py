@@ -143,3 +143,25 @@ def test_labelstudio_export_import_and_eval(annotated, tmp_path, capsys):
     assert res["gopher_quality"]["precision"] == round(19 / 20, 4)
     assert res["gopher_quality"]["recall"] == 1.0
     assert res["length_filter"]["predicted_drop"] == 0
+
+
+def test_report_html_shows_scrubbed_samples_per_stage_and_reason(annotated):
+    import html
+    import re
+
+    page = (annotated["out"] / "report.html").read_text(encoding="utf-8")
+    section = page[page.index('id="samples"') :]
+    reasons = re.findall(r"<h3>gopher_quality: (\w+)</h3>", section)
+    report = json.loads((annotated["out"] / "report.json").read_text())
+    flagged = next(s for s in report["stages"] if s["name"] == "gopher_quality")["flagged"]
+    assert sorted(reasons) == sorted(flagged), "one sample table per reason the stage flagged"
+    assert "gopher_stop_words=" in section and "gopher_words=" in section
+    assert "length_filter dropped" in section and "action: annotate" in section
+    cells = [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", section, re.S)]
+    assert not any(any(scan_text(c).values()) for c in cells), "PII in a report sample"
+    assert any(
+        c.startswith(annotated["rows"][i]["text"][:40])
+        for i in annotated["rows"]
+        for c in cells
+        if len(annotated["rows"][i]["text"]) > 40
+    )
