@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from refinery.config import RunConfig, load_config
+from refinery.config import Context, RunConfig, load_config
 from refinery.progress import show_progress
 from refinery.registry import Registry
 
@@ -49,14 +49,14 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, str]:
+def config_from_args(args: argparse.Namespace, context: Context = "run") -> tuple[RunConfig, str]:
     """The validated config named on the command line (raises ConfigError listing every problem)."""
     from refinery.config import ConfigError
 
     path = args.config_opt or args.config
     if not path:
         raise ConfigError("<args>", [("config", "no config file given")])
-    return load_config(path, args.overrides), path
+    return load_config(path, args.overrides, context), path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.plan import RunPlan, code_version
-from refinery.accounting import build_report, check_accounting
+from refinery.accounting import build_report, check_accounting, manifest_counts
 from refinery.commit import commit
 from refinery.state import commit_generations
 from stages.readers import ReadTask
@@ -110,14 +110,7 @@ def finalize(
         "config_hash": cfg.config_hash(),
         "schema": [{"name": fld.name, "type": str(fld.type)} for fld in plan.schema()],
         "inputs": [f.to_dict() for f in plan.files],
-        "counts": {
-            "rows_read": report["rows_read"],
-            "rows_out": report["rows_out"],
-            "dropped": report["dropped_total"],
-            "quarantined": sum(report["quarantined"].values()),
-            "skipped": sum(report.get("skipped", {}).values()),
-            "duplicate_ids": ex.duplicate_ids,
-        },
+        "counts": manifest_counts(report, ex.duplicate_ids),
         # what differs between attempts lives apart from what they must agree on (files, counts)
         "attempt": {"created_at": plan.started_at, **ex.resume},
         **(manifest_extra or {}),

@@ -140,6 +140,12 @@ def plan_run(cfg: RunConfig, config_source: str = "<config>") -> RunPlan:
     )
     plan.tasks, plan.unclaimed = plan_reads(files, cfg.input, run_id)
     plan.stages = plan_stages(cfg)
+    forgotten = forgotten_check(cfg)
+    if (
+        forgotten is not None
+    ):  # documents erased by `refinery forget` must not come back (stages/forgotten.py)
+        at = next((i + 1 for i, p in enumerate(plan.stages) if p.name == "normalize"), 0)
+        plan.stages.insert(at, forgotten)
     plan.dup_policy = cfg.input.on_duplicate_id if cfg.input.id_field else None
     implicit = [duplicate_id_check()] if plan.dup_policy == "quarantine" else []
     plan.segments = group_stages([*implicit, *plan.stages])
@@ -183,15 +189,32 @@ def compute_run_id(cfg: RunConfig, files: list[InputFile]) -> str:
 
 def plan_stages(cfg: RunConfig) -> list[PlannedStage]:
     """Instantiate stages (no setup) and give each a unique label used in drop reasons and the report."""
-    seen: dict[str, int] = {}
     planned = []
-    for spec in cfg.stages:
-        n = seen.get(spec.stage, 0) + 1
-        seen[spec.stage] = n
-        label = spec.stage if n == 1 else f"{spec.stage}#{n}"
+    for spec, label in zip(cfg.stages, stage_labels([s.stage for s in cfg.stages]), strict=True):
         stage = build_stage(spec.stage, spec.params, spec.resources)
         planned.append(PlannedStage(label, spec.stage, dict(spec.params), stage))
     return planned
+
+
+def stage_labels(names: list[str]) -> list[str]:
+    """Each stage's label: its name, or name#2 for a second use (drop reasons, the report, `flagged`)."""
+    seen: dict[str, int] = {}
+    labels = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return labels
+
+
+def forgotten_check(cfg: RunConfig) -> PlannedStage | None:
+    """The implicit `forgotten` stage, when the run's state holds documents erased by `refinery forget`."""
+    from stages.forgotten import FORGOTTEN
+
+    state = Location(cfg.output.resolved_state_uri(), cfg.output.storage_options)
+    if not state.join(FORGOTTEN).exists():
+        return None
+    params = {"state_uri": state.uri, "storage_options": dict(cfg.output.storage_options)}
+    return PlannedStage("forgotten", "forgotten", params, build_stage("forgotten", params))
 
 
 def duplicate_id_check() -> PlannedStage:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from refinery.commit import SUCCESS, OutputExistsError, committed_manifest
-from refinery.config import RunConfig
+from refinery.config import ConfigError, RunConfig
 from refinery.faults import maybe_fail
 from refinery.fsio import InputFile, join, list_inputs
 from refinery.location import Location
@@ -44,6 +44,7 @@ from refinery.monitoring.report_html import render_run
 from refinery.progress import progress
 from refinery.redact import scrub
 from refinery.refresh import runlog
+from refinery.refresh.defaults import apply_refresh_defaults, refresh_config_errors
 from refinery.refresh.lock import LeaseLock, LockHeld
 from refinery.refresh.snapshots import (
     LATEST,
@@ -90,8 +91,10 @@ class RefreshResult:
 
 
 def derive_config(cfg: RunConfig, files: list[str], snap_uri: str) -> RunConfig:
-    """The run config of one snapshot: only `files` as input, the snapshot as output, the shared state."""
+    """The run config of one snapshot: only `files` as input, the snapshot as output, the shared state, and
+    dedup stages that read the published index unless the config says otherwise (refinery/refresh/defaults.py)."""
     raw = cfg.model_dump(mode="python")
+    apply_refresh_defaults(raw["stages"])
     raw["input"]["files"] = list(files)
     raw["output"]["uri"] = snap_uri
     raw["output"]["state_uri"] = cfg.output.resolved_state_uri()
@@ -118,6 +121,16 @@ def refresh(
     root = cfg.output.uri.rstrip("/")
     so = cfg.output.storage_options
     state_uri = refresh_state_uri(root)
+    problems = refresh_config_errors(cfg.stages, lambda loc: ".".join(map(str, loc)))
+    if problems:  # a config not loaded with context="refresh" gets the same check, without line numbers
+        raise ConfigError(config_source, problems)
+    republish = apply_refresh_defaults(cfg.model_dump(mode="python")["stages"])
+    for label in republish:
+        log.warning(
+            "%s: against_index: false with allow_republish: true — documents already published may be "
+            "published again",
+            label,
+        )
     check_refresh_root(root, so)
     lock = LeaseLock(join(state_uri, "LOCK"), ttl_s=lock_ttl_s, storage_options=so)
     refresh_id = uuid.uuid4().hex[:12]
@@ -140,6 +153,7 @@ def refresh(
             "config": config_source,
             "config_hash": cfg.config_hash(),
             "owner": lock.owner,
+            **({"republish": republish} if republish else {}),
         },
         so,
     )
@@ -399,7 +413,10 @@ def write_monitoring(
     info = {**pending, "config_hash": pending.get("config_hash")}
     card = render_datacard(snapshot_id, manifest, report, profile, cfg.licenses, info)
     folder.join(DATACARD).write_bytes(card.encode())
-    folder.join(REPORT_HTML).write_bytes(render_html(snapshot_id, profile, drift, alerts, info).encode())
+    from jobs.run import review_samples
+
+    page = render_html(snapshot_id, profile, drift, alerts, info, samples=review_samples(snap, so))
+    folder.join(REPORT_HTML).write_bytes(page.encode())
     return alerts
 
 
@@ -480,7 +497,7 @@ def refresh_from_args(args: argparse.Namespace) -> int:
     from jobs.ray_backend import catch_stop_signals
 
     try:
-        cfg, path = config_from_args(args)
+        cfg, path = config_from_args(args, "refresh")
     except Exception as e:
         return report(e, [], "refresh")
     try:

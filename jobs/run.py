@@ -60,7 +60,15 @@ def write_html_report(cfg, result) -> str | None:
     try:
         profile = build_profile(result.output_uri, so, cfg.monitoring, result.run_id)
         inputs = [i.get("uri") for i in result.manifest.get("inputs", [])]
-        page = render(result.run_id, profile, None, [], {"new_inputs": inputs}, kind="Run")
+        page = render(
+            result.run_id,
+            profile,
+            None,
+            [],
+            {"new_inputs": inputs},
+            kind="Run",
+            samples=review_samples(result.output_uri, so),
+        )
         target = Location(result.output_uri, so).join("report.html")
         target.write_bytes(page.encode())
         return target.uri
@@ -69,6 +77,16 @@ def write_html_report(cfg, result) -> str | None:
             f"refinery: warning: no HTML report ({type(e).__name__}: {scrub(str(e), cfg.secrets())[:300]})",
             file=sys.stderr,
         )
+        return None
+
+
+def review_samples(output: str, so: dict) -> dict | None:
+    """The review samples of report.html (jobs/review.py); none when they cannot be built."""
+    from jobs.review import report_samples
+
+    try:
+        return report_samples(output, so)
+    except Exception:  # a report section, never a reason to lose the page
         return None
 
 

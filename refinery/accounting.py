@@ -158,6 +158,18 @@ def build_report(
     return report
 
 
+def manifest_counts(report: dict[str, Any], duplicate_ids: int) -> dict[str, int]:
+    """The `counts` a manifest records, from a report built by `build_report`."""
+    return {
+        "rows_read": report["rows_read"],
+        "rows_out": report["rows_out"],
+        "dropped": report["dropped_total"],
+        "quarantined": sum(report["quarantined"].values()),
+        "skipped": sum(report.get("skipped", {}).values()),
+        "duplicate_ids": duplicate_ids,
+    }
+
+
 def check_accounting(report: dict[str, Any]) -> list[str]:
     """The identities every report must satisfy; returns the violated ones (empty = consistent)."""
     problems = []

@@ -208,8 +208,12 @@ def verify(output_uri: str, storage_options: dict[str, Any] | None = None, deep:
     if "rows_out" in counts and counts["rows_out"] != data_rows:
         problems.append(f"manifest counts.rows_out={counts['rows_out']} but data files hold {data_rows} rows")
     # every row read is in exactly one data, quarantine or droplog part
-    if "rows_read" in counts and counts["rows_read"] != all_rows:
-        problems.append(f"manifest counts.rows_read={counts['rows_read']} but its files hold {all_rows} rows")
+    # … except rows an erasure request removed (`refinery forget`), counted under counts.forgotten
+    if "rows_read" in counts and counts["rows_read"] - counts.get("forgotten", 0) != all_rows:
+        gone = f" - {counts['forgotten']} forgotten" if counts.get("forgotten") else ""
+        problems.append(
+            f"manifest counts.rows_read={counts['rows_read']}{gone} but its files hold {all_rows} rows"
+        )
     listed = set(paths)
     for d in PUBLISHED_DIRS:
         folder = out.join(d)

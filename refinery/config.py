@@ -227,23 +227,36 @@ class ConfigError(Exception):
         return "\n".join(lines)
 
 
-def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> RunConfig:
-    """Read, override and fully validate a config file. Raises ConfigError listing every problem."""
+Context = Literal["run", "refresh"]
+
+
+def load_config(
+    path: str | os.PathLike[str], overrides: list[str] | None = None, context: Context = "run"
+) -> RunConfig:
+    """Read, override and fully validate a config file. Raises ConfigError listing every problem.
+
+    `context="refresh"` adds the refresh's own rules (refinery/refresh/defaults.py)."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(source, [("<file>", f"cannot read config: {e.strerror or e}")]) from None
-    return parse_config(text, source, overrides)
+    return parse_config(text, source, overrides, context)
 
 
-def parse_config(text: str, source: str = "<config>", overrides: list[str] | None = None) -> RunConfig:
+def parse_config(
+    text: str, source: str = "<config>", overrides: list[str] | None = None, context: Context = "run"
+) -> RunConfig:
     def checks(
         raw: dict[str, Any], cfg: RunConfig | None, where: Callable[..., str]
     ) -> list[tuple[str, str]]:
         errors = _validate_stages(raw.get("stages"), where)
         if cfg is not None:
             errors += [(where(loc), msg) for loc, msg in overlapping_locations(cfg)]
+            if context == "refresh" and not errors:
+                from refinery.refresh.defaults import refresh_config_errors
+
+                errors += refresh_config_errors(cfg.stages, where)
         return errors
 
     return parse_model(text, source, RunConfig, overrides, checks)

@@ -193,6 +193,23 @@ def row_domain(table: pa.Table) -> pa.Array:
     return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
+def row_url(table: pa.Table) -> pa.Array:
+    """The URL of each row: ``meta.url`` (JSONL/HTML/WARC records), else a ``url`` column, else ``source.uri``."""
+    n = table.num_rows
+    cands: list[pa.Array | pa.ChunkedArray] = []
+    if "meta" in table.column_names and not pa.types.is_null(table["meta"].type):
+        meta = pc.replace_substring(table["meta"].cast(pa.large_string()), "\\/", "/")
+        cands.append(pc.struct_field(pc.extract_regex(meta, _META_URL_RE), "url").cast(pa.string()))
+    if "url" in table.column_names and not pa.types.is_null(table["url"].type):
+        cands.append(table["url"].cast(pa.string()))
+    if "source" in table.column_names and pa.types.is_struct(table["source"].type):
+        cands.append(pc.struct_field(table["source"], "uri").cast(pa.string()))
+    if not cands:
+        return pa.nulls(n, pa.string())
+    out = pc.coalesce(*cands) if len(cands) > 1 else cands[0]
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+
+
 def to_dead(table: pa.Table, reasons: pa.Array | None = None) -> pa.Table:
     """Project dropped rows to the few columns accounting needs, so they cost little to carry along."""
     n = table.num_rows

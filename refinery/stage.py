@@ -146,8 +146,26 @@ class Stage(ABC, Generic[P]):
         """Counters for report.json computed from committed rows (e.g. PII counts by type), summed over batches."""
         return {}
 
+    def decide(self, batch: pa.Table) -> pa.Array | None:
+        """Drop reasons (null = keep) from the columns this stage stored, without recomputing them: what
+        `refinery refilter` re-thresholds a committed output with. A stage that implements it must use the same
+        function in `process`, so the two can never disagree. Raise `NotRecomputable` where the stored columns
+        cannot decide under these params (e.g. a signal that was never computed)."""
+        raise NotRecomputable(
+            f"stage {self.name!r} keeps no signals its decision can be recomputed from; re-run the pipeline"
+        )
+
+    def refilter_problem(self, old: StageParams) -> str | None:
+        """Why changing the params from `old` to this stage's params cannot be decided from stored signals (a
+        param that changes how signals are computed), or None."""
+        return None
+
     def __call__(self, batch: pa.Table) -> StageResult:
         return self.process(batch)
+
+
+class NotRecomputable(Exception):
+    """A decision that stored signals cannot reproduce (`Stage.decide`); the message says why."""
 
 
 class GlobalBackend(Protocol):

@@ -68,5 +68,21 @@ def read_output(output_uri: str | Path):
     return pa.concat_tables(tables) if tables else None, manifest
 
 
+def read_droplog(output_uri: str | Path) -> dict[str, tuple[str, str]]:
+    """id → (stage, reason) of every drop-log row of a committed output."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    root = Path(output_uri)
+    manifest = json.loads((root / "manifest.json").read_text())
+    out: dict[str, tuple[str, str]] = {}
+    for f in manifest["files"]:
+        if f["kind"] == "droplog":
+            t = pq.read_table(root / f["path"], columns=["id", "stage", "reason"])
+            out.update((r["id"], (r["stage"], r["reason"])) for r in t.to_pylist())
+    return out
+
+
 # Session fixture `s3_server`: a real SeaweedFS S3 on 127.0.0.1 with read-only and read-write identities.
 from tests.s3_server import s3_server  # noqa: E402,F401

@@ -384,3 +384,64 @@ def test_second_refresh_refuses_while_locked_and_expired_lock_is_taken_over(two_
     assert stale.held
     assert cli("refresh", str(cfg)) == 0  # takes the expired lock over; nothing new to publish
     assert not (out / "_state" / "refresh" / "LOCK").exists()
+
+
+def test_refresh_with_default_dedup_params_drops_copies_of_published(days, ray_session, tmp_path):
+    """A new user's refresh config: exact_dedup and fuzzy_dedup with their default params. Inside a refresh they
+    deduplicate against the published index, so day 2 publishes only its new and edited documents (the near
+    copies of day-1 documents and the unchanged rows of the rewritten file are `dup_of_published`)."""
+    inputs, out = tmp_path / "inputs", tmp_path / "out"
+    stages = [
+        {"stage": "normalize"},
+        {"stage": "length_filter", "params": {"min_words": 20}},
+        {"stage": "exact_dedup"},
+        {"stage": "fuzzy_dedup"},
+    ]
+    cfg = _dump(tmp_path, inputs, out, stages)
+    write_day(inputs, days["day1"])
+    assert cli("refresh", str(cfg), "--date", "2026-01-01") == 0
+    write_day(inputs, days["day2"])
+    assert cli("refresh", str(cfg), "--date", "2026-01-02") in (0, 3)
+    got2 = snapshot_ids(out / "snapshots" / "20260102")
+    assert set(got2) == days["expected2"] and len(got2) == len(set(got2))
+    dropped = droplog(out / "snapshots" / "20260102")
+    for i in days["near"] | days["unchanged_c"]:
+        assert dropped.get(i) == "dup_of_published", (i, dropped.get(i))
+    # the user's config is unchanged; the snapshot's manifest shows what the refresh ran
+    manifest = json.loads((out / "snapshots" / "20260102" / "manifest.json").read_text())
+    assert [s["params"].get("against_index") for s in manifest["config"]["stages"][2:]] == [True, True]
+
+
+def test_refresh_refuses_against_index_false_without_allow_republish(tmp_path, capsys):
+    """Before anything starts: a config error naming the file, the key and its line; `validate --refresh` agrees,
+    a plain run accepts it, and `allow_republish: true` makes it valid."""
+    inputs, out = tmp_path / "inputs", tmp_path / "out"
+    inputs.mkdir()
+    (inputs / "a.jsonl").write_text('{"id": "1", "text": "hello"}\n')
+    cfg = _dump(tmp_path, inputs, out, [{"stage": "fuzzy_dedup", "params": {"against_index": False}}])
+    line = next(n for n, t in enumerate(cfg.read_text().splitlines(), 1) if "against_index" in t)
+    capsys.readouterr()
+    assert cli("refresh", str(cfg)) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: stages[0].params.against_index (line {line}): stage 'fuzzy_dedup'" in err
+    assert "allow_republish: true" in err
+    assert not out.exists(), "a refused config must not touch the output"
+    assert cli("validate", str(cfg), "--refresh") == 2
+    assert cli("validate", str(cfg)) == 0
+    ok = ["--set", "stages.0.params.allow_republish=true"]
+    assert cli("validate", str(cfg), "--refresh", *ok) == 0
+
+
+def test_refresh_that_allows_republishing_warns_and_logs_it(days, ray_session, tmp_path, caplog):
+    inputs, out = tmp_path / "inputs", tmp_path / "out"
+    stages = [{"stage": "exact_dedup", "params": {"against_index": False, "allow_republish": True}}]
+    cfg = _dump(tmp_path, inputs, out, stages)
+    write_day(inputs, {"a.jsonl": days["day1"]["a.jsonl"]})
+    with caplog.at_level("WARNING", logger="refinery.refresh"):
+        assert cli("refresh", str(cfg), "--date", "2026-01-01") == 0
+    assert any(
+        "stages.0 (exact_dedup)" in r.getMessage() and "published again" in r.getMessage()
+        for r in caplog.records
+    )
+    start = json.loads((out / "_state" / "refresh" / "runlog.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["republish"] == ["stages.0 (exact_dedup)"]

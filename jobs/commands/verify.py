@@ -21,6 +21,11 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", dest="config_opt", help="config whose output.storage_options reach PATH")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="dotted.key=value")
     p.add_argument("--quick", action="store_true", help="check presence and counts only, not checksums")
+    p.add_argument(
+        "--forgotten",
+        action="store_true",
+        help="also prove that no committed row matches an item erased by `refinery forget` (refresh roots)",
+    )
 
 
 def verify_path(path: str, so: dict[str, Any] | None, deep: bool = True) -> dict[str, list[str]]:
@@ -28,14 +33,17 @@ def verify_path(path: str, so: dict[str, Any] | None, deep: bool = True) -> dict
 
     from refinery.commit import SUCCESS, verify
     from refinery.location import Location
-    from refinery.refresh.snapshots import committed_snapshots, read_latest, snapshot_uri, snapshots_uri
+    from refinery.refresh.snapshots import read_latest, snapshots_uri
 
     if Location(path, so).join(SUCCESS).exists() or not Location(snapshots_uri(path), so).exists():
         return {path: verify(path, so, deep=deep)}
+    from jobs.forget import current_generations
+
     out: dict[str, list[str]] = {}
-    snaps = committed_snapshots(path, so)
-    for sid in snaps:
-        out[snapshot_uri(path, sid)] = verify(snapshot_uri(path, sid), so, deep=deep)
+    current = current_generations(path, so)  # each snapshot's current generation (after `refinery forget`)
+    snaps = list(current)
+    for uri in current.values():
+        out[uri] = verify(uri, so, deep=deep)
     latest = read_latest(path, so)
     problems: list[str] = []
     if latest is None:
@@ -43,7 +51,7 @@ def verify_path(path: str, so: dict[str, Any] | None, deep: bool = True) -> dict
     elif latest.get("snapshot_id") not in snaps:
         problems.append(f"latest names {latest.get('snapshot_id')!r}, which is not a committed snapshot")
     else:
-        marker = Location(snapshot_uri(path, latest["snapshot_id"]), so).join(SUCCESS).read_json()
+        marker = Location(current[latest["snapshot_id"]], so).join(SUCCESS).read_json()
         if marker.get("manifest_sha256") != latest.get("manifest_sha256"):
             problems.append("latest's manifest_sha256 does not match the snapshot's _SUCCESS")
     out[f"{path.rstrip('/')}/latest"] = problems
@@ -62,6 +70,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             return report(e, [], "verify")
     try:
         results = verify_path(args.path, so, deep=not args.quick)
+        if args.forgotten:
+            from jobs.forget import verify_forgotten
+
+            results[f"{args.path.rstrip('/')} (forgotten)"] = verify_forgotten(args.path, so)
     except FileNotFoundError as e:
         print(f"refinery: verify: not found: {e}", file=sys.stderr)
         return EXIT_FAIL

@@ -128,8 +128,12 @@ def render(
     alerts: list[dict[str, Any]],
     refresh: dict[str, Any],
     kind: str = "Snapshot",
+    samples: dict[str, Any] | None = None,
 ) -> str:
-    """The monitoring page of a snapshot (refresh) or of a plain run (`kind="Run"`: no previous snapshot)."""
+    """The monitoring page of a snapshot (refresh) or of a plain run (`kind="Run"`: no previous snapshot).
+
+    `samples` (jobs/review.py `report_samples`): per stage and reason, scrubbed and truncated documents with
+    their signals, and the stages whose drops have no text to show."""
     b: list[str] = [
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
         f"<title>refinery {_e(kind.lower())} {_e(snapshot_id)}</title><style>{CSS}</style></head><body>",
@@ -238,8 +242,39 @@ def render(
             f"<tr><td>{_e(s['stage'])}</td><td>{s['drop_rate']:.1%}</td><td>{_e(langs)}</td><td>{_e(doms) or '—'}</td></tr>"
         )
     b.append(f'</table><p class="empty">domain attribution: {_e(bias.get("domain_attribution"))}</p>')
+    b.append(review_section(samples))
     b.append("</body></html>")
     return "\n".join(b)
+
+
+def review_section(samples: dict[str, Any] | None) -> str:
+    """Review samples: per stage and drop reason, the documents it flagged (PII-scrubbed, truncated), each with
+    the signal values that decided it."""
+    b = ['<h2 id="samples">Review samples</h2>']
+    if not samples or not (samples.get("stages") or samples.get("no_text")):
+        b.append('<p class="empty">No filter flagged documents in the published data.</p>')
+        return "".join(b)
+    b.append(
+        "<p>A deterministic sample per stage and reason of the documents it flagged (<code>action: annotate</code>), "
+        "PII-scrubbed and truncated; <code>refinery sample</code> exports more for labelling.</p>"
+    )
+    for stage, reasons in samples.get("stages", {}).items():
+        for reason, rows in reasons.items():
+            b.append(
+                f"<h3>{_e(stage)}: {_e(reason)}</h3><table><tr><th>id</th><th>signals</th><th>text</th></tr>"
+            )
+            for r in rows:
+                sig = ", ".join(
+                    f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["signals"].items()
+                )
+                b.append(f"<tr><td>{_e(r['id'])}</td><td>{_e(sig)}</td><td>{_e(r['text'])}</td></tr>")
+            b.append("</table>")
+    for stage, n in samples.get("no_text", {}).items():
+        b.append(
+            f'<p class="empty">{_e(stage)} dropped {n} document(s); their text is not kept. Run it with '
+            "<code>action: annotate</code> to review them here.</p>"
+        )
+    return "".join(b)
 
 
 def _when(mtime: Any) -> str:

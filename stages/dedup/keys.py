@@ -46,7 +46,11 @@ class DedupParams(FilterParams):
     source_priority: list[str] = Field(default_factory=list, description="source.uri prefixes, best first")
     # Persisted index (see docs/DEDUP.md): default <ctx.state_uri>/dedup/<stage name>.
     index_uri: str | None = None
-    against_index: bool = False
+    # Drop rows that duplicate an entry of the persisted index (`dup_of_published`). Unset (None) means false in a
+    # run and true in a refresh, whose job is to add only what is new (docs/REFRESH.md). Inside a refresh, false
+    # needs `allow_republish: true`.
+    against_index: bool | None = None
+    allow_republish: bool = False
     update_index: bool = True
     # Hash partitions for the shuffle steps; None = from the input size (~64 MB per partition), at least 2.
     partitions: int | None = Field(default=None, ge=1, le=4096)

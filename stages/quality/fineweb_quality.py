@@ -8,6 +8,9 @@ Drop reasons (datatrove's order): empty, line_punct_ratio, short_line_ratio, cha
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,53 +59,60 @@ class FineWebQuality(qrules.RuleSetStage[FineWebQualityParams]):
     Rules = FineWebQualityRules
     SIGNALS = SIGNALS
 
+    SIGNAL_PARAMS = frozenset({"stop_chars", "short_line_length"})
+
     def process(self, batch: pa.Table) -> StageResult:
         texts = pc.fill_null(batch["text"], "").to_pylist()
         n = len(texts)
-        rows = qrules.group_rows(
-            qrules.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n
-        )
+        langs = qrules.batch_langs(batch)
+        rows = qrules.group_rows(langs, self.base, self.by_lang, self.params.only_languages, n)
         sig = {k: np.full(n, np.nan) for k in SIGNALS}
-        reasons: list[str | None] = [None] * n
         for rules, idx in rows.groups:
             stops = (
                 tuple(rules.stop_chars) if rules.stop_chars is not None else tuple(qtok.TERMINAL_PUNCTUATION)
             )
             for i in idx.tolist():
-                r = self._row(texts[i], i, rules, stops, sig)
-                reasons[i] = r if rows.judged[i] else None
+                self._row(texts[i], i, rules, stops, sig)
         out = set_struct_fields(batch, "quality", qrules.signal_columns(sig, SIGNALS))
-        return out, pa.array(reasons, pa.string()) if any(r is not None for r in reasons) else None
+        return out, self.reasons_from_signals(sig, langs, n)
 
     @staticmethod
-    def _row(text: str, i: int, r: FineWebQualityRules, stops: tuple[str, ...], sig: dict) -> str | None:
+    def _row(text: str, i: int, r: FineWebQualityRules, stops: tuple[str, ...], sig: dict) -> None:
+        """The signals of one document; all stay undefined (NaN) for a document without a non-blank line."""
         lines = [line for line in text.split("\n") if line.strip() != ""]
         if not lines:
-            return "empty" if r.active("empty") else None
-        fails: list[str] = []
+            return
         n_lines = len(lines)
-        punct = sum(1 for line in lines if line.endswith(stops)) / n_lines
-        sig["fw_line_punct_ratio"][i] = punct
-        if r.line_punct_thr is not None and r.active("line_punct_ratio"):
-            if punct < r.line_punct_thr and not (punct == 0 and r.line_punct_exclude_zero):
-                fails.append("line_punct_ratio")
-        short = sum(1 for line in lines if len(line) <= r.short_line_length) / n_lines
-        sig["fw_short_line_ratio"][i] = short
-        if r.short_line_thr is not None and r.active("short_line_ratio") and short > r.short_line_thr:
-            fails.append("short_line_ratio")
+        sig["fw_line_punct_ratio"][i] = sum(1 for line in lines if line.endswith(stops)) / n_lines
+        sig["fw_short_line_ratio"][i] = sum(1 for line in lines if len(line) <= r.short_line_length) / n_lines
         non_nl = len(text) - text.count("\n")
-        dup = qrules.find_duplicates(lines)[1] / non_nl if non_nl else 0.0
-        sig["fw_char_dup_ratio"][i] = dup
-        if (
-            r.char_duplicates_ratio is not None
-            and r.active("char_dup_ratio")
-            and dup > r.char_duplicates_ratio
-        ):
-            fails.append("char_dup_ratio")
+        sig["fw_char_dup_ratio"][i] = qrules.find_duplicates(lines)[1] / non_nl if non_nl else 0.0
         n_words = len(qtok.words_of(qtok.tokens(text)))
         if n_words:
-            ratio = text.count("\n") / n_words
-            sig["fw_list_ratio"][i] = ratio
-            if r.new_line_ratio is not None and r.active("list_ratio") and ratio > r.new_line_ratio:
-                fails.append("list_ratio")
-        return fails[0] if fails else None
+            sig["fw_list_ratio"][i] = text.count("\n") / n_words
+
+    def checks(self, sig: Mapping[str, np.ndarray], rules: Any) -> list[tuple[np.ndarray, str]]:
+        """datatrove's rules in its order; an empty document fails only `empty`."""
+        r: FineWebQualityRules = rules
+        out: list[tuple[np.ndarray, str]] = []
+        punct = sig["fw_line_punct_ratio"]
+
+        def rule(name: str, on: bool, mask: np.ndarray) -> None:
+            if on and r.active(name):
+                out.append((mask, name))
+
+        rule("empty", True, np.isnan(punct))
+        zero_ok = (punct == 0) & r.line_punct_exclude_zero
+        rule("line_punct_ratio", r.line_punct_thr is not None, (punct < (r.line_punct_thr or 0)) & ~zero_ok)
+        rule(
+            "short_line_ratio",
+            r.short_line_thr is not None,
+            sig["fw_short_line_ratio"] > (r.short_line_thr or 0),
+        )
+        rule(
+            "char_dup_ratio",
+            r.char_duplicates_ratio is not None,
+            sig["fw_char_dup_ratio"] > (r.char_duplicates_ratio or 0),
+        )
+        rule("list_ratio", r.new_line_ratio is not None, sig["fw_list_ratio"] > (r.new_line_ratio or 0))
+        return out

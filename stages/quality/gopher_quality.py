@@ -13,6 +13,9 @@ The stop-word rule is English; `per_language` can change or `skip` any rule for 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -83,35 +86,32 @@ class GopherQuality(qrules.RuleSetStage[GopherQualityParams]):
     Rules = GopherQualityRules
     SIGNALS = SIGNALS
 
+    SIGNAL_PARAMS = frozenset({"stop_words"})
+
     def process(self, batch: pa.Table) -> StageResult:
         texts = pc.fill_null(batch["text"], "").to_pylist()
         n = len(texts)
-        rows = qrules.group_rows(
-            qrules.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n
-        )
+        langs = qrules.batch_langs(batch)
+        rows = qrules.group_rows(langs, self.base, self.by_lang, self.params.only_languages, n)
         sig = {k: np.full(n, np.nan) for k in SIGNALS}
-        fail: dict[str, np.ndarray] = {r: np.zeros(n, dtype=bool) for r in _RULES}
         for rules, idx in rows.groups:
             stop_hashes = np.array([qtok.word_hash(w) for w in rules.stop_words], dtype=np.uint64)
             for i in idx.tolist():
-                self._row(texts[i], i, rules, stop_hashes, sig, fail)
+                self._row(texts[i], i, stop_hashes, sig)
         out = set_struct_fields(batch, "quality", qrules.signal_columns(sig, SIGNALS))
-        return out, qrules.first_reasons(n, [(fail[r], r) for r in _RULES], rows.judged)
+        return out, self.reasons_from_signals(sig, langs, n)
 
     @staticmethod
-    def _row(
-        text: str, i: int, r: GopherQualityRules, stop_hashes: np.ndarray, sig: dict, fail: dict
-    ) -> None:
+    def _row(text: str, i: int, stop_hashes: np.ndarray, sig: dict) -> None:
         words = qtok.words_of(qtok.tokens(text))
         n_words = len(words)
         nonsym = words[:, qtok.NONSYM] != 0
         n_ns = int(nonsym.sum())
         sig["gopher_words"][i] = n_ns
-        mean_len = float(words[nonsym, qtok.LENGTH].mean()) if n_ns else float("nan")
-        sig["gopher_mean_word_length"][i] = mean_len
+        sig["gopher_mean_word_length"][i] = float(words[nonsym, qtok.LENGTH].mean()) if n_ns else float("nan")
         lines = text.splitlines()
         n_lines = len(lines)
-        if n_words:
+        if n_words:  # left undefined (NaN) without words: the ratio rules then do not apply
             sig["gopher_hash_ratio"][i] = text.count("#") / n_words
             sig["gopher_ellipsis_ratio"][i] = (text.count("...") + text.count("…")) / n_words
             sig["gopher_alpha_words_ratio"][i] = int((words[:, qtok.ALPHA] != 0).sum()) / n_words
@@ -124,40 +124,38 @@ class GopherQuality(qrules.RuleSetStage[GopherQualityParams]):
             )
         sig["gopher_stop_words"][i] = int(np.isin(stop_hashes, words[:, qtok.ORTH]).sum()) if n_words else 0
 
-        a = r.active
-        if a("too_few_words") and _on(r.min_doc_words) and n_ns < r.min_doc_words:
-            fail["too_few_words"][i] = True
-        if a("too_many_words") and _on(r.max_doc_words) and n_ns > r.max_doc_words:
-            fail["too_many_words"][i] = True
-        if a("mean_word_length") and (
-            (_on(r.min_avg_word_length) and mean_len < r.min_avg_word_length)
-            or (_on(r.max_avg_word_length) and mean_len > r.max_avg_word_length)
-        ):
-            fail["mean_word_length"][i] = True
-        if _on(r.max_symbol_word_ratio) and n_words:
-            if a("hash_ratio") and sig["gopher_hash_ratio"][i] > r.max_symbol_word_ratio:
-                fail["hash_ratio"][i] = True
-            if a("ellipsis_ratio") and sig["gopher_ellipsis_ratio"][i] > r.max_symbol_word_ratio:
-                fail["ellipsis_ratio"][i] = True
-        if n_lines:
-            if (
-                a("bullet_lines")
-                and _on(r.max_bullet_lines_ratio)
-                and sig["gopher_bullet_lines_ratio"][i] > r.max_bullet_lines_ratio
-            ):
-                fail["bullet_lines"][i] = True
-            if (
-                a("ellipsis_lines")
-                and _on(r.max_ellipsis_lines_ratio)
-                and sig["gopher_ellipsis_lines_ratio"][i] > r.max_ellipsis_lines_ratio
-            ):
-                fail["ellipsis_lines"][i] = True
-        if (
-            a("alpha_words")
-            and _on(r.max_non_alpha_words_ratio)
-            and n_words
-            and sig["gopher_alpha_words_ratio"][i] < r.max_non_alpha_words_ratio
-        ):
-            fail["alpha_words"][i] = True
-        if a("stop_words") and _on(r.min_stop_words) and sig["gopher_stop_words"][i] < r.min_stop_words:
-            fail["stop_words"][i] = True
+    def checks(self, sig: Mapping[str, np.ndarray], rules: Any) -> list[tuple[np.ndarray, str]]:
+        """datatrove's rules in its order; comparisons with an undefined (NaN) signal fail no rule."""
+        r: GopherQualityRules = rules
+        out: list[tuple[np.ndarray, str]] = []
+        words, mean = sig["gopher_words"], sig["gopher_mean_word_length"]
+
+        def rule(name: str, on: bool, mask: np.ndarray) -> None:
+            if on and r.active(name):
+                out.append((mask, name))
+
+        rule("too_few_words", _on(r.min_doc_words), words < (r.min_doc_words or 0))
+        rule("too_many_words", _on(r.max_doc_words), words > (r.max_doc_words or 0))
+        too_short = mean < r.min_avg_word_length if _on(r.min_avg_word_length) else np.zeros(len(mean), bool)
+        too_long = mean > r.max_avg_word_length if _on(r.max_avg_word_length) else np.zeros(len(mean), bool)
+        rule("mean_word_length", True, too_short | too_long)
+        sym = r.max_symbol_word_ratio or 0
+        rule("hash_ratio", _on(r.max_symbol_word_ratio), sig["gopher_hash_ratio"] > sym)
+        rule("ellipsis_ratio", _on(r.max_symbol_word_ratio), sig["gopher_ellipsis_ratio"] > sym)
+        rule(
+            "bullet_lines",
+            _on(r.max_bullet_lines_ratio),
+            sig["gopher_bullet_lines_ratio"] > (r.max_bullet_lines_ratio or 0),
+        )
+        rule(
+            "ellipsis_lines",
+            _on(r.max_ellipsis_lines_ratio),
+            sig["gopher_ellipsis_lines_ratio"] > (r.max_ellipsis_lines_ratio or 0),
+        )
+        rule(
+            "alpha_words",
+            _on(r.max_non_alpha_words_ratio),
+            sig["gopher_alpha_words_ratio"] < (r.max_non_alpha_words_ratio or 0),
+        )
+        rule("stop_words", _on(r.min_stop_words), sig["gopher_stop_words"] < (r.min_stop_words or 0))
+        return out

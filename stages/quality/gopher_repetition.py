@@ -13,7 +13,8 @@ dup_line_char_frac, top_<n>_gram, duplicated_<n>_n_grams.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
@@ -126,61 +127,55 @@ class GopherRepetition(qrules.RuleSetStage[GopherRepetitionParams]):
     def process(self, batch: pa.Table) -> StageResult:
         texts = pc.fill_null(batch["text"], "").to_pylist()
         n = len(texts)
-        rows = qrules.group_rows(
-            qrules.batch_langs(batch), self.base, self.by_lang, self.params.only_languages, n
-        )
         sig = {k: np.full(n, np.nan) for k in self.signals}
-        reasons: list[str | None] = [None] * n
-        for rules, idx in rows.groups:
-            for i in idx.tolist():
-                reasons[i] = self._row(texts[i], i, rules, sig)
+        for i, text in enumerate(texts):
+            self._row(text, i, sig)
         out = set_struct_fields(batch, "quality", qrules.signal_columns(sig, self.signals))
-        judged = rows.judged
-        final = [r if judged[i] else None for i, r in enumerate(reasons)]
-        return out, pa.array(final, pa.string()) if any(r is not None for r in final) else None
+        return out, self.reasons_from_signals(sig, qrules.batch_langs(batch), n)
 
-    def _row(self, text: str, i: int, r: GopherRepetitionRules, sig: dict) -> str | None:
-        """Compute every signal of one document; return the first rule it fails (or None)."""
+    def _row(self, text: str, i: int, sig: dict) -> None:
+        """Every signal of one document (for every n-gram size any rule set uses); all NaN for an empty text."""
         if not text:
-            return "empty" if r.active("empty") else None
+            return
         n_chars = len(text)
-        fails: list[str] = []
-
-        def check(rule: str, value: float, thr: float | None) -> None:
-            if thr and r.active(rule) and value > thr:
-                fails.append(rule)
-
         paragraphs = _PARA.split(text.strip())
         p_dup, p_chars = qrules.find_duplicates(paragraphs)
         sig["rep_dup_para_frac"][i] = p_dup / len(paragraphs)
         sig["rep_dup_para_char_frac"][i] = p_chars / n_chars
-        check("dup_para_frac", sig["rep_dup_para_frac"][i], r.dup_para_frac)
-        check("dup_para_char_frac", sig["rep_dup_para_char_frac"][i], r.dup_para_char_frac)
         lines = _LINES.split(text)
         l_dup, l_chars = qrules.find_duplicates(lines)
         sig["rep_dup_line_frac"][i] = l_dup / len(lines)
         sig["rep_dup_line_char_frac"][i] = l_chars / n_chars
-        check("dup_line_frac", sig["rep_dup_line_frac"][i], r.dup_line_frac)
-        check("dup_line_char_frac", sig["rep_dup_line_char_frac"][i], r.dup_line_char_frac)
-
         words = qtok.words_of(qtok.tokens(text))
-        top_thr = dict(r.top_n_grams)
         for n in self.top_ns:
             chars = top_ngram_chars(words, n)
-            if chars is None:
-                continue  # fewer words than n: datatrove skips the rule
-            sig[f"rep_top_{n}_gram_frac"][i] = chars / n_chars
-            if n in top_thr:
-                check(f"top_{n}_gram", chars / n_chars, top_thr[n])
-        dup_thr = dict(r.dup_n_grams)
+            if chars is not None:  # fewer words than n: undefined, and datatrove skips the rule
+                sig[f"rep_top_{n}_gram_frac"][i] = chars / n_chars
         repeats = True
         for (
             n
         ) in self.dup_ns:  # ascending: once no n-gram repeats, no longer one can (it would start with one)
             chars = duplicated_ngram_chars(words, n) if repeats else 0
             repeats = chars > 0
-            frac = chars / n_chars
-            sig[f"rep_dup_{n}_gram_frac"][i] = frac
-            if n in dup_thr:
-                check(f"duplicated_{n}_n_grams", frac, dup_thr[n])
-        return fails[0] if fails else None
+            sig[f"rep_dup_{n}_gram_frac"][i] = chars / n_chars
+
+    def checks(self, sig: Mapping[str, np.ndarray], rules: Any) -> list[tuple[np.ndarray, str]]:
+        """datatrove's order: empty, paragraphs, lines, top n-grams, duplicated n-grams (n ascending)."""
+        r: GopherRepetitionRules = rules
+        out: list[tuple[np.ndarray, str]] = []
+
+        def check(name: str, key: str, thr: float | None) -> None:
+            if thr and r.active(name):
+                out.append((sig[key] > thr, name))
+
+        if r.active("empty"):
+            out.append((np.isnan(sig["rep_dup_para_frac"]), "empty"))
+        check("dup_para_frac", "rep_dup_para_frac", r.dup_para_frac)
+        check("dup_para_char_frac", "rep_dup_para_char_frac", r.dup_para_char_frac)
+        check("dup_line_frac", "rep_dup_line_frac", r.dup_line_frac)
+        check("dup_line_char_frac", "rep_dup_line_char_frac", r.dup_line_char_frac)
+        for n, thr in sorted(dict(r.top_n_grams).items()):
+            check(f"top_{n}_gram", f"rep_top_{n}_gram_frac", thr)
+        for n, thr in sorted(dict(r.dup_n_grams).items()):
+            check(f"duplicated_{n}_n_grams", f"rep_dup_{n}_gram_frac", thr)
+        return out

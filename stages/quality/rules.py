@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from refinery.stage import FilterParams, Stage
+from refinery.stage import FilterParams, NotRecomputable, Stage, StageParams
 from stages.quality.tokenizer import HASH_MIX
 
 # --- small pure helpers shared by rule sets -------------------------------------------------------------------
@@ -190,3 +191,58 @@ class RuleSetStage(Stage[RP]):
 
     def output_fields(self) -> list[pa.Field]:
         return [pa.field("quality", pa.struct([pa.field(k, t) for k, t in self.signals.items()]))]
+
+    # Params that change how signals are computed, not only the decision: `refinery refilter` refuses them.
+    SIGNAL_PARAMS: frozenset[str] = frozenset()
+
+    def checks(self, sig: Mapping[str, np.ndarray], rules: Any) -> list[tuple[np.ndarray, str]]:
+        """The whole decision: (failing mask, reason) per rule, in the rule set's order, from signal arrays
+        (NaN = undefined). `process` and `decide` both call it, so a re-threshold can never disagree with a run."""
+        raise NotImplementedError
+
+    def reasons_from_signals(
+        self, sig: Mapping[str, np.ndarray], langs: Sequence[str | None] | None, n: int
+    ) -> pa.Array | None:
+        """Per row the first failing rule of the rule set that applies to its language (null = keep)."""
+        rows = group_rows(langs, self.base, self.by_lang, self.params.only_languages, n)
+        out: list[str | None] = [None] * n
+        for rules, idx in rows.groups:
+            sub = {k: np.asarray(v, dtype=np.float64)[idx] for k, v in sig.items()}
+            with np.errstate(invalid="ignore"):
+                reasons = first_reasons(len(idx), self.checks(sub, rules), rows.judged[idx])
+            if reasons is not None:
+                for j, r in zip(idx.tolist(), reasons.to_pylist(), strict=True):
+                    out[j] = r
+        return pa.array(out, pa.string()) if any(r is not None for r in out) else None
+
+    def decide(self, batch: pa.Table) -> pa.Array | None:
+        """Reasons from the `quality` signals a run stored (refinery refilter)."""
+        names = set()
+        if "quality" in batch.column_names:
+            q = batch["quality"].combine_chunks()
+            names = {f.name for f in q.type}
+        missing = sorted(k for k in self.signals if k not in names)
+        if missing:
+            raise NotRecomputable(
+                f"stage {self.name!r}: signal(s) {', '.join('quality.' + m for m in missing)} were not stored by "
+                "the source run (a signal it did not compute, e.g. another n-gram size); re-run the pipeline"
+            )
+        sig = {
+            k: pc.struct_field(q, k).cast(pa.float64()).to_numpy(zero_copy_only=False) for k in self.signals
+        }
+        return self.reasons_from_signals(sig, batch_langs(batch), batch.num_rows)
+
+    def refilter_problem(self, old: StageParams) -> str | None:
+        before = type(self)(old)
+        langs = sorted(set(self.by_lang) | set(before.by_lang))
+        for lang in [None, *langs]:
+            new = self.by_lang.get(lang, self.base) if lang else self.base
+            prev = before.by_lang.get(lang, before.base) if lang else before.base
+            for key in sorted(self.SIGNAL_PARAMS):
+                if getattr(new, key) != getattr(prev, key):
+                    where = f"per_language.{lang}.{key}" if lang else key
+                    return (
+                        f"stage {self.name!r}: {where} changes how its signals are computed, not only the "
+                        "decision; the stored signals cannot answer that; re-run the pipeline"
+                    )
+        return None
