@@ -119,12 +119,12 @@ def ensure_corpus(docs: int, shard_docs: int, seed: int) -> Path:
     return common.make_corpus(out, log="generating corpus: ", docs=docs, seed=seed, shard_docs=shard_docs)
 
 
-def prefix_corpus(full: Path, docs: int, shard_docs: int) -> Path:
+def prefix_corpus(full: Path, docs: int, shard_docs: int, work: Path = WORK) -> Path:
     """A folder with hard links to the first docs / shard_docs files of `full`: the first `docs` documents."""
     if docs % shard_docs:
         raise SystemExit(f"--docs {docs} is not a multiple of --shard-docs {shard_docs}")
     parts = sorted(full.glob("part-*.jsonl.gz"))[: docs // shard_docs]
-    out = WORK / f"corpus-{docs}"
+    out = work / f"corpus-{docs}"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
