@@ -401,6 +401,15 @@ def render_md(doc: dict[str, Any]) -> str:
             )
         if det.get("phases"):
             L.append(f"\n{p['peer']} phases (s): " + ", ".join(f"{k} {v}" for k, v in det["phases"].items()))
+    if eq.get("stage_seconds"):
+        L.append(
+            "\ncorpus-refinery CPU s per stage (report.json, summed over workers): "
+            + ", ".join(f"{k} {v}" for k, v in eq["stage_seconds"].items())
+            + "; reader/writer: "
+            + ", ".join(f"{k} {v}" for k, v in (eq.get("io_seconds") or {}).items())
+        )
+    if doc.get("compare") == "nemo-shared":  # no growth or stage-alone runs in this mode
+        return _commands(L, doc)
     L.append("\n## Ours: seconds per stage (full pipeline and each stage alone, size 1)\n")
     full1 = doc["ours_full"][0] if doc["ours_full"] else {}
     L.append(
@@ -460,6 +469,11 @@ def render_md(doc: dict[str, Any]) -> str:
             L.append(
                 f"- read + write only (`stages: []`): wall {io['wall_s']} s, pipeline wall {io.get('report_wall_s')} s"
             )
+    return _commands(L, doc)
+
+
+def _commands(L: list[str], doc: dict[str, Any]) -> str:
+    """The page's last section: the command line of every run, then the page as one string."""
     L.append("\n## Commands each tool ran\n")
     for r in [doc["ours_equivalent"], *doc["ours_full"], *doc["ours_alone"], *doc["peers"]]:
         if r.get("cmd"):
