@@ -17,6 +17,10 @@ total peak RSS <= 1.5x from 1M to 4M).
 
     .venv/bin/python -m scripts.bench.scale                              # 1M then 4M, writes docs/benchmarks/scale.md
     .venv/bin/python -m scripts.bench.scale --docs 20000,80000 --no-md  # quick look
+    .venv/bin/python -m scripts.bench.scale --set stages.5.params.ner_model=null   # pii without spaCy NER
+
+The `pii` stage of configs/local.yaml runs spaCy NER (ner_model: auto), ~27 ms of CPU per document here: with it,
+1M documents take about 4 h and 4M about 15 h on 2 cores; without it (patterns only) ~3 ms per document.
 
 One corpus is generated for the largest size (scripts/data/make_corpus.py, seed 0, 20k docs per file); a smaller
 size reads its first files (hard links under .bench/scale/), which are the same documents a corpus of that
@@ -157,7 +161,9 @@ def local_config(path: Path, corpus: Path, out_uri: Path, num_cpus: int) -> Path
     return path
 
 
-def measure(docs: int, corpus: Path, text_bytes: int, num_cpus: int, interval: float) -> dict[str, Any]:
+def measure(
+    docs: int, corpus: Path, text_bytes: int, num_cpus: int, interval: float, sets: list[str]
+) -> dict[str, Any]:
     work = WORK / f"run-{docs}"
     if work.exists():
         shutil.rmtree(work)
@@ -165,7 +171,7 @@ def measure(docs: int, corpus: Path, text_bytes: int, num_cpus: int, interval: f
     ray_tmp = Path(f"/tmp/rscale-{os.getpid()}-{docs}")  # short: Ray's socket paths must stay < 108 chars
     shutil.rmtree(ray_tmp, ignore_errors=True)
     cfg = local_config(work / "config.yaml", corpus, out_uri, num_cpus)
-    cmd = [*REFINERY, "--config", str(cfg)]
+    cmd = [*REFINERY, "--config", str(cfg)] + [x for s in sets for x in ("--set", s)]
     env = {**os.environ, "PYTHONHASHSEED": "0", "RAY_TMPDIR": str(ray_tmp), "RAY_USAGE_STATS_ENABLED": "0"}
     print(
         f"[scale] {docs} docs, {text_bytes / 1e9:.2f} GB text → {shlex.join(cmd)}",
@@ -261,7 +267,8 @@ def render_md(doc: dict[str, Any]) -> str:
         + " → ".join(doc["stages"])
         + f"), `ray.num_cpus` "
         f"{doc['num_cpus']}, input `scripts/data/make_corpus.py --docs N --seed {doc['seed']} --shard-docs "
-        f"{doc['shard_docs']}` (JSONL.gz; a smaller size is the first files of the largest corpus).\n",
+        f"{doc['shard_docs']}` (JSONL.gz; a smaller size is the first files of the largest corpus). Config "
+        f"overrides: {', '.join(f'`{x}`' for x in doc['sets']) or 'none'}.\n",
         "Measures: process wall; CPU s = user + system seconds summed over the process tree; driver = the "
         "`jobs.run` process's RSS; ΣRSS / ΣPSS = sum over the driver and all descendants (Ray GCS, raylet, "
         "workers); scratch = bytes under `<output>/_work` (checkpoints, dedup intermediates, uncommitted parts) "
@@ -309,6 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--num-cpus", type=int, default=2)
     ap.add_argument("--interval", type=float, default=0.5)
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        help="config override passed to refinery, e.g. stages.5.params.ner_model=null (pii without NER)",
+    )
     ap.add_argument("--cleanup", action="store_true", help="delete the generated corpus at the end")
     ap.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks" / "scale.md")
     ap.add_argument("--no-md", action="store_true")
@@ -337,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                 ]
             ),
             "stages": stages,
+            "sets": a.sets,
             "num_cpus": a.num_cpus,
             "seed": a.seed,
             "shard_docs": a.shard_docs,
@@ -351,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         corpus = full if n == max(sizes) else prefix_corpus(full, n, a.shard_docs)
         n_files = len(list(corpus.glob("part-*.jsonl.gz")))
-        results.append(measure(n, corpus, corpus_bytes(full, n_files), a.num_cpus, a.interval))
+        results.append(measure(n, corpus, corpus_bytes(full, n_files), a.num_cpus, a.interval, a.sets))
         save(complete=False)
     save(complete=True)
     for g in verdict(results):
