@@ -10,8 +10,8 @@ fuzzy_dedup) on corpora of increasing size and records, per size, in one process
   total peak RSS    sum of RSS over the process tree (driver, GCS, raylet, workers; shared pages counted once
                     per process: an upper bound), and the sum of PSS (shared pages split: the real footprint)
   peak scratch      bytes under <output>/_work (everything a run writes before its commit: checkpoints, dedup
-                    intermediates, the output parts) plus Ray's spilled objects (RAY_TMPDIR is set to a folder
-                    of the run), sampled every ~2 s; per document too
+                    intermediates, the output parts) plus Ray's temp folder (RAY_TMPDIR, set to a folder of the
+                    run: session logs and spilled objects), sampled every ~2 s; per document too
 and the growth of each from the first size to the others, against the targets (driver < 1 GB, wall <= 4.4x and
 total peak RSS <= 1.5x from 1M to 4M).
 
@@ -272,7 +272,7 @@ def render_md(doc: dict[str, Any]) -> str:
         "Measures: process wall; CPU s = user + system seconds summed over the process tree; driver = the "
         "`jobs.run` process's RSS; ΣRSS / ΣPSS = sum over the driver and all descendants (Ray GCS, raylet, "
         "workers); scratch = bytes under `<output>/_work` (checkpoints, dedup intermediates, uncommitted parts) "
-        "plus Ray's spilled objects, sampled every 2 s.\n",
+        "plus Ray's temp folder (RAY_TMPDIR: session logs and spilled objects), sampled every 2 s.\n",
         "| docs | text GB | wall s | pipeline wall s | CPU s | driver peak RSS MB | total peak ΣRSS MB | "
         "total peak ΣPSS MB | peak scratch MB | scratch B/doc | rows out | output MB | load avg start→end |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
