@@ -335,7 +335,8 @@ def ray_overhead(res: dict[str, Any], cpus: int) -> dict[str, Any]:
 def render_md(doc: dict[str, Any]) -> str:
     m, cpus = doc["machine"], doc["num_cpus"]
     L = []
-    L.append("# Benchmarks: corpus-refinery vs peers (issue #9)\n")
+    what = "NeMo Curator on the shared stages" if doc.get("compare") == "nemo-shared" else "peers"
+    L.append(f"# Benchmarks: corpus-refinery vs {what}, {doc['peer_docs']} documents (issues #9, #19)\n")
     if not doc.get("complete"):
         L.append("**Partial: the run that wrote this file had not finished all its steps.**\n")
     L.append(
