@@ -29,7 +29,21 @@ HEADERS = {
     ),
 }
 
-ORDER = ["peers", "memory", "filters", "langid", "quality", "dedup", "pii", "extraction", "s3"]
+ORDER = [
+    "peers",
+    "peers_40k",
+    "peers_160k",
+    "peers_nemo",
+    "memory",
+    "scale",
+    "filters",
+    "langid",
+    "quality",
+    "dedup",
+    "pii",
+    "extraction",
+    "s3",
+]
 
 
 def assemble(target: str) -> str:

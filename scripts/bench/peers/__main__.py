@@ -6,6 +6,7 @@ the code changes. Every number in docs/benchmarks/peers.md comes from one run of
 
     .venv/bin/python -m scripts.bench.peers                          # everything, writes docs/benchmarks/peers.md
     .venv/bin/python -m scripts.bench.peers --base-docs 2000 --sizes 1,4 --peers none --no-md   # quick look
+    .venv/bin/python -m scripts.bench.peers --compare nemo-shared --peer-size 4 --md docs/benchmarks/peers_nemo.md
 
 What it runs (all with --num-cpus workers, default 2; corpus from scripts/data/make_corpus.py, seed 0; size k means
 k x --base-docs documents, and a bigger corpus starts with the smaller one):
@@ -16,6 +17,8 @@ k x --base-docs documents, and a bigger corpus starts with the smaller one):
   3. ours, each registered stage alone, and read+write only (stages: []), at size 1;
   4. peers at --peer-size, each in its own virtualenv under .peers/ installed from PyPI by this script:
      datatrove (datatrove_pipeline.py), NeMo Curator CPU (nemo_pipeline.py), both in this folder.
+With `--compare nemo-shared`, only 1 and 4 run, on the stages both tools have: ours runs langid (min score 0.65)
+-> gopher_repetition -> gopher_quality -> Parquet, NeMo Curator the same (nemo_pipeline.py --stage-set shared).
 Each run is a separate process tree sampled every 0.2 s for memory (sum of PSS and of RSS, see ../memory.py).
 docs/s and MB/s per core = input documents (text MB) / process wall seconds / workers.
 Ray overhead = share of the pipeline's wall time (report.json wall_seconds x workers) not spent in our code: the
@@ -75,6 +78,8 @@ EQUIV_ORDER = [
     "fuzzy_dedup",
     "pii",
 ]
+# The stages NeMo Curator 1.4 also has on CPU (reader and Parquet writer aside): `--compare nemo-shared`.
+NEMO_SHARED_ORDER = ["langid", "gopher_repetition", "gopher_quality"]
 FULL_ORDER = [
     "normalize",
     "length_filter",
@@ -259,7 +264,7 @@ def run_ours(
     return res
 
 
-def run_peer(name: str, corpus: Path, cpus: int, timeout: float) -> dict[str, Any]:
+def run_peer(name: str, corpus: Path, cpus: int, timeout: float, stage_set: str = "all") -> dict[str, Any]:
     py, err = ensure_peer(name)
     if py is None:
         return {"peer": name, "rc": None, "error": err}
@@ -278,6 +283,8 @@ def run_peer(name: str, corpus: Path, cpus: int, timeout: float) -> dict[str, An
         str(cpus),
         "--lid-model",
         str(lid_model_path()),
+        "--stage-set",
+        stage_set,
     ]
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "RAY_ADDRESS")}
     env.update({"PYTHONHASHSEED": "0", "HF_HOME": str(work / "hf_home"), "RAY_USAGE_STATS_ENABLED": "0"})
@@ -328,7 +335,8 @@ def ray_overhead(res: dict[str, Any], cpus: int) -> dict[str, Any]:
 def render_md(doc: dict[str, Any]) -> str:
     m, cpus = doc["machine"], doc["num_cpus"]
     L = []
-    L.append("# Benchmarks: corpus-refinery vs peers (issue #9)\n")
+    what = "NeMo Curator on the shared stages" if doc.get("compare") == "nemo-shared" else "peers"
+    L.append(f"# Benchmarks: corpus-refinery vs {what}, {doc['peer_docs']} documents (issues #9, #19)\n")
     if not doc.get("complete"):
         L.append("**Partial: the run that wrote this file had not finished all its steps.**\n")
     L.append(
@@ -353,6 +361,13 @@ def render_md(doc: dict[str, Any]) -> str:
     if doc["notes"]:
         L.append("Notes:\n" + "".join(f"- {n}\n" for n in doc["notes"]))
     L.append("\n## End to end, same corpus, same worker count\n")
+    if doc.get("compare") == "nemo-shared":
+        L.append(
+            "Mode `--compare nemo-shared`: both tools run only the stages both have on CPU, JSONL.gz in, Parquet "
+            "out: fastText langid with the same lid.176.ftz (drop below 0.65), Gopher repetition, Gopher quality "
+            "(NeMo: its Gopher heuristic filters with Gopher's thresholds plus CommonEnglishWords(2) for the "
+            "stop-word rule). Ratio = NeMo wall ÷ ours wall = ours docs/s per core ÷ NeMo's (target ≥ 2×).\n"
+        )
     L.append(f"Size {doc['peer_size']} ({doc['peer_docs']} docs, {doc['peer_text_mb']} MiB text).\n")
     L.append(
         "| tool | steps | wall s | docs/s/core | MB/s/core | peak PSS MB | peak ΣRSS MB | rows out | ours ÷ tool (docs/s) |"
@@ -362,6 +377,8 @@ def render_md(doc: dict[str, Any]) -> str:
     rows = [("corpus-refinery", " → ".join(eq["stages"]), eq)]
     for p in doc["peers"]:
         steps = "see scripts/bench/peers/" + PEER_SCRIPTS.get(p["peer"], "")
+        if doc.get("compare") == "nemo-shared":
+            steps += " (--stage-set shared)"
         rows.append((p["peer"], steps, p))
     for name, steps, r in rows:
         if r.get("rc") not in (0,):
@@ -385,6 +402,15 @@ def render_md(doc: dict[str, Any]) -> str:
             )
         if det.get("phases"):
             L.append(f"\n{p['peer']} phases (s): " + ", ".join(f"{k} {v}" for k, v in det["phases"].items()))
+    if eq.get("stage_seconds"):
+        L.append(
+            "\ncorpus-refinery CPU s per stage (report.json, summed over workers): "
+            + ", ".join(f"{k} {v}" for k, v in eq["stage_seconds"].items())
+            + "; reader/writer: "
+            + ", ".join(f"{k} {v}" for k, v in (eq.get("io_seconds") or {}).items())
+        )
+    if doc.get("compare") == "nemo-shared":  # no growth or stage-alone runs in this mode
+        return _commands(L, doc)
     L.append("\n## Ours: seconds per stage (full pipeline and each stage alone, size 1)\n")
     full1 = doc["ours_full"][0] if doc["ours_full"] else {}
     L.append(
@@ -421,7 +447,9 @@ def render_md(doc: dict[str, Any]) -> str:
             f"{ray_overhead(r, cpus)['outside_our_code_share_pipeline']} |"
         )
     o = doc.get("ray_overhead") or {}
-    L.append("\n## Ray overhead (full pipeline, size 1)\n")
+    L.append(
+        f"\n## Ray overhead (full pipeline, size {doc['ours_full'][0]['size'] if doc['ours_full'] else 1})\n"
+    )
     if o:
         L.append(
             f"Stage code: {o['stage_cpu_s']} CPU-s (sum of report.json per-stage seconds); reader + writer code: "
@@ -442,6 +470,11 @@ def render_md(doc: dict[str, Any]) -> str:
             L.append(
                 f"- read + write only (`stages: []`): wall {io['wall_s']} s, pipeline wall {io.get('report_wall_s')} s"
             )
+    return _commands(L, doc)
+
+
+def _commands(L: list[str], doc: dict[str, Any]) -> str:
+    """The page's last section: the command line of every run, then the page as one string."""
     L.append("\n## Commands each tool ran\n")
     for r in [doc["ours_equivalent"], *doc["ours_full"], *doc["ours_alone"], *doc["peers"]]:
         if r.get("cmd"):
@@ -465,12 +498,22 @@ def main(argv: list[str] | None = None) -> int:
         "--skip-stages", default="", help="comma list of our stages to leave out (e.g. a broken one)"
     )
     ap.add_argument("--peer-timeout", type=float, default=3600)
+    ap.add_argument(
+        "--compare",
+        choices=("equivalent", "nemo-shared"),
+        default="equivalent",
+        help="equivalent: ours runs the datatrove step list; nemo-shared: ours and NeMo Curator only, on the "
+        "stages both have (langid, Gopher repetition and quality, Parquet writer); no growth or stage-alone runs",
+    )
     ap.add_argument("--md", type=Path, default=ROOT / "docs" / "benchmarks" / "peers.md")
     ap.add_argument("--no-md", action="store_true")
     a = ap.parse_args(argv)
     cpus = a.num_cpus
     sizes = [int(s) for s in a.sizes.split(",") if s.strip()]
     peers = [] if a.peers == "none" else [p.strip() for p in a.peers.split(",") if p.strip()]
+    shared = a.compare == "nemo-shared"
+    if shared:
+        sizes, peers, a.no_alone = [], ["nemo"], True
     shard_docs = max(500, a.base_docs // 2)  # size 1 has 2 input files, so both workers read from the start
     notes: list[str] = []
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -482,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         return c, m["docs"], round(m["bytes"] / 2**20, 2)
 
     skip = {x.strip() for x in a.skip_stages.split(",") if x.strip()}
-    equiv = stage_specs(EQUIV_ORDER, EQUIV_PARAMS, notes, skip)
+    equiv = stage_specs(NEMO_SHARED_ORDER if shared else EQUIV_ORDER, EQUIV_PARAMS, notes, skip)
     full = stage_specs(FULL_ORDER, {**EQUIV_PARAMS, **FULL_PARAMS}, [], skip)
     eq: dict[str, Any] = {"rc": None, "stages": [x["stage"] for x in equiv]}
     peer_res: list[dict[str, Any]] = []
@@ -510,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
             "peer_docs": docs,
             "peer_text_mb": mb,
             "notes": notes,
+            "compare": a.compare,
             "ours_equivalent": eq,
             "peers": peer_res,
             "ours_full": full_res,
@@ -533,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         if p not in PEER_SPECS:
             notes.append(f"unknown peer {p!r} skipped")
             continue
-        r = run_peer(p, c, cpus, a.peer_timeout)
+        r = run_peer(p, c, cpus, a.peer_timeout, "shared" if shared else "all")
         if r.get("rc") == 0:
             r.update(rates(r, docs, mb, cpus))
         peer_res.append(r)

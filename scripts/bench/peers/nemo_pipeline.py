@@ -9,6 +9,10 @@ Xenna executor refuses 2 CPUs):
        Ellipsis(0.3), WordsWithoutAlphabets(0.8)
     -> C4-like: BoilerPlateString, Punctuation (sentence-end)
     -> JsonlWriter
+With --stage-set shared (`python -m scripts.bench.peers --compare nemo-shared`): only the stages both have, as
+ours runs them in that mode (langid -> gopher_repetition -> gopher_quality -> Parquet):
+    JsonlReader -> FastTextLangId -> the Gopher repetition filters above -> the Gopher quality filters above
+    + CommonEnglishWords(2) (Gopher's stop-word rule) -> ParquetWriter
 Not available on CPU: fuzzy dedup (its MinHash/LSH/connected components need cudf/GPU) and PII (no CPU PII stage
 in 1.4). Prints one JSON line on stdout.
 
@@ -38,6 +42,7 @@ def main() -> None:
     from nemo_curator.stages.text.filters.heuristic import (
         BoilerPlateStringFilter,
         BulletsFilter,
+        CommonEnglishWordsFilter,
         EllipsisFilter,
         MeanWordLengthFilter,
         PunctuationFilter,
@@ -54,7 +59,7 @@ def main() -> None:
         RepeatingTopNGramsFilter,
     )
     from nemo_curator.stages.text.io.reader import JsonlReader
-    from nemo_curator.stages.text.io.writer import JsonlWriter
+    from nemo_curator.stages.text.io.writer import JsonlWriter, ParquetWriter
 
     files = sorted(glob.glob(os.path.join(a.input, a.glob)))
     filters = [
@@ -76,9 +81,14 @@ def main() -> None:
         BulletsFilter(max_bullet_lines_ratio=0.9),
         EllipsisFilter(max_num_lines_ending_with_ellipsis_ratio=0.3),
         WordsWithoutAlphabetsFilter(min_words_with_alphabets=0.8),
-        BoilerPlateStringFilter(),
-        PunctuationFilter(max_num_sentences_without_endmark_ratio=0.85),
     ]
+    if a.stage_set == "shared":
+        filters.append(CommonEnglishWordsFilter(min_num_common_words=2))
+    else:
+        filters += [
+            BoilerPlateStringFilter(),
+            PunctuationFilter(max_num_sentences_without_endmark_ratio=0.85),
+        ]
     stages = [
         JsonlReader(
             file_paths=files,
@@ -89,23 +99,33 @@ def main() -> None:
         )
     ]
     stages += [ScoreFilter(f, text_field="text") for f in filters]
-    stages += [JsonlWriter(path=os.path.join(a.work, "out"), mode="overwrite")]
+    writer = ParquetWriter if a.stage_set == "shared" else JsonlWriter
+    stages += [writer(path=os.path.join(a.work, "out"), mode="overwrite")]
     pipe = Pipeline(name="bench", stages=stages)
     ray.init(num_cpus=a.workers, include_dashboard=False)
     t0 = time.time()
     pipe.run(RayDataExecutor())
     secs = time.time() - t0
     out_rows = 0
-    for p in glob.glob(os.path.join(a.work, "out", "*.jsonl*")):
-        with open(p, "rb") as f:
-            out_rows += sum(1 for _ in f)
+    if a.stage_set == "shared":
+        import pyarrow.parquet as pq
+
+        for p in glob.glob(os.path.join(a.work, "out", "*.parquet")):
+            out_rows += pq.ParquetFile(p).metadata.num_rows
+    else:
+        for p in glob.glob(os.path.join(a.work, "out", "*.jsonl*")):
+            with open(p, "rb") as f:
+                out_rows += sum(1 for _ in f)
     print(
         json.dumps(
             {
                 "peer": "nemo-curator",
                 "seconds": round(secs, 3),
                 "rows_out": out_rows,
-                "not_run": {"fuzzy_dedup": "needs cudf/GPU in 1.4", "pii": "no CPU PII stage in 1.4"},
+                "stage_set": a.stage_set,
+                "not_run": {}
+                if a.stage_set == "shared"
+                else {"fuzzy_dedup": "needs cudf/GPU in 1.4", "pii": "no CPU PII stage in 1.4"},
             }
         )
     )

@@ -18,4 +18,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--lid-model", required=True, help="path of lid.176.ftz (the file our langid stage loads)"
     )
     ap.add_argument("--glob", default="part-*.jsonl.gz")
+    ap.add_argument(
+        "--stage-set",
+        choices=("all", "shared"),
+        default="all",
+        help="all: every step the peer has of our equivalent pipeline; shared (NeMo Curator only): the stages "
+        "both have (langid, Gopher repetition and quality) and a Parquet writer, as `--compare nemo-shared`",
+    )
     return ap.parse_args(argv)
