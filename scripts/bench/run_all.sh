@@ -24,6 +24,9 @@ run $PY -m scripts.bench.memory --scales 1,8
 [ "$QUICK" = "--quick" ] || run $PY -m scripts.bench.scale --docs 1000000,4000000 --cleanup
 run $PY -m scripts.bench.pii --docs 2000 --ner-docs 200
 run $PY -m scripts.bench.s3 --copies 4 --repeat 3
+run $PY -m scripts.bench.refilter --docs 40000
+# kill-and-resume, local and S3, and the throttled S3 run (~4 h at 40k documents: the NER in pii dominates)
+[ "$QUICK" = "--quick" ] || run $PY -m scripts.bench.resume --docs 40000
 # the refresh timings (docs/benchmarks/refresh.md is written by hand from this run's --durations output)
 [ "$QUICK" = "--quick" ] || RAY_AUTH_MODE=disabled run $PY -m pytest tests/test_refresh.py tests/test_monitoring.py -q --durations=15
 # the GPU MinHash check, only where a GPU is visible (docs/benchmarks/gpu_minhash.log)
