@@ -215,11 +215,16 @@ class GlobalContext:
         return result
 
     def map_collect(
-        self, ds: Any, fn: Callable[[pa.Table], pa.Table], rows: int, resources: Resources | None = None
+        self,
+        ds: Any,
+        fn: Callable[[pa.Table], pa.Table],
+        rows: int,
+        resources: Resources | None = None,
+        name: str = "map",
     ) -> list[dict[str, Any]]:
         """Run `fn` over every slice of at most `rows` rows of `ds` (with the stage's resources) and return the
         rows of the small tables it returns (counters, partitions written), never the data."""
-        return self.backend.map_collect(ds, fn, rows, resources or self.resources, f"{self.label}:map")
+        return self.backend.map_collect(ds, fn, rows, resources or self.resources, f"{self.label}:{name}")
 
     def run_wave(
         self, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], name: str | None = None

@@ -397,7 +397,7 @@ class FuzzyDedup(GlobalStage[FuzzyDedupParams]):
             def fetch() -> int:
                 store.clear("texts")
                 cpus = ctx.resources.with_(num_gpus=0)  # text work, wherever the map step ran
-                fetched = ctx.map_collect(ds, _FetchTexts(p, store), p.map_batch_rows, cpus)
+                fetched = ctx.map_collect(ds, _FetchTexts(p, store), p.map_batch_rows, cpus, "fetch")
                 return sum(int(r["rows"]) for r in fetched)
 
             ctx.step("fetch", fetch)
