@@ -1,4 +1,4 @@
-"""Erase documents on request from every published snapshot: `refinery forget ROOT --request FILE`.
+"""Erase documents on request from a refresh output's snapshots or a run output: `refinery forget ROOT --request FILE`.
 
 Why: erasure requests (GDPR/CCPA, takedowns, offboarding) arrive after publishing. The corpus must drop the
 documents, their near-copies and their future re-appearances, and keep a record of the removal that holds no
@@ -18,11 +18,21 @@ content. Steps, under the refresh's lease lock (a refresh and a forget never run
 5. Remove the rows' entries from the dedup index generations; persist the set as `set-<request>.parquet` and the
    request, hashed, as `requests/<request>.json`; delete `pending.json`                     [forget:after_state]
 
-Readers of the old generation keep a consistent old state until step 4: nothing of it is changed or deleted.
+Readers of the old generation keep a consistent old state until step 4: nothing of it is changed until a purge
+(`--purge`, or `refinery gc --yes` after a grace period) deletes its rows; `generations.json` records every
+superseded generation (`superseded`) and when it was purged, and a purged folder holds `_PURGED` instead of
+`_SUCCESS`, so nothing readable promises rows that are gone.
+
+A plain run output (ROOT holds `_SUCCESS`) is read in place, so it gets no generations: the kept rows are staged
+under `_work/<request>/` (`staged.json` last) [forget:after_generations], then committed over the same folder with
+the journaled commit protocol (refinery/commit.py), which deletes the old parts that held removed rows
+[forget:after_pointer], then step 5. A crash inside that commit leaves the output unpublished (no `_SUCCESS`), as a
+crashed run's commit does; the next forget re-commits the staged rows.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import time
@@ -36,7 +46,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from refinery.accounting import check_accounting
-from refinery.commit import SUCCESS, WORK_DIR, commit, committed_manifest
+from refinery.commit import PUBLISHED_DIRS, PURGED, SUCCESS, WORK_DIR, commit, committed_manifest
 from refinery.config import ConfigError
 from refinery.faults import maybe_fail
 from refinery.fsio import join
@@ -68,6 +78,8 @@ KINDS = ("id", "url", "url_prefix", "domain", "text", "sha256")
 GENERATIONS = "generations.json"  # <root>/generations.json: the current generation of every snapshot
 GEN_DIR = "generations"
 STATE = "_state"
+RUN_OUTPUT = "output"  # the key of a plain run output where a refresh root has snapshot ids
+STAGED = "staged.json"  # _work/<request>/staged.json: a run output's kept rows, ready to commit
 
 
 def sha(value: str) -> str:
@@ -188,6 +200,39 @@ def list_snapshots(root: str, so: dict[str, Any] | None = None) -> list[dict[str
     return out
 
 
+def root_kind(root: str, so: dict[str, Any]) -> str:
+    """'refresh' (ROOT holds snapshots/) or 'run' (a committed run output, or one a crashed forget unpublished)."""
+    loc = Location(root, so)
+    if Location(snapshots_uri(root), so).exists():
+        return "refresh"
+    pending = loc.join(STATE, FORGOTTEN, "pending.json").read_json_or_none()
+    if loc.join(SUCCESS).exists() or (isinstance(pending, dict) and pending.get("mode") == "run"):
+        return "run"
+    raise ConfigError(
+        root,
+        [
+            (
+                "ROOT",
+                "neither a refresh output (snapshots/) nor a committed run output (_SUCCESS); nothing to forget",
+            )
+        ],
+    )
+
+
+def readable_outputs(root: str, so: dict[str, Any] | None = None) -> dict[str, str]:
+    """What readers read: each snapshot's current generation, or the run output itself (key `output`)."""
+    so = so or {}
+    if Location(snapshots_uri(root), so).exists():
+        return current_generations(root, so)
+    return {RUN_OUTPUT: root} if Location(root, so).join(SUCCESS).exists() else {}
+
+
+def control_uri(root: str, so: dict[str, Any]) -> str:
+    """Where the lease lock and the run log live: the refresh's (a refresh and a forget exclude each other), or
+    `_state/forgotten/` of a run output (so that forgetting does not make it look like a refresh root)."""
+    return refresh_state_uri(root) if root_kind(root, so) == "refresh" else join(root, STATE, FORGOTTEN)
+
+
 def data_tables(uri: str, so: dict[str, Any] | None, columns: list[str] | None = None) -> Iterator[pa.Table]:
     manifest = committed_manifest(uri, so) or {}
     for f in manifest.get("files", []):
@@ -205,6 +250,9 @@ class ForgetResult:
     outcome: str  # applied | already_applied | nothing_matched
     removed: dict[str, int] = field(default_factory=dict)  # snapshot id → rows removed from its data
     recovered: list[str] = field(default_factory=list)
+    purged: list[str] = field(
+        default_factory=list
+    )  # superseded generations whose rows were deleted (--purge)
     seconds: float = 0.0
 
 
@@ -214,22 +262,26 @@ def forget(
     so: dict[str, Any] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     lock_ttl_s: float = 6 * 3600,
+    purge: bool = False,
 ) -> ForgetResult:
+    """Apply an erasure request to ROOT (a refresh root or a run output); `purge` then deletes the rows of the
+    generations this request superseded (readers still reading them break)."""
     so = so or {}
     root = root.rstrip("/")
-    if not Location(snapshots_uri(root), so).exists():
-        raise ConfigError(
-            root, [("ROOT", "not a refresh output (no snapshots/); forget works on refresh roots")]
-        )
+    kind = root_kind(root, so)
+    if kind == "run":
+        _check_run_state(root, so)
     req = parse_request(request_path, so)
     rid = req.request_id
-    state_uri = refresh_state_uri(root)
+    state_uri = control_uri(root, so)
     lock = LeaseLock(join(state_uri, "LOCK"), ttl_s=lock_ttl_s, storage_options=so)
     lock.acquire()
     t0 = time.time()
     runlog.append(state_uri, {"event": "start", "kind": "forget", "request_id": rid, "owner": lock.owner}, so)
     try:
-        result = _forget_locked(root, so, req, threshold)
+        result = _forget_locked(root, so, req, threshold, kind)
+        if purge:
+            result.purged = [p["path"] for p in purge_superseded(root, so, min_age_s=0, request_id=rid)]
     except BaseException as e:
         runlog.append(
             state_uri,
@@ -255,6 +307,7 @@ def forget(
             "outcome": result.outcome,
             "removed": result.removed,
             "recovered": result.recovered,
+            "purged": result.purged,
             "seconds": result.seconds,
         },
         so,
@@ -271,12 +324,21 @@ def _forgotten(root: str, so: dict[str, Any]) -> Location:
     return _state(root, so).join(FORGOTTEN)
 
 
-def _forget_locked(root: str, so: dict[str, Any], req: Request, threshold: float) -> ForgetResult:
+def _check_run_state(root: str, so: dict[str, Any]) -> None:
+    """A run output whose config keeps its state elsewhere (`output.state_uri`) is refused: the forgotten set must
+    live where the next run into it looks (`<ROOT>/_state`)."""
+    manifest = committed_manifest(root, so) or {}
+    elsewhere = ((manifest.get("config") or {}).get("output") or {}).get("state_uri")
+    if elsewhere and elsewhere.rstrip("/") != join(root, STATE):
+        raise ConfigError(root, [("output.state_uri", "the run keeps its state outside ROOT; not supported")])
+
+
+def _forget_locked(root: str, so: dict[str, Any], req: Request, threshold: float, kind: str) -> ForgetResult:
     rid = req.request_id
     recovered = recover_forget(root, so)
     if _forgotten(root, so).join("requests", f"{rid}.json").exists():
         return ForgetResult(rid, "already_applied", recovered=recovered)
-    gens = current_generations(root, so)
+    gens = readable_outputs(root, so)
     # targets: rows the request names, in any snapshot; their texts and the request's make the set
     texts = sorted(req.values("text"))
     for uri in gens.values():
@@ -311,13 +373,15 @@ def _forget_locked(root: str, so: dict[str, Any], req: Request, threshold: float
             removed[sid], removed_ids[sid] = n, ids
     if not removed and not len(fs.sigs) and not fs.hashes:
         return ForgetResult(rid, "nothing_matched", recovered=recovered)
-    previous = read_generations(root, so)["snapshots"]
+    previous = read_generations(root, so)["snapshots"] if kind == "refresh" else {}
     pending = {
         "request_id": rid,
+        "mode": kind,
         "threshold": threshold,
         "generations": {
             sid: f"g{int(previous.get(sid, {}).get('generation', 'g1')[1:].split('-')[0]) + 1}-{rid}"
             for sid in removed
+            if kind == "refresh"
         },
         "sources": {sid: gens[sid] for sid in removed},
         "removed_ids": removed_ids,  # sha256 of ids, for the dedup index
@@ -330,8 +394,12 @@ def _forget_locked(root: str, so: dict[str, Any], req: Request, threshold: float
     with forgotten.join(f"pending-{rid}.parquet").open("wb") as fh:
         pq.write_table(set_table(list(fs.hashes), fs.sigs), fh)
     forgotten.join("pending.json").write_json(pending)
-    for sid in removed:
-        write_generation(root, so, sid, pending, fs, req)
+    if kind == "run":
+        if removed:
+            stage_run_output(root, so, pending, fs, req)
+    else:
+        for sid in removed:
+            write_generation(root, so, sid, pending, fs, req)
     maybe_fail("forget:after_generations")
     publish_forget(root, so, pending)
     progress("forget %s: removed %s", rid, json.dumps(removed))
@@ -346,16 +414,49 @@ def write_generation(
     root: str, so: dict[str, Any], sid: str, pending: dict[str, Any], fs: ForgottenSet, req: Request
 ) -> None:
     """The snapshot's next generation: a committed output holding its current rows but the removed ones."""
-    rid = pending["request_id"]
-    src_uri = pending["sources"][sid]
     out = generation_uri(root, sid, pending["generations"][sid])
     if committed_manifest(out, so) is not None:
         return
+    work = Location(out, so).join(WORK_DIR, pending["request_id"])
+    files, manifest, report = kept_rows(pending["sources"][sid], so, sid, pending, fs, req, work)
+    commit(out, so, work.uri, files, manifest, report)
+
+
+def stage_run_output(
+    root: str, so: dict[str, Any], pending: dict[str, Any], fs: ForgottenSet, req: Request
+) -> None:
+    """A run output's kept rows, staged under `_work/<request>/` with `staged.json` written last: from then on a
+    crash rolls forward (the old parts may already be deleted by the commit, so the staged rows are the truth)."""
+    work = Location(root, so).join(WORK_DIR, pending["request_id"])
+    files, manifest, report = kept_rows(root, so, RUN_OUTPUT, pending, fs, req, work)
+    work.join(STAGED).write_json({"files": files, "manifest": manifest, "report": report})
+
+
+def commit_staged(root: str, so: dict[str, Any], rid: str) -> None:
+    """Commit a run output's staged rows over it (idempotent: a commit that crashed half-way is redone)."""
+    manifest = committed_manifest(root, so)
+    if manifest is not None and any(f.get("request_id") == rid for f in manifest.get("forget", [])):
+        return
+    work = Location(root, so).join(WORK_DIR, rid)
+    staged = work.join(STAGED).read_json()
+    commit(root, so, work.uri, staged["files"], staged["manifest"], staged["report"])
+
+
+def kept_rows(
+    src_uri: str,
+    so: dict[str, Any],
+    sid: str,
+    pending: dict[str, Any],
+    fs: ForgottenSet,
+    req: Request,
+    work: Location,
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Stage, under `work`, the rows of a committed output but the removed ones; returns what `commit` takes."""
+    rid = pending["request_id"]
     src = Location(src_uri, so)
     manifest = committed_manifest(src_uri, so) or {}
     report = src.join("report.json").read_json()
     ids = set(pending["removed_ids"][sid])
-    work = Location(out, so).join(WORK_DIR, rid)
     work.remove(recursive=True)
     writer = PartWriter(work.join("g"), pa.schema([]))
     files: list[dict[str, Any]] = []
@@ -380,7 +481,9 @@ def write_generation(
     counts["forgotten"] = counts.get("forgotten", 0) + gone_rows  # rows no file holds any more (verify)
     gone = {"published": published_gone, "dropped_or_quarantined": gone_rows - published_gone}
     report = {**report, "rows_out": data_rows, "forgotten": {**report.get("forgotten", {}), rid: gone}}
-    info = {"request_id": rid, "at": pending["started_at"], **gone, "previous_generation": src_uri}
+    info = {"request_id": rid, "at": pending["started_at"], **gone}
+    if pending.get("mode", "refresh") == "refresh":
+        info["previous_generation"] = src_uri
     new_manifest = {
         **{k: v for k, v in manifest.items() if k != "files"},
         "counts": counts,
@@ -391,41 +494,17 @@ def write_generation(
     problems = check_accounting({**report, "rows_out": data_rows + before})
     if problems:
         raise RuntimeError(f"forget: accounting of {sid} does not balance: {'; '.join(problems)}")
-    commit(out, so, work.uri, files, new_manifest, report)
+    return files, new_manifest, report
 
 
 def publish_forget(root: str, so: dict[str, Any], pending: dict[str, Any]) -> None:
     """Steps 4 and 5; idempotent, so recovery re-runs it."""
     rid = pending["request_id"]
-    rec = read_generations(root, so)
-    now = runlog.now_iso()
-    for sid, gen in pending["generations"].items():
-        cur = rec["snapshots"].get(sid, {})
-        if cur.get("generation") == gen:
-            continue
-        rec["snapshots"][sid] = {
-            "generation": gen,
-            "path": f"{GEN_DIR}/{sid}/{gen}",
-            "requests": [*cur.get("requests", []), rid],
-            "updated_at": now,
-        }
-    rec["updated_at"] = now
-    Location(root, so).join(GENERATIONS).write_json(rec)  # one write: every snapshot switches at once
-    latest = read_latest(root, so)
-    if latest and latest.get("snapshot_id") in pending["generations"]:
-        sid = latest["snapshot_id"]
-        uri = generation_uri(root, sid, pending["generations"][sid])
-        marker = Location(uri, so).join(SUCCESS).read_json()
-        if latest.get("manifest_sha256") != marker.get("manifest_sha256"):
-            Location(root, so).join(LATEST).write_json(
-                {
-                    **latest,
-                    "manifest_sha256": marker.get("manifest_sha256"),
-                    "generation": pending["generations"][sid],
-                    "uri": uri,
-                    "updated_at": now,
-                }
-            )
+    if pending.get("mode", "refresh") == "run":
+        if pending["removed"]:
+            commit_staged(root, so, rid)  # the same folder, its old parts (holding removed rows) deleted
+    else:
+        _move_pointer(root, so, pending)
     maybe_fail("forget:after_pointer")
     remove_index_entries(root, so, {h for ids in pending["removed_ids"].values() for h in ids})
     forgotten = _forgotten(root, so)
@@ -443,6 +522,51 @@ def publish_forget(root: str, so: dict[str, Any], pending: dict[str, Any]) -> No
     )
     maybe_fail("forget:after_state")
     forgotten.join("pending.json").remove()
+
+
+def _move_pointer(root: str, so: dict[str, Any], pending: dict[str, Any]) -> None:
+    """`generations.json` (one write: every snapshot switches at once, and the generations it replaces are recorded
+    as superseded, awaiting purge), then `latest`."""
+    rid = pending["request_id"]
+    rec = read_generations(root, so)
+    now = runlog.now_iso()
+    for sid, gen in pending["generations"].items():
+        cur = rec["snapshots"].get(sid, {})
+        if cur.get("generation") == gen:
+            continue
+        rec.setdefault("superseded", []).append(
+            {
+                "snapshot": sid,
+                "path": cur.get("path", f"snapshots/{sid}"),
+                "superseded_at": now,
+                "superseded_by": f"{GEN_DIR}/{sid}/{gen}",
+                "request_id": rid,
+                "purged_at": None,
+            }
+        )
+        rec["snapshots"][sid] = {
+            "generation": gen,
+            "path": f"{GEN_DIR}/{sid}/{gen}",
+            "requests": [*cur.get("requests", []), rid],
+            "updated_at": now,
+        }
+    rec["updated_at"] = now
+    Location(root, so).join(GENERATIONS).write_json(rec)
+    latest = read_latest(root, so)
+    if latest and latest.get("snapshot_id") in pending["generations"]:
+        sid = latest["snapshot_id"]
+        uri = generation_uri(root, sid, pending["generations"][sid])
+        marker = Location(uri, so).join(SUCCESS).read_json()
+        if latest.get("manifest_sha256") != marker.get("manifest_sha256"):
+            Location(root, so).join(LATEST).write_json(
+                {
+                    **latest,
+                    "manifest_sha256": marker.get("manifest_sha256"),
+                    "generation": pending["generations"][sid],
+                    "uri": uri,
+                    "updated_at": now,
+                }
+            )
 
 
 def remove_index_entries(root: str, so: dict[str, Any], id_hashes: set[str]) -> int:
@@ -475,18 +599,27 @@ def recover_forget(root: str, so: dict[str, Any]) -> list[str]:
     if not isinstance(pending, dict):
         return []
     rid = pending["request_id"]
-    done = all(
-        committed_manifest(generation_uri(root, sid, gen), so) is not None
-        for sid, gen in pending["generations"].items()
-    )
-    pointer = read_generations(root, so)["snapshots"]
-    moved = any(pointer.get(sid, {}).get("generation") == g for sid, g in pending["generations"].items())
+    if pending.get("mode", "refresh") == "run":
+        # staged.json is written last when staging, and outlives the commit until _SUCCESS: present = roll forward
+        work = Location(root, so).join(WORK_DIR, rid)
+        manifest = committed_manifest(root, so) or {}
+        done = not pending["removed"] or any(f.get("request_id") == rid for f in manifest.get("forget", []))
+        moved = work.join(STAGED).exists()
+    else:
+        done = all(
+            committed_manifest(generation_uri(root, sid, gen), so) is not None
+            for sid, gen in pending["generations"].items()
+        )
+        pointer = read_generations(root, so)["snapshots"]
+        moved = any(pointer.get(sid, {}).get("generation") == g for sid, g in pending["generations"].items())
     if done or moved:
         publish_forget(root, so, pending)
         action = f"rolled forward forget {rid}"
     else:
         for sid, gen in pending["generations"].items():
             Location(generation_uri(root, sid, gen), so).remove(recursive=True)
+        if pending.get("mode") == "run":
+            Location(root, so).join(WORK_DIR, rid).remove(recursive=True)
         forgotten.join(f"pending-{rid}.parquet").remove()
         forgotten.join("pending.json").remove()
         action = f"rolled back forget {rid}"
@@ -505,7 +638,7 @@ def verify_forgotten(root: str, so: dict[str, Any] | None = None) -> list[str]:
         for item in f.read_json().get("items", []):
             hashed[item["kind"]].add(item["sha256"])
     problems = []
-    for sid, uri in current_generations(root, so).items():
+    for sid, uri in readable_outputs(root, so).items():
         for t in data_tables(uri, so, ["id", "text", "meta", "source"]):
             hit = fs.match(t["text"])
             hit |= np.array([sha(str(i)) in hashed["id"] for i in t["id"].to_pylist()], bool)
@@ -519,7 +652,7 @@ def verify_forgotten(root: str, so: dict[str, Any] | None = None) -> list[str]:
             hit |= np.array([sha(d) in hashed["domain"] for d in doms], bool)
             if hit.any():
                 problems.append(f"{sid}: {int(hit.sum())} row(s) match forgotten items")
-    return problems
+    return problems + purge_problems(root, so)[0]
 
 
 def _threshold(forgotten: Location) -> float:
@@ -529,3 +662,103 @@ def _threshold(forgotten: Location) -> float:
         else []
     )
     return min(ts) if ts else DEFAULT_THRESHOLD
+
+
+# --- purge: deleting the rows of superseded generations --------------------------------------------------------
+
+
+def _generation_path_ok(path: Any) -> bool:
+    """Only `snapshots/<id>` or `generations/<id>/<gen>`: generations.json is data, and must not steer a delete
+    elsewhere."""
+    if not isinstance(path, str):
+        return False
+    parts = path.split("/")
+    shape = (len(parts) == 2 and parts[0] == "snapshots") or (len(parts) == 3 and parts[0] == GEN_DIR)
+    return shape and all(p not in ("", ".", "..") for p in parts)
+
+
+def _row_files(folder: Location) -> list[Location]:
+    return [f for d in PUBLISHED_DIRS for f in folder.join(d).find()]
+
+
+def superseded(root: str, so: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Generations a forget superseded (never a current one), with the row files they still hold and their bytes."""
+    so = so or {}
+    rec = read_generations(root, so)
+    current = {g.get("path") for g in rec["snapshots"].values()}
+    out = []
+    for e in rec.get("superseded", []):
+        if not _generation_path_ok(e.get("path")) or e["path"] in current:
+            continue
+        folder = Location(root, so).join(e["path"])
+        files = _row_files(folder)
+        out.append({**e, "uri": folder.uri, "row_files": len(files), "bytes": sum(f.size() for f in files)})
+    return out
+
+
+def age_s(entry: dict[str, Any], now: float) -> float:
+    return now - dt.datetime.fromisoformat(entry["superseded_at"]).timestamp()
+
+
+def purge_superseded(
+    root: str,
+    so: dict[str, Any] | None = None,
+    min_age_s: float = 0.0,
+    request_id: str | None = None,
+    now: float | None = None,
+) -> list[dict[str, Any]]:
+    """Delete the row files (data/, quarantine/, droplog/) of superseded generations at least `min_age_s` old (of
+    one request's, if given). Why: until then an erased document is still on disk. Each folder gets `_PURGED`
+    (its tombstone) before its `_SUCCESS` goes and then its row files, so nothing readable promises rows that are
+    gone; `generations.json` records `purged_at` last, and an interrupted purge is simply done again. Call it under
+    the lease lock. Returns the purged entries."""
+    so = so or {}
+    if not Location(root, so).join(GENERATIONS).exists():
+        return []  # a run output: its old parts went with the commit
+    now = time.time() if now is None else now
+    todo = [
+        e
+        for e in superseded(root, so)
+        if (e["row_files"] or not e.get("purged_at"))
+        and age_s(e, now) >= min_age_s
+        and (request_id is None or e.get("request_id") == request_id)
+    ]
+    if not todo:
+        return []
+    at = runlog.now_iso()
+    for e in todo:
+        folder = Location(e["uri"], so)
+        folder.join(PURGED).write_json(
+            {
+                "purged_at": at,
+                "request_id": e.get("request_id"),
+                "superseded_by": join(root, e["superseded_by"]),
+            }
+        )
+        folder.join(SUCCESS).remove()  # unpublished first: its manifest lists files about to go
+        for f in _row_files(folder):
+            f.remove()
+    rec = read_generations(root, so)
+    done = {e["path"] for e in todo}
+    for e in rec.get("superseded", []):
+        if e.get("path") in done:
+            e["purged_at"] = e.get("purged_at") or at
+    Location(root, so).join(GENERATIONS).write_json(rec)
+    progress("forget: purged the rows of %d superseded generation(s)", len(todo))
+    return todo
+
+
+def purge_problems(root: str, so: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """(problems, awaiting): a generation recorded as purged that still holds row files or a `_SUCCESS` is a
+    problem; a superseded one still holding rows is awaiting its purge (the grace period), reported, not failed."""
+    problems, awaiting = [], []
+    for e in superseded(root, so):
+        folder = Location(e["uri"], so or {})
+        if e.get("purged_at") and (e["row_files"] or folder.join(SUCCESS).exists()):
+            problems.append(f"{e['path']}: recorded as purged but still holds rows or a {SUCCESS}")
+        elif e["row_files"]:
+            awaiting.append(
+                f"{e['path']}: superseded at {e['superseded_at']} by {e['superseded_by']}, still holds "
+                f"{e['row_files']} row file(s), {e['bytes']} bytes: awaiting purge (`refinery gc ROOT --yes`)"
+            )
+    return problems, awaiting

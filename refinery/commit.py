@@ -29,6 +29,7 @@ from refinery.fsio import StorageError, describe_error, fatal_hint, is_fatal
 from refinery.location import Location
 
 SUCCESS = "_SUCCESS"
+PURGED = "_PURGED"  # tombstone of a generation whose rows `refinery forget --purge`/`refinery gc` deleted
 MANIFEST = "manifest.json"
 REPORT = "report.json"
 WORK_DIR = "_work"
@@ -137,7 +138,12 @@ def commit(
         out.join(name).remove()
     out.remove_files(sorted(stale))
     for f in published:
-        work.join(f.pop("src")).move_to(out.join(f["path"]))
+        src, dest = work.join(f.pop("src")), out.join(f["path"])
+        # redoing a commit that crashed while moving: a part already moved is there under the same name (parts are
+        # named by their sha256, and a move lands whole), and no longer staged
+        if previous and not src.exists() and dest.exists():
+            continue
+        src.move_to(dest)
     maybe_fail("after_data")
     manifest = {**manifest, "files": sorted(published, key=lambda x: x["path"])}
     out.join(REPORT).write_bytes(json.dumps(report, indent=2, sort_keys=False).encode())
@@ -176,6 +182,12 @@ def verify(output_uri: str, storage_options: dict[str, Any] | None = None, deep:
     """Re-check a committed output against its manifest; returns the problems found (empty = verified)."""
     out = Location(output_uri, storage_options)
     if not out.join(SUCCESS).exists():
+        tomb = out.join(PURGED).read_json_or_none()
+        if isinstance(tomb, dict):
+            return [
+                f"{output_uri}: purged at {tomb.get('purged_at')} (an erasure request superseded it; its rows are "
+                f"deleted): read its current generation, {tomb.get('superseded_by')} (`refinery snapshots`)"
+            ]
         return [f"{output_uri}: no {SUCCESS}: not a committed output"]
     problems: list[str] = []
     body = out.join(MANIFEST).read_bytes()

@@ -272,3 +272,242 @@ def test_crash_at_each_step_leaves_a_consistent_state_and_a_rerun_completes(
     assert cli("verify", str(out), "--forgotten") == 0
     snaps = json.loads((out / "generations.json").read_text())["snapshots"]
     assert all(len(s["requests"]) == 1 for s in snaps.values())
+
+
+# --- a plain run output: forgotten in place ------------------------------------------------------------------
+
+
+def run_rows(out: Path) -> dict[str, dict]:
+    """id → row of a committed run output (what its readers read: the folder itself)."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    got = {}
+    for f in manifest["files"]:
+        if f["kind"] == "data":
+            for r in pq.read_table(out / f["path"]).to_pylist():
+                got[r["id"]] = r
+    return got
+
+
+def rows_anywhere(root: Path) -> tuple[set[str], set[str]]:
+    """(ids, texts) of every row of every Parquet file under root, whatever it is (published, old, staged)."""
+    ids: set[str] = set()
+    texts: set[str] = set()
+    for p in root.rglob("*.parquet"):
+        t = pq.read_table(p)
+        if "id" in t.column_names:
+            ids |= {str(i) for i in t["id"].to_pylist()}
+        if "text" in t.column_names:
+            texts |= {x for x in t["text"].to_pylist() if x}
+    return ids, texts
+
+
+@pytest.fixture(scope="module")
+def run_output(chain):
+    """A real `refinery run` of two of the corpus's shards (small parts, so that some hold no removed row)."""
+    tmp = chain["tmp"] / "run"
+    inputs, out = tmp / "inputs", tmp / "out"
+    inputs.mkdir(parents=True)
+    for day in range(2):
+        shutil.copy(chain["corpus"] / f"part-{day:05d}.jsonl.gz", inputs)
+    cfg = tmp / "run.yaml"
+    stages = [{"stage": "normalize"}, {"stage": "exact_dedup"}, {"stage": "fuzzy_dedup"}]
+    body = {
+        "input": {"uri": str(inputs), "id_field": "id"},
+        "output": {"uri": str(out), "target_shard_mb": 0.05},
+        "stages": stages,
+    }
+    cfg.write_text(yaml.safe_dump(body))
+    assert cli("run", str(cfg)) in (0, 3)
+    before = run_rows(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    shutil.copytree(out, tmp / "before")
+    return {"tmp": tmp, "out": out, "cfg": cfg, "before": before, "manifest": manifest}
+
+
+@pytest.fixture(scope="module")
+def run_forgotten(chain, run_output):
+    assert cli("forget", str(run_output["out"]), "--request", str(chain["request"])) == 0
+    return run_rows(run_output["out"])
+
+
+def _parts_holding(out: Path, manifest: dict, ids: set[str]) -> set[str]:
+    """Names of the manifest's part files (any kind) holding one of these ids."""
+    return {
+        f["path"].split("/")[1]
+        for f in manifest["files"]
+        if {str(i) for i in pq.read_table(out / f["path"], columns=["id"])["id"].to_pylist()} & ids
+    }
+
+
+def test_forget_on_a_run_output_removes_matches_in_place(chain, run_output, run_forgotten, capsys):
+    out, before, after = run_output["out"], run_output["before"], run_forgotten
+    removed = set(before) - set(after)
+    assert chain["expected"] & set(before) <= removed, "a target or a generated duplicate is still published"
+    assert len(chain["expected"] & set(before)) > len(chain["targets"] & set(before)) > 0
+    for i in removed - chain["expected"]:  # anything else removed must really be a near-copy of a target
+        assert _jaccard_to_targets(chain, before[i]["text"]) >= 0.4, i
+    assert set(after) <= set(before)
+    for key, row in after.items():  # row-level diff: every other row is unchanged
+        assert row == before[key], key
+    # the old parts that held removed rows are deleted: no file under the output holds a removed row
+    old_parts = _parts_holding(run_output["tmp"] / "before", run_output["manifest"], removed)
+    assert old_parts
+    assert len(old_parts) < len(run_output["manifest"]["files"]), "some parts must be kept as they were"
+    assert not {p.name for p in out.rglob("*")} & old_parts
+    ids, texts = rows_anywhere(out)
+    assert not ids & removed
+    assert not texts & {before[i]["text"] for i in removed}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["forgotten"] >= len(removed)
+    assert [f["request_id"] for f in manifest["forget"]] == [
+        p.stem for p in (out / "_state" / "forgotten" / "requests").glob("*.json")
+    ]
+    assert not (out / "generations.json").exists() and not (out / "snapshots").exists()
+    assert not (out / "_work").exists() or not list((out / "_work").iterdir())
+    capsys.readouterr()
+    assert cli("verify", str(out)) == 0
+    assert cli("verify", str(out), "--forgotten") == 0
+    assert "wait" not in capsys.readouterr().out
+    # the same request again: nothing to do
+    assert cli("forget", str(out), "--request", str(chain["request"])) == 0
+    assert "already_applied" in capsys.readouterr().out
+    assert run_rows(out) == after
+    for p in [*(out / "_state").rglob("*.json*"), out / "manifest.json", out / "report.json"]:
+        body = p.read_text(errors="replace")
+        assert not any(d in body for d in chain["domains"]), p
+
+
+def test_verify_forgotten_fails_on_a_forgotten_row_in_a_run_output(
+    chain, run_output, run_forgotten, tmp_path
+):
+    bad = tmp_path / "bad"
+    shutil.copytree(run_output["tmp"] / "before", bad)
+    shutil.rmtree(bad / "_state")
+    shutil.copytree(
+        run_output["out"] / "_state", bad / "_state"
+    )  # the forgotten set, not applied to the rows
+    assert cli("verify", str(bad)) == 0
+    assert cli("verify", str(bad), "--forgotten") == 1
+
+
+def test_next_run_into_a_forgotten_run_output_drops_reappearances(chain, run_output, run_forgotten, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(run_output["out"], out)
+    removed = sorted(set(run_output["before"]) - set(run_forgotten))
+    fresh = [{"id": f"new-{i}", "text": run_output["before"][i]["text"]} for i in removed[:20]]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "again.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in fresh))
+    body = yaml.safe_load(run_output["cfg"].read_text())
+    body["input"]["uri"], body["output"]["uri"] = str(inputs), str(out)
+    body["output"]["if_exists"] = "overwrite"
+    cfg = tmp_path / "again.yaml"
+    cfg.write_text(yaml.safe_dump(body))
+    assert cli("run", str(cfg)) in (0, 3)
+    drops = read_droplog(out)
+    assert all(drops.get(d["id"]) == ("forgotten", "forgotten") for d in fresh), drops
+    assert json.loads((out / "manifest.json").read_text())["counts"]["rows_out"] == 0
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "after_data",
+        "before_success",
+        "forget:after_generations",
+        "forget:after_pointer",
+        "forget:after_state",
+    ],
+)
+def test_crash_on_a_run_output_is_consistent_and_a_rerun_completes(
+    chain, run_output, run_forgotten, point, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "out"
+    shutil.copytree(run_output["tmp"] / "before", out)
+    monkeypatch.setenv("REFINERY_FAIL_AT", point)
+    assert cli("forget", str(out), "--request", str(chain["request"])) == 1
+    monkeypatch.delenv("REFINERY_FAIL_AT")
+    assert not (out / "_state" / "forgotten" / "LOCK").exists()
+    capsys.readouterr()
+    if point in ("after_data", "before_success"):
+        # inside the in-place commit: unpublished, as a crashed run's commit (readers trust nothing without it)
+        assert not (out / "_SUCCESS").exists()
+        assert cli("verify", str(out)) == 1
+        assert "not a committed output" in capsys.readouterr().out
+    else:
+        assert cli("verify", str(out)) == 0, "a crash left an inconsistent published state"
+        assert run_rows(out) in (run_output["before"], run_forgotten), (
+            "all of the old state or all of the new"
+        )
+    assert cli("forget", str(out), "--request", str(chain["request"])) == 0
+    assert "recovery: rolled forward" in capsys.readouterr().out
+    assert run_rows(out) == run_forgotten
+    assert not (out / "_state" / "forgotten" / "pending.json").exists()
+    assert cli("verify", str(out), "--forgotten") == 0
+    removed = set(run_output["before"]) - set(run_forgotten)
+    assert not rows_anywhere(out)[0] & removed
+    assert len(json.loads((out / "manifest.json").read_text())["forget"]) == 1
+
+
+# --- purge: the superseded generations' rows are deleted ---------------------------------------------------------
+
+
+def _listing(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def _assert_purged(chain, forgotten, out: Path, capsys) -> None:
+    removed = {i for _, i in set(chain["before"]) - set(forgotten)}
+    ids, texts = rows_anywhere(out)
+    assert not ids & removed, "a file under the root still holds a forgotten row"
+    assert not texts & {chain["docs"][i]["text"] for i in removed}
+    assert rows(out) == forgotten  # the current generations are untouched
+    capsys.readouterr()
+    assert cli("verify", str(out), "--forgotten") == 0
+    said = capsys.readouterr().out
+    assert "wait" not in said and "FAIL" not in said
+    # a purged folder is still a snapshot (its current generation lives elsewhere) but no longer claims rows
+    assert cli("snapshots", str(out), "--json") == 0
+    assert [s["id"] for s in json.loads(capsys.readouterr().out)] == ["20260101", "20260102", "20260103"]
+    first = out / "snapshots" / "20260101"
+    assert (first / "_PURGED").exists() and not (first / "_SUCCESS").exists()
+    assert cli("verify", str(first)) == 1
+    assert "purged" in capsys.readouterr().out
+    sup = json.loads((out / "generations.json").read_text())["superseded"]
+    assert len(sup) == 3 and all(e["purged_at"] for e in sup)
+
+
+def test_gc_purges_superseded_generations_after_the_grace_period(chain, forgotten, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(chain["tmp"] / "before", out)
+    assert cli("forget", str(out), "--request", str(chain["request"])) == 0
+    removed = {i for _, i in set(chain["before"]) - set(forgotten)}
+    assert rows_anywhere(out)[0] & removed, "without a purge the old generations keep the rows"
+    capsys.readouterr()
+    assert cli("verify", str(out), "--forgotten") == 0
+    assert capsys.readouterr().out.count("wait ") == 3  # awaiting purge: said, not failed
+    listed = _listing(out)
+    assert cli("gc", str(out)) == 0  # no --yes: lists, deletes nothing
+    said = capsys.readouterr().out
+    assert "3 superseded generation(s) holding rows" in said and "snapshots/20260101" in said
+    assert cli("gc", str(out), "--yes") == 0  # default grace period: 24 h, nothing is old enough
+    assert "0 purged" in capsys.readouterr().out
+    assert _listing(out) == listed
+    assert cli("gc", str(out), "--yes", "--grace-hours", "0") == 0
+    assert "3 purged" in capsys.readouterr().out
+    _assert_purged(chain, forgotten, out, capsys)
+    assert cli("gc", str(out), "--yes", "--grace-hours", "0") == 0  # nothing left to do
+    assert "superseded" not in capsys.readouterr().out
+
+
+def test_forget_purge_deletes_superseded_rows_at_once(chain, forgotten, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(chain["tmp"] / "before", out)
+    capsys.readouterr()
+    assert cli("forget", str(out), "--request", str(chain["request"]), "--purge") == 0
+    assert capsys.readouterr().out.count("purged: ") == 3
+    _assert_purged(chain, forgotten, out, capsys)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from refinery.commit import SUCCESS, committed_manifest
+from refinery.commit import PURGED, SUCCESS, committed_manifest
 from refinery.fsio import InputFile, join
 from refinery.location import Location
 
@@ -69,8 +69,14 @@ def write_latest(root: str, snapshot_id: str, so: dict[str, Any] | None = None) 
 
 
 def committed_snapshots(root: str, so: dict[str, Any] | None = None) -> list[str]:
-    """Ids of snapshots that hold `_SUCCESS`, sorted (oldest first)."""
-    return sorted(s.name for s in Location(snapshots_uri(root), so).children() if s.join(SUCCESS).exists())
+    """Ids of snapshots that hold `_SUCCESS`, sorted (oldest first); also those whose first generation an erasure
+    request purged (`_PURGED` instead of `_SUCCESS`): the snapshot lives on in a later generation
+    (`generations.json`, jobs/forget.py), and refresh recovery must never take the folder for a crashed one."""
+    return sorted(
+        s.name
+        for s in Location(snapshots_uri(root), so).children()
+        if s.join(SUCCESS).exists() or s.join(PURGED).exists()
+    )
 
 
 def snapshot_manifest(root: str, snapshot_id: str, so: dict[str, Any] | None = None) -> dict[str, Any] | None:
