@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.job_process import reap
 from tests.plugins import pause
+from tests.test_s3 import copy_sentences
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "s3"
@@ -219,13 +221,7 @@ class LocalRay:
                     os.killpg(p.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-        _, alive = psutil.wait_procs(procs, timeout=15)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=10)
+        reap(procs, timeout=15)
         for p in self.nodes:
             try:
                 p.wait(5)
@@ -291,10 +287,7 @@ def two_node_cluster():
 
 def test_ray_job_submit_on_two_nodes(two_node_cluster, tmp_path):
     cluster = two_node_cluster
-    inp = tmp_path / "in"
-    inp.mkdir()
-    for f in FIX.glob("sentences_*"):
-        shutil.copy(f, inp / f.name)
+    inp = copy_sentences(tmp_path / "in")
     out = tmp_path / "out"
     cfg = {
         "name": "submit-test",
@@ -315,13 +308,7 @@ def test_ray_job_submit_on_two_nodes(two_node_cluster, tmp_path):
             pause(0.3),
         ],
     }
-    cfg_path = tmp_path / "job.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    sub_id = f"refinery-test-{uuid.uuid4().hex[:8]}"
-    cmd = submit_command(cluster.dashboard, str(cfg_path), [])
-    cmd.insert(3, f"--submission-id={sub_id}")
-    p = subprocess.run(cmd, env=cluster.env, cwd=ROOT, capture_output=True, text=True, timeout=420)
-    text = p.stdout + p.stderr
+    sub_id, p, text = _submit(cluster, cfg, tmp_path, "refinery-test")
     Path(os.environ.get("REFINERY_TEST_LOG", "/dev/null")).write_text(text)
     assert p.returncode == 0, text[-6000:]
     assert "succeeded" in text.lower()
@@ -332,23 +319,23 @@ def test_ray_job_submit_on_two_nodes(two_node_cluster, tmp_path):
 
     table, manifest = read_output(out)
     assert sorted(table["id"].to_pylist()) == sorted(expected_ids())
-    # the job's tasks ran on both nodes
-    from ray.job_submission import JobSubmissionClient
-    from ray.util.state import list_tasks
-
-    with _env(cluster.env):
-        job_id = JobSubmissionClient(cluster.dashboard).get_job_info(sub_id).job_id
-        tasks = list_tasks(
-            address=cluster.dashboard,
-            filters=[("job_id", "=", job_id)],
-            detail=True,
-            limit=10000,
-            raise_on_missing_output=False,
-        )
-        nodes = {n["node_id"]: n for n in cluster.alive_nodes()}
+    tasks, nodes = _job_tasks(cluster, sub_id)  # the job's tasks ran on both nodes
     used = {t["node_id"] for t in tasks if t.get("node_id") and "Map" in (t.get("name") or "")}
     assert len(nodes) == 2
     assert used == set(nodes), (used, set(nodes))
+
+
+def _submit(
+    cluster: LocalRay, cfg: dict, tmp_path: Path, prefix: str
+) -> tuple[str, subprocess.CompletedProcess, str]:
+    """`ray job submit` the config under a known submission id; (that id, the process, its output)."""
+    cfg_path = tmp_path / "job.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    sub_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    cmd = submit_command(cluster.dashboard, str(cfg_path), [])
+    cmd.insert(3, f"--submission-id={sub_id}")
+    p = subprocess.run(cmd, env=cluster.env, cwd=ROOT, capture_output=True, text=True, timeout=420)
+    return sub_id, p, p.stdout + p.stderr
 
 
 def _job_tasks(cluster: LocalRay, sub_id: str) -> tuple[list[dict], dict[str, dict]]:
@@ -392,13 +379,7 @@ def test_fuzzy_dedup_map_lands_on_the_gpu_node(tmp_path):
                 }
             ],
         }
-        cfg_path = tmp_path / "job.yaml"
-        cfg_path.write_text(yaml.safe_dump(cfg))
-        sub_id = f"refinery-gpu-{uuid.uuid4().hex[:8]}"
-        cmd = submit_command(cluster.dashboard, str(cfg_path), [])
-        cmd.insert(3, f"--submission-id={sub_id}")
-        p = subprocess.run(cmd, env=cluster.env, cwd=ROOT, capture_output=True, text=True, timeout=420)
-        text = p.stdout + p.stderr
+        sub_id, p, text = _submit(cluster, cfg, tmp_path, "refinery-gpu")
         assert p.returncode == 0, text[-6000:]
         # no CUDA device behind the logical GPU: the tasks fell back to the CPU kernel (else the job failed)
         from tests.conftest import read_output

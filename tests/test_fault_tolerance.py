@@ -11,7 +11,6 @@ is a descendant of that cluster's own `ray start` process, never anyone else's.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import yaml
 
 from tests.plugins import pause
 from tests.test_cluster import LocalRay
-from tests.test_s3 import FIX, expected_ids
+from tests.test_s3 import copy_sentences, expected_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,10 +49,7 @@ def busy_workers(cluster: LocalRay) -> list[psutil.Process]:
 def test_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path):
     from tests.conftest import read_output
 
-    inp = tmp_path / "in"
-    inp.mkdir()
-    for f in FIX.glob("sentences_*"):
-        shutil.copy(f, inp / f.name)
+    inp = copy_sentences(tmp_path / "in")
     out = tmp_path / "out"
     cfg = {
         "name": "fault-test",

@@ -24,6 +24,13 @@ import yaml
 
 from tests.conftest import read_droplog
 
+FAULT_POINTS = [  # a commit's own points, then forget's
+    "after_data",
+    "before_success",
+    "forget:after_generations",
+    "forget:after_pointer",
+    "forget:after_state",
+]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -242,16 +249,7 @@ def test_next_refresh_drops_reappearances_as_forgotten(chain, forgotten, tmp_pat
     assert manifest["counts"]["rows_out"] == 0
 
 
-@pytest.mark.parametrize(
-    "point",
-    [
-        "after_data",
-        "before_success",
-        "forget:after_generations",
-        "forget:after_pointer",
-        "forget:after_state",
-    ],
-)
+@pytest.mark.parametrize("point", FAULT_POINTS)
 def test_crash_at_each_step_leaves_a_consistent_state_and_a_rerun_completes(
     chain, forgotten, point, tmp_path, monkeypatch, capsys
 ):
@@ -409,16 +407,7 @@ def test_next_run_into_a_forgotten_run_output_drops_reappearances(chain, run_out
     assert json.loads((out / "manifest.json").read_text())["counts"]["rows_out"] == 0
 
 
-@pytest.mark.parametrize(
-    "point",
-    [
-        "after_data",
-        "before_success",
-        "forget:after_generations",
-        "forget:after_pointer",
-        "forget:after_state",
-    ],
-)
+@pytest.mark.parametrize("point", FAULT_POINTS)
 def test_crash_on_a_run_output_is_consistent_and_a_rerun_completes(
     chain, run_output, run_forgotten, point, tmp_path, monkeypatch, capsys
 ):

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +16,7 @@ import yaml
 from refinery.accounting import check_accounting
 from refinery.commit import verify
 from tests.conftest import read_output
+from tests.job_process import kill_job, start_job
 from tests.plugins import pause
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,15 +200,7 @@ def test_kill_during_write_leaves_nothing_published_and_rerun_matches(run_config
     cfg = _cfg(inp, out, [*STAGES, pause(2)], ray={"num_cpus": 2})  # slow batches: the kill lands mid-write
     cfg["output"]["target_shard_mb"] = 0.01
     cfg_path.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.run", "--config", str(cfg_path)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_job(cfg_path)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -222,19 +211,7 @@ def test_kill_during_write_leaves_nothing_published_and_rerun_matches(run_config
         else:
             pytest.fail("no staged part appeared")
     finally:
-        # The job's own local Ray (raylet, workers) are descendants of the driver: kill the whole tree at once,
-        # as a crashed machine would, so no orphaned worker keeps writing after the kill.
-        import psutil
-
-        tree = psutil.Process(proc.pid).children(recursive=True)
-        os.killpg(proc.pid, signal.SIGKILL)
-        for p in tree:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        proc.wait()
-        psutil.wait_procs(tree, timeout=30)
+        kill_job(proc)  # the driver and its local Ray at once, as a crashed machine would
     assert not (out / "_SUCCESS").exists()
     assert not (out / "data").exists() and not (out / "manifest.json").exists()
     visible = [

@@ -11,8 +11,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest
 import yaml
 
 from refinery.commit import verify
+from tests.job_process import kill_job, start_job
 from tests.plugins import pause
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,18 +69,7 @@ def kill_mid_run(cfg: dict, tmp_path: Path, out: Path, done_units: int = 2, env:
     """Start the job in its own process group and SIGKILL all of it once `done_units` units have finished."""
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    e = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
-    e.pop("RAY_ADDRESS", None) if not (env and "RAY_ADDRESS" in env) else None
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.run", "--config", str(path)],
-        cwd=ROOT,
-        env=e,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    import psutil
-
+    proc = start_job(path, env)
     try:
         deadline = time.time() + 180
         while time.time() < deadline:
@@ -92,15 +80,7 @@ def kill_mid_run(cfg: dict, tmp_path: Path, out: Path, done_units: int = 2, env:
         else:
             pytest.fail("no unit finished")
     finally:
-        tree = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
-        os.killpg(proc.pid, signal.SIGKILL)
-        for p in tree:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        proc.wait()
-        psutil.wait_procs(tree, timeout=30)
+        kill_job(proc)
     assert not (out / "_SUCCESS").exists()
 
 
@@ -207,16 +187,7 @@ def test_s3_run_killed_and_resumed_commits_the_same_bytes(s3_server, run_config,
     fs.rm(root, recursive=True)
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    address = ray_session.get_runtime_context().gcs_address
-    e = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": address}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.run", "--config", str(path)],
-        cwd=ROOT,
-        env=e,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_job(path, {"RAY_ADDRESS": ray_session.get_runtime_context().gcs_address})
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         try:

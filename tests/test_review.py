@@ -95,37 +95,12 @@ def test_sample_refuses_a_stage_whose_drops_are_gone(annotated, capsys):
 def test_labelstudio_export_import_and_eval(annotated, tmp_path, capsys):
     out = annotated["out"]
     export = tmp_path / "tasks.json"
-    assert (
-        cli(
-            "sample",
-            str(out),
-            "--stage",
-            "gopher_quality",
-            "-n",
-            "20",
-            "--format",
-            "labelstudio",
-            "--out",
-            str(export),
-        )
-        == 0
-    )
-    assert (
-        cli(
-            "sample",
-            str(out),
-            "--stage",
-            "gopher_quality",
-            "--kept",
-            "-n",
-            "10",
-            "--format",
-            "labelstudio",
-            "--out",
-            str(tmp_path / "k.json"),
-        )
-        == 0
-    )
+
+    def export_samples(*args: str) -> int:
+        return cli("sample", str(out), "--stage", "gopher_quality", "--format", "labelstudio", *args)
+
+    assert export_samples("-n", "20", "--out", str(export)) == 0
+    assert export_samples("--kept", "-n", "10", "--out", str(tmp_path / "k.json")) == 0
     tasks = json.loads(export.read_text()) + json.loads((tmp_path / "k.json").read_text())
     assert all("signal_gopher_words" in t["data"] and t["data"]["text"] for t in tasks)
     # a reviewer agrees with the filter on every sample but one flagged document, which they would keep

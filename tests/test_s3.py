@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +20,14 @@ from tests.plugins import pause
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "s3"
+
+
+def copy_sentences(dest: Path) -> Path:
+    """The S3 fixture's sentence files in a fresh local folder (the input of the cluster and fault tests)."""
+    dest.mkdir()
+    for f in FIX.glob("sentences_*"):
+        shutil.copy(f, dest / f.name)
+    return dest
 
 
 def expected_ids() -> set[str]:
@@ -109,16 +118,15 @@ def test_full_job_s3_in_to_s3_out(s3_server, s3_input, run_config):
     out = f"s3://{s3_server.out_bucket}/{prefix}/"
     writer = s3_server.options("writer")
     # split_bytes: the uncompressed files are also read as parallel byte ranges (ranged GETs + seek on S3)
-    res = run_config(
-        job_config(
-            input_uri,
-            s3_server.options("reader"),
-            out,
-            writer,
-            output={"target_shard_mb": 0.05},
-            input={"split_bytes": 8000},
-        )
+    cfg = job_config(
+        input_uri,
+        s3_server.options("reader"),
+        out,
+        writer,
+        output={"target_shard_mb": 0.05},
+        input={"split_bytes": 8000},
     )
+    res = run_config(cfg)
     assert res.status == "committed"
     admin = s3_server.fs("admin")
     ids, manifest = read_s3_output(admin, out)
@@ -144,19 +152,7 @@ def test_full_job_s3_in_to_s3_out(s3_server, s3_input, run_config):
         read_checkpoint([(Location(u, writer), n) for u, n in data], row_group_rows=64 * 1024).count() == 1200
     )
     # the same job on the same input is recognised as committed
-    assert (
-        run_config(
-            job_config(
-                input_uri,
-                s3_server.options("reader"),
-                out,
-                writer,
-                output={"target_shard_mb": 0.05},
-                input={"split_bytes": 8000},
-            )
-        ).status
-        == "noop"
-    )
+    assert run_config(cfg).status == "noop"
 
 
 def test_read_only_identity_cannot_write(s3_server, s3_input, tmp_path):
@@ -324,25 +320,20 @@ def test_retry_classifies_and_backs_off_with_jitter():
     for i, s in enumerate(sleeps):  # exponential, jittered, bounded: step/2 <= s <= step
         step = min(20.0, 0.5 * 2**i)
         assert step / 2 <= s <= step
+
     # bounded: gives up after `attempts`, and fatal errors are not retried at all
+    def failing(code: str, status: int):
+        def op():
+            raise translate_boto_error(_client_error(code, status))
+
+        return op
+
     sleeps.clear()
     with pytest.raises(OSError):
-        retry_call(
-            lambda: (_ for _ in ()).throw(translate_boto_error(_client_error("SlowDown", 503))),
-            "read",
-            "s3://b/k",
-            attempts=3,
-            sleep=sleeps.append,
-        )
+        retry_call(failing("SlowDown", 503), "read", "s3://b/k", attempts=3, sleep=sleeps.append)
     assert len(sleeps) == 2
     sleeps.clear()
     with pytest.raises(PermissionError):
-        retry_call(
-            lambda: (_ for _ in ()).throw(translate_boto_error(_client_error("AccessDenied", 403))),
-            "read",
-            "s3://b/k",
-            attempts=3,
-            sleep=sleeps.append,
-        )
+        retry_call(failing("AccessDenied", 403), "read", "s3://b/k", attempts=3, sleep=sleeps.append)
     assert sleeps == []
     assert len({round(backoff_delay(3, 0.5, 20), 6) for _ in range(20)}) > 1  # jitter: not one fixed delay

@@ -20,18 +20,17 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import yaml
 
 from scripts.bench import common
 from scripts.bench.common import BENCH, REFINERY, ROOT
+from tests.job_process import kill_job, start_job
 
 MD = ROOT / "docs" / "benchmarks" / "resume.md"
 
@@ -52,26 +51,13 @@ def run(cfg: dict, work: Path, tag: str, kill_after: float | None = None) -> dic
     """Run the job in its own session; with `kill_after`, SIGKILL its whole process tree after that many seconds."""
     path = work / f"{tag}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
     with open(work / f"{tag}.log", "w") as log:
         t0 = time.time()
-        proc = subprocess.Popen(
-            [*REFINERY, "--config", str(path)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+        proc = start_job(path, python=REFINERY[0], stdout=log)
         try:
             rc = proc.wait(timeout=kill_after)
         except subprocess.TimeoutExpired:
-            tree = psutil.Process(proc.pid).children(recursive=True)
-            os.killpg(proc.pid, signal.SIGKILL)
-            for p in tree:  # Ray's own daemons may have left the session
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            proc.wait()
-            psutil.wait_procs(tree, timeout=60)
+            kill_job(proc)
             rc = -9
     return {"rc": rc, "wall_s": round(time.time() - t0, 1)}
 

@@ -124,21 +124,13 @@ class WarcReader(Reader):
         if rec.type in _SKIPPED_TYPES:
             rows.skip(offset=rec.offset, reason=rec.type)
             return
-        if rec.truncated:
-            rows.quarantine(
-                offset=rec.offset,
-                reason="truncated_record",
-                raw=rec.body,
-                detail=f"{rec.type} record declares {rec.length} bytes, the file ends after {len(rec.body)}",
-            )
-            return
-        if rec.overflow:
-            rows.quarantine(
-                offset=rec.offset,
-                reason="record_too_large",
-                raw=rec.body,
-                detail=f"{rec.type} record of {rec.length} bytes exceeds max_record_bytes={cap}",
-            )
+        if rec.truncated or rec.overflow:
+            reason, detail = (
+                ("truncated_record", f"{rec.type} record declares {rec.length} bytes, the file ends after {len(rec.body)}")
+                if rec.truncated
+                else ("record_too_large", f"{rec.type} record of {rec.length} bytes exceeds max_record_bytes={cap}")
+            )  # fmt: skip
+            rows.quarantine(offset=rec.offset, reason=reason, raw=rec.body, detail=detail)
             return
         meta = {
             k: v

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.job_process import reap
+
 ROOT = Path(__file__).resolve().parents[2]
 FIX = ROOT / "tests" / "fixtures" / "s3"
 
@@ -155,13 +157,7 @@ class ScopedAutoscalingCluster:
             os.killpg(self.proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        _, alive = psutil.wait_procs(procs, timeout=20)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=10)
+        reap(procs, timeout=20)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
