@@ -5,7 +5,9 @@ detectors are written separately and kept simple: emails, Luhn-valid card number
 checksum, and phone-number shapes. It reads only the files listed in manifest.json: in the data files, `text` and
 every string of the `meta` JSON (URLs also percent-decoded), since both are published; in the quarantine files,
 the `raw` input records (decoded as UTF-8 with replacement), reported apart. It reports residual counts per type,
-per column, and the ids of the rows where they occur — never the values.
+per column, and the ids of the rows where they occur — never the values. Beside them it shows what the run's `pii`
+stage found (report.json): counts per entity type and the detectors that found them, so a residual can be read
+against what was scrubbed.
 Exit code 0 when clean, 3 (alert) when residuals are found in the data or the quarantine, 2 when the output is not
 a committed run.
 """
@@ -26,6 +28,13 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A
 _DIGITS = re.compile(r"(?<![\w\-])\d(?:[ \-]?\d){12,18}(?![\w\-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
 TYPES = ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "PHONE_NUMBER")
+# The audit's own detector per type (named in its output; independent of the stage's).
+AUDIT_DETECTORS = {
+    "EMAIL_ADDRESS": "audit_email_regex",
+    "CREDIT_CARD": "audit_luhn",
+    "IBAN_CODE": "audit_iban_mod97",
+    "PHONE_NUMBER": "audit_phone_shape",
+}
 _PHONE = re.compile(
     r"(?<![\w.])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{2,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){2,4}(?![\w])"
 )
@@ -144,6 +153,7 @@ def audit(
                         else:
                             cols[c].add(rid, [value] if c == "text" else meta_strings(value))
     residual = {k: cols["text"].counts[k] + cols["meta"].counts[k] for k in TYPES}
+    report = out.join("report.json").read_json() if out.join("report.json").exists() else {}
     row_ids = {k: list(dict.fromkeys(cols["text"].ids[k] + cols["meta"].ids[k]))[:max_ids] for k in TYPES}
     return {
         "output": output_uri,
@@ -154,8 +164,26 @@ def audit(
         "row_ids": row_ids,
         "clean": not any(residual.values()),
         "by_column": {c: t.report() for c, t in cols.items()},
+        "detectors": AUDIT_DETECTORS,
+        "scrubbed": stage_findings(report),
         "quarantine": {"files": len(q_files), "rows": q_rows, **quarantine.report()},
     }
+
+
+def stage_findings(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the run's `pii` stages found, from report.json: per entity type the count and the detectors that found
+    it (``{"PERSON": {"count": 12, "detectors": {"spacy_ner": 10, "name_rules": 2}}}``)."""
+    found: dict[str, dict[str, Any]] = {}
+    for stage in report.get("stages", []):
+        if "pii" not in stage.get("name", ""):
+            continue
+        for key, v in stage.get("counters", {}).items():
+            if key.startswith("by_detector.") and "/" in key:
+                etype, det = key[len("by_detector.") :].split("/", 1)
+                entry = found.setdefault(etype, {"count": 0, "detectors": {}})
+                entry["count"] += int(v)
+                entry["detectors"][det] = entry["detectors"].get(det, 0) + int(v)
+    return dict(sorted(found.items()))
 
 
 def _args(p: argparse.ArgumentParser) -> None:

@@ -184,7 +184,7 @@ class NameRules:
             # A given name that is also a noun counts alone only if it is a common name (see _NOUN_NAME_SHARE).
             alone_ok = lw not in self.nouns or self.first[lw] >= _NOUN_NAME_SHARE
             if (end > m.end() or alone_ok) and free(m.start(), end):
-                out.append(Span(m.start(), end, "PERSON", 0.55))
+                out.append(Span(m.start(), end, "PERSON", 0.55, "name_rules"))
         # A cue is stronger evidence than the model's other label ("my name is Ludmiła" tagged NORP).
         patterns = [
             (s.start, s.end) for s in spans if s.type not in ("PERSON", "LOCATION", "ORGANIZATION", "ADDRESS")
@@ -192,7 +192,7 @@ class NameRules:
         for m in _CUE.finditer(text):
             end = self._name_after(text, m.end())
             if end is not None and not any(x < end and m.end() < y for x, y in patterns):
-                out.append(Span(m.end(), end, "PERSON", 0.6))
+                out.append(Span(m.end(), end, "PERSON", 0.6, "name_rules"))
         out += self._speakers(text, [s for s in (*spans, *out) if s.type == "PERSON"], free)
         return out
 
@@ -205,7 +205,7 @@ class NameRules:
         if len(known) < 2 or 2 * len(known) < len(names):
             return []
         return [
-            Span(m.start(1), m.end(1), "PERSON", 0.55)
+            Span(m.start(1), m.end(1), "PERSON", 0.55, "name_rules")
             for m in labels
             if m.group(1).lower() not in self.common
             and m.group(1).lower() not in self.nouns
