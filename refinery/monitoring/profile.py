@@ -150,10 +150,10 @@ def build_profile(
     pii_types = {k: v for k, v in pii.items() if not k.startswith(("docs", "media", "meta", "by_detector."))}
     # "by_detector.PERSON/spacy_ner" → {"PERSON": {"spacy_ner": n}}: which detectors found each type.
     detectors: dict[str, dict[str, float]] = {}
-    for k, v in pii.items():
-        if k.startswith("by_detector.") and "/" in k:
-            etype, det = k[len("by_detector.") :].split("/", 1)
-            detectors.setdefault(etype, {})[det] = v
+    for key, count in pii.items():
+        if key.startswith("by_detector.") and "/" in key:
+            etype, det = key[len("by_detector.") :].split("/", 1)
+            detectors.setdefault(etype, {})[det] = float(count)
     pii_total = sum(pii_types.values())
     profile = {
         "snapshot_id": snapshot_id,
