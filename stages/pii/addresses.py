@@ -381,9 +381,11 @@ def _capital_tail(view: str, a: int, b: int) -> int | None:
 
 
 def _capitalized(seg: str) -> bool:
-    words = re.findall(_L + r"[^\W_]*", seg)
+    """Capitalized words, with particles ("dei", "de la") anywhere but not alone."""
     small = set(_PARTICLES)
-    return bool(words) and words[0][0].isupper() and all(w[0].isupper() or w.lower() in small for w in words)
+    words = re.findall(_L + r"[^\W_]*", seg)
+    names = [w for w in words if w.lower() not in small]
+    return bool(names) and all(w[0].isupper() for w in names)
 
 
 def _cjk_ok(value: str) -> bool:

@@ -104,7 +104,9 @@ def _unglue(m: re.Match) -> str:
 def _excluded(core: str, digits: str, intl: bool) -> bool:
     """Dates, a repeated digit, table rows and digit-grouped quantities: never a phone, whatever a region's plan
     allows."""
-    if _DATE_LIKE.match(core) or _ISO_DATE.match(core) or _RANGE.match(core) or len(set(digits)) == 1:
+    if (_DATE_LIKE.match(core) and _plausible_date(core)) or _ISO_DATE.match(core) or _RANGE.match(core):
+        return True
+    if len(set(digits)) == 1:
         return True
     if core.count("(") != core.count(")"):
         return True
@@ -125,6 +127,14 @@ def _excluded(core: str, digits: str, intl: bool) -> bool:
         and (len(groups[0]) == 1 or "000" in groups[1:])
         and (len(groups) >= 3 or groups[1] == "000")
     )
+
+
+def _plausible_date(core: str) -> bool:
+    """ "12.03.2019" is a date, "12 34 56" is not (no month 34)."""
+    a, b, c = (int(g) for g in re.findall(r"\d+", core)[:3])
+    if a > 31:  # year first
+        return 1 <= b <= 12 or 1 <= c <= 12
+    return (a <= 31 and 1 <= b <= 12) or (1 <= a <= 12 and b <= 31)
 
 
 def shape_ok(core: str) -> bool:
