@@ -118,6 +118,8 @@ def finalize(
             "skipped": sum(report.get("skipped", {}).values()),
             "duplicate_ids": ex.duplicate_ids,
         },
+        # what differs between attempts lives apart from what they must agree on (files, counts)
+        "attempt": {"created_at": plan.started_at, **ex.resume},
         **(manifest_extra or {}),
     }
     assert plan.work is not None

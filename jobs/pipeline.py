@@ -24,11 +24,14 @@ def run_pipeline(
     finalize_state: bool = True,
     manifest_extra: dict[str, Any] | None = None,
     on_commit: Callable[[str], None] | None = None,
+    resume: bool = True,
 ) -> RunResult:
     """Run and commit. With finalize_state=False the caller (the nightly refresh) commits the state generations
     written by global stages itself, after it has published its pointer. `manifest_extra` adds keys to the
     manifest (the refresh records lineage: previous snapshot, content hashes). `on_commit(run_id)` is called as
-    soon as the output is committed (the entry point uses it to tell a stop after the commit from one before)."""
+    soon as the output is committed (the entry point uses it to tell a stop after the commit from one before).
+    With `resume` (the default) a run whose earlier attempt was interrupted reuses the work that attempt finished;
+    without it, it starts clean."""
     from jobs.ray_backend.executor import RayBackend
 
     plan = plan_run(cfg, config_source)
@@ -37,7 +40,7 @@ def run_pipeline(
         return noop_result(plan)
     backend = RayBackend(cfg.ray)
     backend.start()
-    execution = backend.execute(plan)
+    execution = backend.execute(plan, resume=resume)
     return finalize(plan, execution, manifest_extra, finalize_state, on_commit)
 
 

@@ -237,13 +237,19 @@ def write_run_report(
 def _refresh_locked(
     cfg: RunConfig, config_source: str, root: str, so: dict[str, Any], date: dt.date | None, lock: LeaseLock
 ) -> RefreshResult:
-    recovered, recovered_alerts = recover(cfg, root, so)
+    recovered, recovered_alerts, resumable = recover(cfg, root, so)
     files = list_inputs(cfg.input.uri, cfg.input.storage_options, cfg.input.exclude)
     known = read_inputs_state(root, so)
     new, changed, entries = diff_inputs(files, known, cfg.input.storage_options)
     todo = sorted(new + changed, key=lambda f: f.uri)
     latest_rec = read_latest(root, so)
     latest = (latest_rec or {}).get("snapshot_id")
+    run_key = _digest([f"{f.uri}|{entries[f.uri]['sha256']}" for f in todo] + [cfg.config_hash()]) if todo else ""
+    if resumable and resumable.get("run_key") != run_key:  # other work to do now: the crashed attempt goes
+        roll_back(cfg, root, so, resumable)
+        recovered.append(f"rolled back {resumable['snapshot_id']}")
+        progress("refresh recovery: rolled back %s", resumable["snapshot_id"])
+        resumable = None
     if not todo:
         merged = {**known, **entries}
         if merged != known:  # touched files: same content, new metadata
@@ -273,8 +279,12 @@ def _refresh_locked(
             latest=latest_rec,
         )
 
-    run_key = _digest([f"{f.uri}|{entries[f.uri]['sha256']}" for f in todo] + [cfg.config_hash()])
-    snapshot_id = new_snapshot_id(root, run_key, date, so)
+    if resumable:  # the same work as the crashed attempt: same snapshot, same run id, its finished units reused
+        snapshot_id = resumable["snapshot_id"]
+        recovered.append(f"resumed {snapshot_id}")
+        progress("refresh recovery: resuming %s", snapshot_id)
+    else:
+        snapshot_id = new_snapshot_id(root, run_key, date, so)
     snap = snapshot_uri(root, snapshot_id)
     derived = derive_config(cfg, [f.uri for f in todo], snap)
     from jobs.pipeline import run_pipeline
@@ -284,6 +294,7 @@ def _refresh_locked(
     pending = {
         "snapshot_id": snapshot_id,
         "run_id": run_id,
+        "run_key": run_key,
         "previous_snapshot": latest,
         "config_hash": cfg.config_hash(),
         "new_inputs": [f.uri for f in new],
@@ -388,35 +399,47 @@ def write_monitoring(
     return alerts
 
 
-def recover(cfg: RunConfig, root: str, so: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Finish or undo what a crashed refresh left behind; returns the actions taken and the alerts of a snapshot
-    rolled forward (a crash must not swallow a drift alert)."""
+def recover(
+    cfg: RunConfig, root: str, so: dict[str, Any]
+) -> tuple[list[str], list[dict[str, Any]], dict[str, Any] | None]:
+    """Finish what a crashed refresh left behind. Returns the actions taken, the alerts of a snapshot rolled
+    forward (a crash must not swallow a drift alert), and the pending record of a snapshot that did not commit:
+    it is kept, so that a refresh with the same work to do resumes it (its run reuses every finished unit), and
+    rolled back by `roll_back` otherwise."""
     actions: list[str] = []
     alerts: list[dict[str, Any]] = []
+    resumable: dict[str, Any] | None = None
     pending = read_pending(root, so)
-    state_uri = cfg.output.resolved_state_uri()
     if pending:
         sid = pending["snapshot_id"]
         manifest = committed_manifest(snapshot_uri(root, sid), so)
         if manifest is not None and manifest.get("run_id") == pending["run_id"]:
             alerts = publish(cfg, root, so, pending)
             actions.append(f"rolled forward {sid}")
-        else:
-            Location(snapshot_uri(root, sid), so).remove(recursive=True)
-            _delete_uncommitted_generation(state_uri, pending["run_id"], so)
-            clear_pending(root, so)
+        elif pending.get("run_key"):
+            resumable = pending
+        else:  # written by a version that did not resume
+            roll_back(cfg, root, so, pending)
             actions.append(f"rolled back {sid}")
     # Folders without _SUCCESS that no pending record names (e.g. a crash before pending.json was cleared by an
     # older version): never visible, removed so nothing half-written lingers.
     snaps = Location(snapshots_uri(root), so)
     committed = set(committed_snapshots(root, so))
+    keep = resumable["snapshot_id"] if resumable else None
     for entry in snaps.children():
-        if entry.name not in committed and not entry.join(SUCCESS).exists():
+        if entry.name not in committed and entry.name != keep and not entry.join(SUCCESS).exists():
             entry.remove(recursive=True)
             actions.append(f"removed uncommitted {entry.name}")
     for a in actions:
         progress("refresh recovery: %s", a)
-    return actions, alerts
+    return actions, alerts, resumable
+
+
+def roll_back(cfg: RunConfig, root: str, so: dict[str, Any], pending: dict[str, Any]) -> None:
+    """Undo a snapshot that did not commit: its folder, its index generation, the pending record."""
+    Location(snapshot_uri(root, pending["snapshot_id"]), so).remove(recursive=True)
+    _delete_uncommitted_generation(cfg.output.resolved_state_uri(), pending["run_id"], so)
+    clear_pending(root, so)
 
 
 def _delete_uncommitted_generation(state_uri: str, run_id: str, so: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     committed: list[str] = []
     catch_stop_signals()
     try:
-        result = run_pipeline(cfg, path, on_commit=committed.append)
+        result = run_pipeline(cfg, path, on_commit=committed.append, resume=not args.no_resume)
     except BaseException as e:
         if not isinstance(e, Exception) and stop_signal(e) is None:
             raise
@@ -72,16 +72,23 @@ def write_html_report(cfg, result) -> str | None:
         return None
 
 
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    from jobs.cli import add_config_args
+
+    add_config_args(p)
+    p.add_argument("--no-resume", action="store_true",
+                   help="start clean: discard what an interrupted run of this config on this input left")
+
+
 def main(argv: list[str] | None = None) -> int:
     import logging
 
-    from jobs.cli import add_config_args
     from refinery.progress import show_progress
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     show_progress()
     parser = argparse.ArgumentParser(prog="python -m jobs.run")
-    add_config_args(parser)
+    add_run_args(parser)
     return run_from_args(parser.parse_args(argv))
 
 

@@ -4,7 +4,8 @@ The nightly refresh must reach the same final state after a crash at any step as
 operators rehearsing a recovery) set the variable to crash at one named point. Points: `after_data` (parts
 published, no manifest), `before_success` (manifest written, no `_SUCCESS`), `after_manifest` (snapshot
 committed, pointer not moved), `after_pointer` (pointer moved, state store not updated), `after_state` (state
-store updated, run not yet logged as finished). Unset (the default), this is a no-op.
+store updated, run not yet logged as finished), and `step:<stage label>:<step>` (a global stage's step, e.g.
+`step:fuzzy_dedup:verify_b`, just finished and recorded). Unset (the default), this is a no-op.
 """
 
 from __future__ import annotations

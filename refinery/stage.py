@@ -24,6 +24,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from refinery.faults import maybe_fail
 from refinery.location import Location
 from refinery.registry import Registry
 from refinery.schema import BASE_FIELDS
@@ -185,6 +186,7 @@ class GlobalContext:
             return done["result"]
         result = fn()
         marker.write_json({"result": result}, indent=None)
+        maybe_fail(f"step:{self.label}:{name}")  # recovery drills: crash right after a step finished
         return result
 
     def map_collect(

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from jobs.cli import add_config_args, command
+from jobs.cli import command
 
 
-@command("run", add_config_args)
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    from jobs.run import add_run_args as add
+
+    add(p)
+
+
+@command("run", add_run_args)
 def cmd_run(args: argparse.Namespace) -> int:
     from jobs.run import run_from_args
 

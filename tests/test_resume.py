@@ -1,0 +1,262 @@
+"""Resumable runs: a run killed mid-way picks up where it stopped, exactly once, and commits the same bytes.
+
+Every case first runs the job uninterrupted into the output, keeps what it committed (part files with their
+sha256, report counts), removes the output, and then kills, crashes or throttles the same job into the same
+output: the committed output must be identical, file for file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from refinery.commit import verify
+from tests.plugins import pause
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = Path(__file__).parent / "fixtures" / "foundation"
+
+
+def job(inp: str, out: str, seconds: float = 0.6, **extra) -> dict:
+    """The foundation corpus (300 real documents, 4 formats) in byte ranges, through filters and both dedups."""
+    cfg = {
+        "input": {"uri": inp, "exclude": ["README.md", "LICENSE*"], "split_bytes": 20_000, "batch_rows": 40},
+        "output": {"uri": out, "target_shard_mb": 0.05},
+        "ray": {"batch_rows": 40},
+        "stages": [
+            {"stage": "normalize"},
+            pause(seconds),  # slow enough that a kill lands mid-run
+            {"stage": "length_filter", "params": {"min_chars": 200}},
+            {"stage": "exact_dedup"},
+            {"stage": "fuzzy_dedup"},
+        ],
+    }
+    for k, v in extra.items():
+        cfg[k] = {**cfg.get(k, {}), **v}
+    return cfg
+
+
+COUNTS = ("rows_read", "rows_out", "dropped_total", "quarantined", "duplicate_ids")
+
+
+def committed(out: Path) -> tuple[list[tuple[str, str]], dict]:
+    manifest = json.loads((out / "manifest.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    files = sorted((f["path"], f["sha256"]) for f in manifest["files"])
+    counts = {k: report[k] for k in COUNTS} | {
+        "stages": [(s["name"], s["dropped"]) for s in report["stages"]]
+    }
+    return files, counts
+
+
+def baseline(run_config, cfg: dict, out: Path) -> tuple[list, dict]:
+    res = run_config(cfg)
+    assert res.status == "committed" and res.report["resume"]["units_reused"] == 0
+    first = committed(out)
+    shutil.rmtree(out)
+    return first
+
+
+def kill_mid_run(cfg: dict, tmp_path: Path, out: Path, done_units: int = 2, env: dict | None = None) -> None:
+    """Start the job in its own process group and SIGKILL all of it once `done_units` units have finished."""
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    e = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
+    e.pop("RAY_ADDRESS", None) if not (env and "RAY_ADDRESS" in env) else None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.run", "--config", str(path)],
+        cwd=ROOT,
+        env=e,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    import psutil
+
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            if len(list(out.glob("_work/*/done/s0/*.json"))) >= done_units:
+                break
+            assert proc.poll() is None, "the job ended before it could be killed"
+            time.sleep(0.1)
+        else:
+            pytest.fail("no unit finished")
+    finally:
+        tree = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
+        os.killpg(proc.pid, signal.SIGKILL)
+        for p in tree:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        proc.wait()
+        psutil.wait_procs(tree, timeout=30)
+    assert not (out / "_SUCCESS").exists()
+
+
+def test_killed_run_resumes_and_commits_the_same_bytes(run_config, tmp_path):
+    out = tmp_path / "out"
+    cfg = job(str(FIX), str(out))
+    want = baseline(run_config, cfg, out)
+    kill_mid_run(cfg, tmp_path, out)
+    staged = list(out.glob("_work/*/done/s0/*.json"))
+    res = run_config(cfg)
+    assert res.report["resume"]["units_reused"] >= len(staged) >= 2
+    assert res.report["resume"]["units_reused"] < res.report["resume"]["units"]  # the rest was done now
+    assert committed(out) == want
+    assert verify(str(out)) == []
+    assert not (out / "_work").exists() or not any((out / "_work").iterdir())
+
+
+def test_a_truncated_part_is_redone_and_a_changed_config_reuses_nothing(run_config, tmp_path):
+    out = tmp_path / "out"
+    cfg = job(str(FIX), str(out), output={"if_exists": "overwrite"})
+    want = baseline(run_config, cfg, out)
+    kill_mid_run(cfg, tmp_path, out)
+    records = sorted(out.glob("_work/*/done/s0/*.json"))
+    rec = json.loads(records[0].read_text())
+    part = records[0].parent.parent.parent / "s0" / rec["files"][0]["path"]
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])  # a writer killed half-way through
+    # another config into the same output: a new run id, nothing of the killed run is reused
+    changed = json.loads(json.dumps(cfg))
+    changed["stages"][2]["params"]["min_chars"] = 201
+    res = run_config(changed)
+    assert res.report["resume"]["units_reused"] == 0 and res.report["resume"]["steps_reused"] == []
+    # the first config again: every unit the killed run recorded is reused, but the damaged one
+    res = run_config(cfg)
+    assert res.report["resume"]["units_reused"] == len(records) - 1
+    assert committed(out) == want
+    assert verify(str(out)) == []
+
+
+def test_a_crash_inside_fuzzy_dedup_resumes_after_its_last_finished_step(run_config, tmp_path, monkeypatch):
+    from refinery.faults import InjectedFailure
+
+    out = tmp_path / "out"
+    cfg = job(str(FIX), str(out), seconds=0)
+    want = baseline(run_config, cfg, out)
+    monkeypatch.setenv("REFINERY_FAIL_AT", "step:fuzzy_dedup:verify_b")
+    with pytest.raises(InjectedFailure):
+        run_config(cfg)
+    monkeypatch.delenv("REFINERY_FAIL_AT")
+    res = run_config(cfg)
+    reused = res.report["resume"]["steps_reused"]
+    assert {f"fuzzy_dedup:{s}" for s in ("partitions", "map", "buckets", "verify_a", "verify_b")} <= set(
+        reused
+    )
+    assert "fuzzy_dedup:components" not in reused  # the step after the crash ran again
+    assert {f"exact_dedup:{s}" for s in ("partitions", "map", "reduce")} <= set(reused)
+    # the units before fuzzy_dedup (reading, and exact_dedup's output) were all reused; those after it ran now
+    assert 0 < res.report["resume"]["units_reused"] < res.report["resume"]["units"]
+    assert committed(out) == want
+
+
+def test_no_resume_starts_clean_and_gc_removes_only_abandoned_work(run_config, tmp_path):
+    from jobs.cli import main
+
+    out = tmp_path / "out"
+    cfg = job(str(FIX), str(out))
+    kill_mid_run(cfg, tmp_path, out)
+    abandoned = next((out / "_work").iterdir())
+    alive = out / "_work" / "0123456789abcdef"
+    alive.mkdir()
+    (alive / "_RUNNING").write_text(json.dumps({"at": time.time()}))
+    assert main(["gc", str(out)]) == 0 and abandoned.exists()  # listing only
+    assert main(["gc", str(out), "--yes"]) == 0
+    assert not abandoned.exists() and alive.exists()
+    shutil.rmtree(alive)
+    kill_mid_run(cfg, tmp_path, out)
+    cli = tmp_path / "again.yaml"
+    cli.write_text(yaml.safe_dump(cfg))
+    res_code = main(["run", str(cli), "--no-resume"])
+    assert res_code == 0
+    assert json.loads((out / "report.json").read_text())["resume"]["units_reused"] == 0
+
+
+def test_s3_run_killed_and_resumed_commits_the_same_bytes(s3_server, run_config, tmp_path, ray_session):
+    prefix = f"resume-{time.time_ns()}"
+    inp = s3_server.upload(FIX, prefix, pattern="docs_*")
+    out = f"s3://{s3_server.out_bucket}/{prefix}/"
+    cfg = job(inp, out)
+    cfg["input"]["storage_options"] = s3_server.options("reader")
+    cfg["output"]["storage_options"] = s3_server.options("writer")
+    fs = s3_server.fs("admin")
+    root = f"{s3_server.out_bucket}/{prefix}"
+
+    def snapshot() -> tuple[list, dict]:
+        manifest = json.loads(fs.cat_file(f"{root}/manifest.json"))
+        report = json.loads(fs.cat_file(f"{root}/report.json"))
+        files = sorted((f["path"], f["sha256"]) for f in manifest["files"])
+        return files, {k: report[k] for k in COUNTS}
+
+    assert run_config(cfg).report["resume"]["units_reused"] == 0
+    want = snapshot()
+    fs.rm(root, recursive=True)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    address = ray_session.get_runtime_context().gcs_address
+    e = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": address}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs.run", "--config", str(path)],
+        cwd=ROOT,
+        env=e,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if len([p for p in fs.find(f"{root}/_work") if "/done/s0/" in p]) >= 2:
+                break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not fs.exists(f"{root}/_SUCCESS")
+    time.sleep(2)  # the killed driver's tasks are cancelled by Ray
+    res = run_config(cfg)
+    assert res.report["resume"]["units_reused"] >= 2
+    assert snapshot() == want
+    assert verify(out, s3_server.options("writer")) == []
+
+
+def test_a_throttling_store_end_to_end(s3_server, run_config, tmp_path):
+    """10% of requests answered 503 SlowDown and some GET bodies cut off: the job completes with the same bytes."""
+    from tests.throttle_proxy import ThrottleProxy
+
+    prefix = f"throttle-{time.time_ns()}"
+    inp = s3_server.upload(FIX, prefix, pattern="docs_*")
+    out = f"s3://{s3_server.out_bucket}/{prefix}/"
+    cfg = job(inp, out, seconds=0)
+    cfg["input"]["storage_options"] = s3_server.options("reader")
+    cfg["output"]["storage_options"] = s3_server.options("writer")
+    fs = s3_server.fs("admin")
+    root = f"{s3_server.out_bucket}/{prefix}"
+
+    def snapshot() -> list:
+        manifest = json.loads(fs.cat_file(f"{root}/manifest.json"))
+        return sorted((f["path"], f["sha256"]) for f in manifest["files"])
+
+    run_config(cfg)
+    want = snapshot()
+    fs.rm(root, recursive=True)
+    with ThrottleProxy(int(s3_server.ports["s3"]), slowdown=0.1, resets=0.05, seed=7) as proxy:
+        for side in ("input", "output"):
+            cfg[side]["storage_options"] = {**cfg[side]["storage_options"], "endpoint_url": proxy.endpoint}
+        res = run_config(cfg)
+    assert proxy.stats["slowdown"] > 10 and proxy.stats["resets"] > 0
+    assert snapshot() == want
+    assert res.report["rows_out"] > 0
+    assert verify(out, s3_server.options("writer")) == []
