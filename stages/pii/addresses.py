@@ -28,6 +28,7 @@ False positives per language and leak per region are measured by scripts/eval/pi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 # USPS Publication 28 street suffixes (C1) that are words people write, plus British, Irish and Australian ones.
@@ -231,27 +232,33 @@ class AddressRules:
 
     max_parts = 6
 
-    def find(self, text: str) -> list[tuple[int, int, str]]:
+    def find(self, text: str, rules: Iterable[str] | None = None) -> list[tuple[int, int, str]]:
+        """Address spans of every rule, or of ``rules`` only (names of ``RULES``: the stage runs a rule on the
+        documents its RE2 gate in ``GATES`` lets through)."""
         view = _escape_view(text)
+        want = frozenset(RULES if rules is None else rules)
         cores: list[tuple[int, int, str]] = []
-        for rx, name in ((_US, "address_us"), (_EU_FIRST, "address_eu")):
+        for rx, name, rule in ((_US, "address_us", "us"), (_EU_FIRST, "address_eu", "eu_first")):
+            if rule not in want:
+                continue
             for m in rx.finditer(view):
                 # the name capitalized; the suffix too ("1 Tbsp. green"), and a type word written first unless it
                 # is an abbreviation ("via Class 1 Bluetooth" is no street, "ul. Długa 5" is)
                 lead = view[m.end(1)] if rx is _US else m.group()[0]
                 if _capitalized(m.group(1)) and (lead.isupper() or view[m.start(1) - 2] == "."):
                     cores.append((m.start(), m.end(), name))
-        for m in _EU_AFTER.finditer(view):
+        for m in _EU_AFTER.finditer(view) if "eu_after" in want else ():
             # "… and Hammarvägen 15", "Király u. 15.": the street starts at its first capitalized word
             start = _capital_tail(view, m.start(1), m.end(1))
             if start is not None:
                 cores.append((start, m.end(), "address_eu"))
-        cores.extend((m.start(), m.end(), "address_eu") for m in _FR.finditer(view))
-        for m in _NUMBER_STREET.finditer(view):
+        if "fr" in want:
+            cores.extend((m.start(), m.end(), "address_eu") for m in _FR.finditer(view))
+        for m in _NUMBER_STREET.finditer(view) if "number_street" in want else ():
             start = _capital_tail(view, m.start(), m.end() - 1)
             if start is not None:
                 cores.append((start, m.end(), "address_numbered"))
-        for m in _NUMBERED.finditer(view):
+        for m in _NUMBERED.finditer(view) if "numbered" in want else ():
             name = m.group(2)
             house = re.search(r"([0-9]+)[A-Za-z]?\.?$", name)
             # "15 Απριλίου 2013", "22 Settembre 2015": a day, a month and a year
@@ -259,17 +266,21 @@ class AddressRules:
                 continue
             if _capitalized(name):
                 cores.append((m.start(), m.end(), "address_numbered"))
-        for m in _CUE.finditer(view):
+        for m in _CUE.finditer(view) if "cue" in want else ():
             end = self._after_cue(view, m.end(), weak=bool(_WEAK_CUE.match(m.group())))
             if end is not None:
                 cores.append((m.end(), end, "address_numbered"))
-        for rx, name in (
-            (_UNIT_RE, "address_unit"),
-            (_MILITARY, "address_unit"),
-            (_POSTAL, "address_postal"),
+        for rx, name, rule in (
+            (_UNIT_RE, "address_unit", "unit"),
+            (_MILITARY, "address_unit", "unit"),
+            (_POSTAL, "address_postal", "postal"),
         ):
-            cores.extend((m.start(), m.end(), name) for m in rx.finditer(view))
-        cores.extend((m.start(), m.end(), "address_cjk") for m in _CJK.finditer(view) if _cjk_ok(m.group()))
+            if rule in want:
+                cores.extend((m.start(), m.end(), name) for m in rx.finditer(view))
+        if "cjk" in want:
+            cores.extend(
+                (m.start(), m.end(), "address_cjk") for m in _CJK.finditer(view) if _cjk_ok(m.group())
+            )
         if not cores:
             return []
         out = []
@@ -402,7 +413,113 @@ def _escape_view(text: str) -> str:
     return _ESC.sub(lambda m: "\n " if m.group() == "\\n" else "  ", text)
 
 
-# RE2 prefilter over the batch: a number next to a word, or a CJK administrative unit.
-PREFILTER = r"[0-9][A-Za-z]?[ ,.]+\pL|\pL\.?[ ][0-9]|[省市区县都道府県시도구군]"
+# Rules in the order ``find`` runs them, and per rule an RE2 gate that every match the rule *keeps* must contain
+# (its lookarounds dropped, its words widened, its capitalization checks written in): the stage runs a rule only on
+# the documents of a batch that its gate lets through, so text without a candidate costs one vectorized RE2 pass
+# per rule and no Python regex. A literal escape (\n, \t) lets every gate through: the rules read an escaped view.
+RULES = ("us", "eu_first", "eu_after", "fr", "number_street", "numbered", "cue", "unit", "postal", "cjk")
+_SP = r"[\t-\r\x{1c}-\x{1f}\x{85}\p{Z}]"  # Python's \s
+_UP = r"[\p{Lu}\p{Nl}]"  # what str.isupper() takes among letters
+_PART_RE2 = r"(?:(?i:" + _alts(_PARTICLES) + r")\.?[ '’\-])*"
 
-__all__ = ["AddressRules", "PREFILTER", "country_names"]
+
+def _up_first(words: list[str]) -> str:
+    """Each word with a capital first letter (Python's case-insensitive matches of it included), any case after."""
+    extra = {"k": "\u212a", "i": "\u0130"}
+    return "|".join(
+        "[" + re.escape(w[0].upper() + extra.get(w[0].lower(), "")) + "](?i:" + re.escape(w[1:]) + ")"
+        for w in sorted(set(words), key=len, reverse=True)
+    )
+
+
+_GATES = {
+    # number, the first name word capitalized (after particles), one to four words, a capitalized suffix
+    "us": r"[0-9][A-Za-z]? (?:[0-9]{1,5} )?(?:(?:[NSEW]|N[EW]|S[EW])\.? )?"
+    + _PART_RE2
+    + _UP
+    + r"[^ \n]*(?: [^ \n]+){0,4} (?:"
+    + _up_first(_SUFFIXES)
+    + ")",
+    "eu_first": r"(?:" + _up_first(_TYPE_FIRST) + r"|(?i:" + _alts(_TYPE_FIRST_ABBR) + r")\.) [^\n]*?[0-9]",
+    "eu_after": r"(?:(?i:"
+    + _alts(_TYPE_AFTER)
+    + r"|(?:"
+    + _alts(_TYPE_AFTER_ABBR)
+    + r")\.)|[\pL\pN]{4}(?:"
+    + _alts(_COMPOUND)
+    + r")),? [0-9]",
+    "fr": r"[0-9][A-Za-z]?,? (?i:rue|avenue|boulevard|bd|place|allée|chemin|impasse|quai|route|cours)\.? ",
+    "number_street": r"[0-9][A-Za-z]?\.? (?i:street|st\.)",
+    "numbered": r"[0-9]{2}(?: [0-9]{1,5})? " + _PART_RE2 + _UP + r"[^ \n]*(?: [^ \n]+){0,3} [0-9]",
+    "cue": r"(?i:lives?"
+    + _SP
+    + r"(?:at|on|in)|living"
+    + _SP
+    + r"(?:at|on|in)|reside[sd]?"
+    + _SP
+    + r"(?:at|in)|residing"
+    + _SP
+    + r"(?:at|in)|address|located"
+    + _SP
+    + r"at|situated"
+    + _SP
+    + r"at|drops?"
+    + _SP
+    + r"you"
+    + _SP
+    + r"off"
+    + _SP
+    + r"at|(?:is|are)"
+    + _SP
+    + r"(?:at|on)|enter"
+    + _SP
+    + r"on|corner"
+    + _SP
+    + r"of|moved"
+    + _SP
+    + r"to|send"
+    + _SP
+    + r"(?:it|them|mail|letters|a"
+    + _SP
+    + r"new"
+    + _SP
+    + r"one)"
+    + _SP
+    + r"to|deliver(?:ed)?"
+    + _SP
+    + r"to|ship(?:ped|ping)?"
+    + _SP
+    + r"to|arrived"
+    + _SP
+    + r"at|meet"
+    + _SP
+    + r"(?:me|us)"
+    + _SP
+    + r"at|stop"
+    + _SP
+    + r"at)(?:"
+    + _SP
+    + r"|:)*[^\n]{0,125}?[0-9]",
+    "unit": r"(?i:psc|cmr|unit)"
+    + _SP
+    + r"[0-9]|(?i:apt|apartment|suite|ste|box|pmb)\.?"
+    + _SP
+    + r"?#?"
+    + _SP
+    + r"?[0-9]|(?i:apo|fpo|dpo)"
+    + _SP
+    + r"(?i:aa|ae|ap)"
+    + _SP
+    + r"[0-9]",
+    "postal": r"[A-Z]{2}"
+    + _SP
+    + r"[0-9]{5}|[A-Z]{1,2}[0-9][A-Z0-9]?"
+    + _SP
+    + r"[0-9][A-Z]{2}|[A-Z][0-9][A-Z]"
+    + _SP
+    + r"[0-9][A-Z][0-9]",
+    "cjk": r"[\x{4e00}-\x{9fff}\x{3040}-\x{30ff}\x{ac00}-\x{d7af}]",
+}
+GATES = {rule: r"\\[ntr]|" + _GATES[rule] for rule in RULES}
+
+__all__ = ["GATES", "RULES", "AddressRules", "country_names"]

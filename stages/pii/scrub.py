@@ -477,7 +477,7 @@ class Pii(Stage[PiiParams]):
             masks = candidate_masks(text_col, pattern_types)
             ner_mask = has_cap
         else:
-            masks = {t: [True] * n for t in pattern_types}
+            masks = {t: [-1] * n for t in pattern_types}  # every spec of every type
             ner_mask = [bool(self.ner_active)] * n
         if self.analyzer is not None:
             want = [t for t in self.active]
@@ -500,7 +500,7 @@ class Pii(Stage[PiiParams]):
             types = [t for t in pattern_types if masks[t][i]]
             if types:
                 self.stats["pattern_scanned"] += 1
-                found[i].extend(find_patterns(text, types, self.finders))
+                found[i].extend(find_patterns(text, types, self.finders, {t: masks[t][i] for t in types}))
         if self.nlp is not None and self.ner_active:
             allowed = texts if ner is None else [t if ok else None for t, ok in zip(texts, ner, strict=True)]
             self._ner(allowed, ner_mask, has_cap, found)
