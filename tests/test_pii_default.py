@@ -192,6 +192,8 @@ def test_address_rules_leave_dates_products_and_prose_alone():
         "Connect via Class 1 Bluetooth to the speaker.",
         "Add 1 Tbsp. green onions and stir.",
         "We are at 5280 feet in Denver so I boiled it longer.",
+        "She made the 40 Under 40 list of the magazine.",
+        "He scored 40 Points 12 rebounds and 9 assists.",
     ]
     assert [AddressRules().find(t) for t in clean] == [[]] * len(clean)
 
@@ -285,3 +287,15 @@ def test_readme_main_job_commits_no_name_or_street_address_of_the_pii_sample(run
     outs = [outs_by_text[d["text"]] for d in kept]
     assert _leaks(kept, outs, "STREET_ADDRESS") == []
     assert _leaks(kept, outs, "PERSON") == []
+
+
+def test_audit_counts_phones_written_without_separators():
+    """The audit's own phone detector (independent of the stage's) sees E.164 and bare numbers after a phone word
+    or a literal escape, not only grouped ones; years and order numbers stay out."""
+    from jobs.commands.audit_pii import scan_text
+
+    for text in ("call +4930123456 now", "Tel:0612345678", "x\\n0612345678 y", "id 004930123456"):
+        assert scan_text(text)["PHONE_NUMBER"] == 1, text
+    for text in ("in 2019 we had 12345678 visitors", "order 123456789012"):
+        assert scan_text(text)["PHONE_NUMBER"] == 0, text
+    assert scan_text("+44 20 7946 0958 or +442079460958")["PHONE_NUMBER"] == 2  # each number once

@@ -2,7 +2,7 @@
 
 Why independent: an audit that reuses the scrubber's own regexes can only confirm the scrubber's blind spots. These
 detectors are written separately and kept simple: emails, Luhn-valid card numbers, IBANs with a valid mod-97
-checksum, and phone-number shapes. It reads only the files listed in manifest.json: in the data files, `text` and
+checksum, and phone-number shapes (grouped, or bare digits with a country code or after a phone word). It reads only the files listed in manifest.json: in the data files, `text` and
 every string of the `meta` JSON (URLs also percent-decoded), since both are published; in the quarantine files,
 the `raw` input records (decoded as UTF-8 with replacement), reported apart. It reports residual counts per type,
 per column, and the ids of the rows where they occur — never the values. Beside them it shows what the run's `pii`
@@ -38,6 +38,13 @@ AUDIT_DETECTORS = {
 _PHONE = re.compile(
     r"(?<![\w.])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{2,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){2,4}(?![\w])"
 )
+# Numbers written without separators: with a country code ("+4930123456", "004930123456"), or a bare run of
+# digits right after a phone word ("Tel:0612345678", "mobile 0612345678"); a literal \n or \t escape (JSON
+# scrapes) glues nothing.
+_PHONE_BARE = re.compile(
+    r"(?<![\w+])(?:\+|00)[1-9]\d{7,14}(?!\d)"
+    r"|(?i:\b(?:phone|tel|telephone|fax|mobile|cell|call|whatsapp)\b[\s.:#\-]{0,4}|\\[nt])0?\d{8,14}(?!\d)"
+)
 
 
 def _luhn(d: str) -> bool:
@@ -65,10 +72,15 @@ def scan_text(text: str) -> dict[str, int]:
         if 13 <= len(d) <= 19 and len(set(d)) > 1 and _luhn(d):
             found["CREDIT_CARD"] += 1
     found["IBAN_CODE"] = sum(_iban_valid(m.group()) for m in _IBAN.finditer(text.upper()))
+    phone_spans = []
     for m in _PHONE.finditer(text):
         d = re.sub(r"\D", "", m.group())
         if 9 <= len(d) <= 15 and not re.fullmatch(r"(?:19|20)\d\d[-./]\d\d[-./]\d\d.*", m.group()):
-            found["PHONE_NUMBER"] += 1
+            phone_spans.append(m.span())
+    for m in _PHONE_BARE.finditer(text):
+        if not any(a < m.end() and m.start() < b for a, b in phone_spans):
+            phone_spans.append(m.span())
+    found["PHONE_NUMBER"] = len(phone_spans)
     return found
 
 

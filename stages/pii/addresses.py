@@ -135,7 +135,7 @@ _NUMBER_STREET = re.compile(
     r"(?<![^\W_])(?:C/[ ]?)?(?:" + _WORD + r"[ ]){1,4}[0-9]{1,5}[A-Za-z]?\.?[ ](?i:street|st\.)(?![^\W_])"
 )
 # "Street Name 12" (one to four capitalized words then a house number): only after a building or postal number
-# of two digits or more, or after a cue.
+# of three digits or more ("40 Under 40" and "40 Points 12" are no address), or after a cue.
 _NAME_NUMBER = (
     r"(?:"
     + _WORD
@@ -145,7 +145,7 @@ _NAME_NUMBER = (
     + _UNIT_WORDS
     + r")\b|\.?[ ]+[a-z])"
 )
-_NUMBERED = re.compile(r"(?<![\w\-/.,:$€£])([0-9]{2,6})(?:[ ][0-9]{1,5})?[ ](" + _NAME_NUMBER + r")")
+_NUMBERED = re.compile(r"(?<![\w\-/.,:$€£])([0-9]{3,6})(?:[ ][0-9]{1,5})?[ ](" + _NAME_NUMBER + r")")
 _CUE = re.compile(
     r"(?i)(?:\blives?\s(?:at|on|in)|\bliving\s(?:at|on|in)|\breside[sd]?\s(?:at|in)|\bresiding\s(?:at|in)"
     r"|\baddress(?:\sis|\swas)?\s*(?:is\s)?[:\-]?|\blocated\sat|\bsituated\sat|\bdrops?\syou\soff\sat"
@@ -450,7 +450,7 @@ _GATES = {
     + r")),? [0-9]",
     "fr": r"[0-9][A-Za-z]?,? (?i:rue|avenue|boulevard|bd|place|allée|chemin|impasse|quai|route|cours)\.? ",
     "number_street": r"[0-9][A-Za-z]?\.? (?i:street|st\.)",
-    "numbered": r"[0-9]{2}(?: [0-9]{1,5})? " + _PART_RE2 + _UP + r"[^ \n]*(?: [^ \n]+){0,3} [0-9]",
+    "numbered": r"[0-9]{3}(?: [0-9]{1,5})? " + _PART_RE2 + _UP + r"[^ \n]*(?: [^ \n]+){0,3} [0-9]",
     "cue": r"(?i:lives?"
     + _SP
     + r"(?:at|on|in)|living"

@@ -155,6 +155,11 @@ def shape_ok(core: str) -> bool:
         return False
     if core.startswith("+") or "(" in core:
         return True
+    # "18 22 13 17" (a row of scores or counts): two-digit groups make a phone in tens only (FR, BE: five of them);
+    # the 8-digit Nordic numbers in pairs are libphonenumber's to take
+    groups = re.findall(r"\d+", core)
+    if 3 <= len(groups) < 5 and all(len(g) <= 2 for g in groups):
+        return False
     return len(set(re.findall(r"[ .\-/\u00a0]", core))) <= 1
 
 
