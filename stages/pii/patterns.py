@@ -380,14 +380,21 @@ def find_patterns(
     function (a stage's own phone regions and leniency); ``specs`` (from ``candidate_masks``) says which of a
     type's specs can match (default: all)."""
     spans: list[Span] = []
-    for t in types:
+    # higher priority first: the phone detector skips candidates a validated type already holds (they would merge
+    # into that type's span anyway), which spares libphonenumber most card, IBAN and IP numbers
+    for t in sorted(types, key=lambda t: -PRIORITY.get(t, 0)):
         allowed = -1 if specs is None else specs.get(t, -1)
         for j, spec in enumerate(PATTERNS[t]):
             if not (allowed >> j) & 1:
                 continue
             find = (finders or {}).get(t) or spec.find
             if find is not None:
-                spans.extend(Span(a, b, spec.type, spec.score, det) for a, b, det in find(text))
+                if t == "PHONE_NUMBER":
+                    top = PRIORITY[t]
+                    taken = [(s.start, s.end) for s in spans if PRIORITY.get(s.type, 0) > top]
+                    spans.extend(Span(a, b, t, spec.score, det) for a, b, det in find(text, taken))  # type: ignore[call-arg]
+                else:
+                    spans.extend(Span(a, b, spec.type, spec.score, det) for a, b, det in find(text))
                 continue
             assert spec.regex is not None
             for m in spec.regex.finditer(text):

@@ -30,7 +30,12 @@ from functools import lru_cache
 from typing import Literal
 
 import phonenumbers
-from phonenumbers import Leniency
+from phonenumbers import Leniency, re_util
+
+# libphonenumber compiles its metadata patterns through `re`'s 512-entry cache; 38 regions overflow it, and every
+# candidate then recompiles them (and evicts ours). Its own unbounded cache keeps each one compiled once.
+if hasattr(re_util, "enable_pattern_cache"):
+    re_util.enable_pattern_cache()
 
 Leniency_ = Literal["possible", "valid", "strict_grouping", "exact_grouping"]
 LENIENCY = {
@@ -176,11 +181,15 @@ class PhoneDetector:
         self._lenient = LENIENCY[self.leniency]
         self.regions = tuple(r.upper() for r in self.regions)
 
-    def find(self, text: str) -> list[tuple[int, int, str]]:
+    def find(self, text: str, taken: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int, str]]:
+        """Phone spans; a candidate inside one of ``taken`` (spans a validated type of higher priority already
+        holds: a card, an IBAN, an IP) is not judged, since that type would win the span anyway."""
         view = glue_view(text)
         out: list[tuple[int, int, str]] = []
         for m in CANDIDATE.finditer(view):
-            out.extend(self._judge(view, m.start(), m.end()))
+            a, b = m.span()
+            if not any(x <= a and b <= y for x, y in taken):
+                out.extend(self._judge(view, a, b))
         return out
 
     def _judge(self, view: str, a: int, b: int) -> list[tuple[int, int, str]]:
@@ -215,6 +224,16 @@ class PhoneDetector:
         return bool(_CUE_BEFORE.search(view[max(0, a - 40) : a]) or _CUE_AFTER.match(view[b : b + 16]))
 
 
+def load_regions(regions: Sequence[str]) -> None:
+    """Load the numbering plans of ``regions`` (and of the country codes) now: libphonenumber loads each on first
+    use, which otherwise lands in the middle of a batch."""
+    for region in regions:
+        example = phonenumbers.example_number(region.upper())
+        if example is not None:
+            list(phonenumbers.PhoneNumberMatcher(phonenumbers.format_number(example, 0), region.upper()))
+            list(phonenumbers.PhoneNumberMatcher(phonenumbers.format_number(example, 2), region.upper()))
+
+
 @lru_cache(maxsize=1 << 16)
 def _matches(candidate: str, regions: tuple[str, ...], leniency: int) -> tuple[tuple[int, int], ...]:
     """libphonenumber's matcher over one candidate, region by region: the first region whose matches cover every
@@ -235,4 +254,12 @@ def _matches(candidate: str, regions: tuple[str, ...], leniency: int) -> tuple[t
     return best if best_n >= 7 else ()
 
 
-__all__ = ["DEFAULT_REGIONS", "LENIENCY", "PhoneDetector", "glue_view", "shape_ok", "PREFILTER"]
+__all__ = [
+    "DEFAULT_REGIONS",
+    "LENIENCY",
+    "PhoneDetector",
+    "glue_view",
+    "load_regions",
+    "shape_ok",
+    "PREFILTER",
+]

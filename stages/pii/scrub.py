@@ -45,11 +45,12 @@ from pydantic import Field, field_validator
 
 from refinery.schema import set_struct_fields
 from refinery.stage import FilterParams, Resources, Stage, StageResult, register
+from stages.pii.addresses import country_names
 from stages.pii.meta import DEFAULT_META_EXCLUDE, is_web_url, string_slots, url_spans, url_view
 from stages.pii.names import NameRules
 from stages.pii.ner_model import PINNED, describe_model
 from stages.pii.patterns import PATTERN_TYPES, Span, candidate_masks, find_patterns, resolve_overlaps
-from stages.pii.phones import DEFAULT_REGIONS, PhoneDetector
+from stages.pii.phones import DEFAULT_REGIONS, PhoneDetector, load_regions
 
 log = logging.getLogger("refinery.pii")
 
@@ -333,6 +334,12 @@ class Pii(Stage[PiiParams]):
                 )
             self.nlp.max_length = 2_000_000
         self.active = [t for t in p.entities if t in PATTERN_TYPES or (t in NER_TYPES and self.model)]
+        # One-time loads here, not in the first batch that needs them: the country names of the address rules
+        # (libphonenumber's geocoding data) and the numbering plans of the phone regions.
+        if "ADDRESS" in self.active:
+            country_names()
+        if "PHONE_NUMBER" in self.active:
+            load_regions(p.phone_regions)
         # PERSON/ADDRESS also have heuristic pattern rules (titles, street numbers) that run without a model.
         self.ner_active = [t for t in p.entities if t in NER_TYPES and self.model]
         self.names = (
