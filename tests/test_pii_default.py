@@ -299,3 +299,30 @@ def test_audit_counts_phones_written_without_separators():
     for text in ("in 2019 we had 12345678 visitors", "order 123456789012"):
         assert scan_text(text)["PHONE_NUMBER"] == 0, text
     assert scan_text("+44 20 7946 0958 or +442079460958")["PHONE_NUMBER"] == 2  # each number once
+
+
+def test_phone_candidates_inside_a_card_iban_or_ip_skip_libphonenumber_and_change_no_output(monkeypatch):
+    """A number a validated type of higher priority already holds is not judged as a phone (the speed of dense
+    text); the scrubbed text is the same as when every candidate is judged."""
+    from stages.pii import phones
+
+    docs = [
+        "Card 4111 1111 1111 1111 or call 0612345678; IBAN DE89 3704 0044 0532 0130 00, host 192.168.100.155.",
+        "Pay with 5500-0000-0000-0004, phone +44 20 7946 0958, server 10.20.30.40 at 14 Main Street.",
+    ]
+    judged: list[str] = []
+    real = phones.PhoneDetector._judge
+
+    def spy(self, view, a, b):
+        judged.append(view[a:b])
+        return real(self, view, a, b)
+
+    monkeypatch.setattr(phones.PhoneDetector, "_judge", spy)
+    fast = Pii({"ner_model": None}).scrub_texts(docs)
+    skipped = list(judged)
+    judged.clear()
+    find = phones.PhoneDetector.find
+    monkeypatch.setattr(phones.PhoneDetector, "find", lambda self, text, taken=(): find(self, text, ()))
+    assert Pii({"ner_model": None}).scrub_texts(docs) == fast
+    assert "4111 1111 1111 1111" in judged and "4111 1111 1111 1111" not in skipped
+    assert "<CREDIT_CARD>" in fast[0] and "<PHONE_NUMBER>" in fast[0] and "<PHONE_NUMBER>" in fast[1]
