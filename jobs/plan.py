@@ -24,7 +24,7 @@ from refinery.config import InputConfig, RunConfig
 from refinery.fsio import InputFile, StorageError, list_inputs
 from refinery.ids import id_partitions
 from refinery.location import Location
-from refinery.progress import progress
+from refinery.progress import progress, warn
 from refinery.redact import scrub
 from refinery.schema import FLAGGED_FIELD, base_schema, merge_fields
 from refinery.stage import GlobalStage, Resources, Stage, build_stage
@@ -163,6 +163,12 @@ def plan_run(cfg: RunConfig, config_source: str = "<config>") -> RunPlan:
     )
     if plan.unclaimed:
         progress("%d file(s) have no reader and go to quarantine (unsupported_format)", len(plan.unclaimed))
+    for p in plan.stages:
+        line = p.stage.describe()
+        if line and p.stage.uncovered():
+            warn("%s", line)
+        elif line:
+            progress("%s", line)
     return plan
 
 

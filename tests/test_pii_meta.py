@@ -338,3 +338,7 @@ def test_audit_finds_meta_and_quarantine_pii_that_the_text_only_audit_called_cle
 
     profile = build_profile(scrubbed.output_uri, None, MonitoringConfig(), "s")
     assert profile["pii"] == {"email_address": 12.0, "phone_number": 4.0} and profile["pii_rate"] == 16 / 4
+    assert profile["pii_detectors"] == {
+        "EMAIL_ADDRESS": {"email_regex": 12.0},
+        "PHONE_NUMBER": {"libphonenumber": 4.0},
+    }

@@ -2,10 +2,12 @@
 
 Why independent: an audit that reuses the scrubber's own regexes can only confirm the scrubber's blind spots. These
 detectors are written separately and kept simple: emails, Luhn-valid card numbers, IBANs with a valid mod-97
-checksum, and phone-number shapes. It reads only the files listed in manifest.json: in the data files, `text` and
+checksum, and phone-number shapes (grouped, or bare digits with a country code or after a phone word). It reads only the files listed in manifest.json: in the data files, `text` and
 every string of the `meta` JSON (URLs also percent-decoded), since both are published; in the quarantine files,
 the `raw` input records (decoded as UTF-8 with replacement), reported apart. It reports residual counts per type,
-per column, and the ids of the rows where they occur — never the values.
+per column, and the ids of the rows where they occur — never the values. Beside them it shows what the run's `pii`
+stage found (report.json): counts per entity type and the detectors that found them, so a residual can be read
+against what was scrubbed.
 Exit code 0 when clean, 3 (alert) when residuals are found in the data or the quarantine, 2 when the output is not
 a committed run.
 """
@@ -26,8 +28,22 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A
 _DIGITS = re.compile(r"(?<![\w\-])\d(?:[ \-]?\d){12,18}(?![\w\-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
 TYPES = ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "PHONE_NUMBER")
+# The audit's own detector per type (named in its output; independent of the stage's).
+AUDIT_DETECTORS = {
+    "EMAIL_ADDRESS": "audit_email_regex",
+    "CREDIT_CARD": "audit_luhn",
+    "IBAN_CODE": "audit_iban_mod97",
+    "PHONE_NUMBER": "audit_phone_shape",
+}
 _PHONE = re.compile(
     r"(?<![\w.])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{2,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){2,4}(?![\w])"
+)
+# Numbers written without separators: with a country code ("+4930123456", "004930123456"), or a bare run of
+# digits right after a phone word ("Tel:0612345678", "mobile 0612345678"); a literal \n or \t escape (JSON
+# scrapes) glues nothing.
+_PHONE_BARE = re.compile(
+    r"(?<![\w+])(?:\+|00)[1-9]\d{7,14}(?!\d)"
+    r"|(?i:\b(?:phone|tel|telephone|fax|mobile|cell|call|whatsapp)\b[\s.:#\-]{0,4}|\\[nt])0?\d{8,14}(?!\d)"
 )
 
 
@@ -56,10 +72,15 @@ def scan_text(text: str) -> dict[str, int]:
         if 13 <= len(d) <= 19 and len(set(d)) > 1 and _luhn(d):
             found["CREDIT_CARD"] += 1
     found["IBAN_CODE"] = sum(_iban_valid(m.group()) for m in _IBAN.finditer(text.upper()))
+    phone_spans = []
     for m in _PHONE.finditer(text):
         d = re.sub(r"\D", "", m.group())
         if 9 <= len(d) <= 15 and not re.fullmatch(r"(?:19|20)\d\d[-./]\d\d[-./]\d\d.*", m.group()):
-            found["PHONE_NUMBER"] += 1
+            phone_spans.append(m.span())
+    for m in _PHONE_BARE.finditer(text):
+        if not any(a < m.end() and m.start() < b for a, b in phone_spans):
+            phone_spans.append(m.span())
+    found["PHONE_NUMBER"] = len(phone_spans)
     return found
 
 
@@ -144,6 +165,7 @@ def audit(
                         else:
                             cols[c].add(rid, [value] if c == "text" else meta_strings(value))
     residual = {k: cols["text"].counts[k] + cols["meta"].counts[k] for k in TYPES}
+    report = out.join("report.json").read_json() if out.join("report.json").exists() else {}
     row_ids = {k: list(dict.fromkeys(cols["text"].ids[k] + cols["meta"].ids[k]))[:max_ids] for k in TYPES}
     return {
         "output": output_uri,
@@ -154,8 +176,26 @@ def audit(
         "row_ids": row_ids,
         "clean": not any(residual.values()),
         "by_column": {c: t.report() for c, t in cols.items()},
+        "detectors": AUDIT_DETECTORS,
+        "scrubbed": stage_findings(report),
         "quarantine": {"files": len(q_files), "rows": q_rows, **quarantine.report()},
     }
+
+
+def stage_findings(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the run's `pii` stages found, from report.json: per entity type the count and the detectors that found
+    it (``{"PERSON": {"count": 12, "detectors": {"spacy_ner": 10, "name_rules": 2}}}``)."""
+    found: dict[str, dict[str, Any]] = {}
+    for stage in report.get("stages", []):
+        if "pii" not in stage.get("name", ""):
+            continue
+        for key, v in stage.get("counters", {}).items():
+            if key.startswith("by_detector.") and "/" in key:
+                etype, det = key[len("by_detector.") :].split("/", 1)
+                entry = found.setdefault(etype, {"count": 0, "detectors": {}})
+                entry["count"] += int(v)
+                entry["detectors"][det] = entry["detectors"].get(det, 0) + int(v)
+    return dict(sorted(found.items()))
 
 
 def _args(p: argparse.ArgumentParser) -> None:

@@ -147,7 +147,13 @@ def build_profile(
                 pii[k] += v
     # The pii stage's counters are hits per type (text + meta) plus tallies (docs_with_pii, media_*, meta_pii: the
     # share of the hits found in meta, already in the per-type counts).
-    pii_types = {k: v for k, v in pii.items() if not k.startswith(("docs", "media", "meta"))}
+    pii_types = {k: v for k, v in pii.items() if not k.startswith(("docs", "media", "meta", "by_detector."))}
+    # "by_detector.PERSON/spacy_ner" → {"PERSON": {"spacy_ner": n}}: which detectors found each type.
+    detectors: dict[str, dict[str, float]] = {}
+    for key, count in pii.items():
+        if key.startswith("by_detector.") and "/" in key:
+            etype, det = key[len("by_detector.") :].split("/", 1)
+            detectors.setdefault(etype, {})[det] = float(count)
     pii_total = sum(pii_types.values())
     profile = {
         "snapshot_id": snapshot_id,
@@ -161,6 +167,7 @@ def build_profile(
         "dedup_rate": (dedup_dropped / rows_read) if rows_read else 0.0,
         "dedup_dropped": dedup_dropped,
         "pii": dict(sorted(pii_types.items())),
+        "pii_detectors": {t: dict(sorted(d.items())) for t, d in sorted(detectors.items())},
         "pii_docs": pii.get("docs_with_pii"),
         "pii_rate": (pii_total / rows) if rows else 0.0,
         "funnel": [

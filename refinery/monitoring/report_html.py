@@ -121,6 +121,19 @@ table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #ddd;paddi
 """
 
 
+def pii_detector_table(detectors: dict[str, dict[str, float]]) -> str:
+    """Per entity type: how many findings and which detectors found them (counts only, never values)."""
+    if not detectors:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(t)}</td><td>{sum(d.values()):g}</td><td>"
+        + _e(", ".join(f"{k} {v:g}" for k, v in sorted(d.items(), key=lambda kv: -kv[1])))
+        + "</td></tr>"
+        for t, d in detectors.items()
+    )
+    return "<table><tr><th>entity</th><th>found</th><th>by detector</th></tr>" + rows + "</table>"
+
+
 def render(
     snapshot_id: str,
     profile: dict[str, Any],
@@ -177,6 +190,7 @@ def render(
     )
     b.append("<h2>PII by type</h2>")
     b.append(bar_chart([(k, float(v)) for k, v in profile.get("pii", {}).items()], "PII hits by type"))
+    b.append(pii_detector_table(profile.get("pii_detectors", {})))
     b.append("<h2>Per-stage throughput</h2>")
     b.append(
         bar_chart(

@@ -13,7 +13,16 @@ Systems: presidio alone (pattern recognizers, and with the spaCy model) as the b
 (`engine: fast`) with and without NER, and with `engine: presidio` through our stage (prefilter + phone). Spans
 match leniently: a gold span counts as found when a predicted span of a compatible type overlaps it.
 
+3. "international phones": numbers of 30 countries generated from libphonenumber's metadata in ten formats
+   (scripts/eval/pii_phones.py), planted in the same news chunks: leak per format and per country, for each
+   `phone_leniency`.
+
+Breakdowns: phone leak per format (dev data: by written shape), street-address leak per region (dev data: by the
+country named in the record, and by shape), address false positives per language on PII-free sentences, and
+over-redaction (share of non-PII words kept).
+
 Usage: .venv/bin/python -m scripts.eval.pii [--out docs/evaluation/pii.md] [--planted 400] [--fp-docs 2000]
+       [--phones 600]
 """
 
 from __future__ import annotations
@@ -367,7 +376,7 @@ def score(docs: list[dict], preds: list[list[tuple[int, int, str]]]) -> dict:
     return {"prf": res, "leak": leak}
 
 
-def phone_false_positives(n_docs: int) -> dict:
+def phone_false_positives(n_docs: int, params: dict | None = None) -> dict:
     """Phone detections on PII-free real text (news articles, English lingua sentences) per 1,000 docs."""
     texts = article_chunks(1000)
     with gzip.open(LINGUA, "rt") as f:
@@ -377,8 +386,10 @@ def phone_false_positives(n_docs: int) -> dict:
                 texts.append(d["text"])
     texts = texts[:n_docs]
     from stages.pii.patterns import find_patterns
+    from stages.pii.scrub import Pii
 
-    ours = sum(len(find_patterns(t, ["PHONE_NUMBER"])) for t in texts)
+    finders = Pii({"ner_model": None, **(params or {})}).finders
+    ours = sum(len(find_patterns(t, ["PHONE_NUMBER"], finders)) for t in texts)
     eng, _ = presidio_engine(None)
     theirs = sum(
         len(eng.analyze(t, language="en", entities=["PHONE_NUMBER"], score_threshold=0.4)) for t in texts
@@ -422,6 +433,109 @@ def media_check() -> list[dict]:
             }
         )
     return rows
+
+
+# ------------------------------------------------------------------ breakdowns
+
+
+def phone_shape(value: str) -> str:
+    """How a dev-data phone is written."""
+    import re
+
+    if value.startswith("+") and "(0)" in value:
+        return "+CC (0) trunk"
+    if value.startswith("+"):
+        return "+CC international"
+    if value.startswith("00"):
+        return "00 international"
+    if re.search(r"(?i)x\d", value):
+        return "with extension"
+    digits = re.sub(r"\D", "", value)
+    if len(digits) < 8:
+        return "short local (< 8 digits)"
+    if value.startswith("("):
+        return "(area) national"
+    if re.fullmatch(r"\d+", value):
+        return "digits only"
+    groups = re.findall(r"\d+", value)
+    if all(len(g) <= 2 for g in groups[1:]):
+        return "national, groups of two"
+    return "national, other grouping"
+
+
+_REGION_OF = {
+    "US/CA": "United States|USA|Canada",
+    "UK/IE/AU/NZ": "United Kingdom|Ireland|Australia|New Zealand",
+    "EU (number after street)": "Austria|Belgium|Czech|Denmark|Estonia|Finland|France|Germany|Greenlander|Hungary|"
+    "Iceland|Italy|Netherlands|Norway|Poland|Portugal|Slovenia|Spain|Sweden|Switzerland|Croatia|Slovakia",
+    "Greek script / Cyprus": "Cyprus|Greece|[\u0370-\u03ff]{3}",
+    "Latin America / Africa": "Uruguay|Brazil|Mexico|Argentina|South Africa|Tunisia|Morocco",
+    "military / PO box": "APO|FPO|DPO|PSC|P\\.O\\. Box|Postbox",
+}
+
+
+def address_region(text: str) -> str:
+    import re
+
+    for region, rx in _REGION_OF.items():
+        if re.search(rx, text):
+            return region
+    return "other / unnamed"
+
+
+def breakdown_leaks(docs: list[dict], preds: list, etype: str, key) -> dict[str, tuple[int, int]]:
+    """Per group (``key(doc, span, value)``): (leaked, n) of gold spans of ``etype``."""
+    out: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for doc, pred in zip(docs, preds, strict=True):
+        text = anonymize(doc["text"], pred)
+        for s in doc["spans"]:
+            if s["type"] != etype:
+                continue
+            value = doc["text"][s["start"] : s["end"]]
+            g = out[key(doc, s, value)]
+            g[1] += 1
+            g[0] += value in text
+    return {k: (v[0], v[1]) for k, v in sorted(out.items())}
+
+
+def words_kept(docs: list[dict], preds: list) -> tuple[int, int]:
+    """Over-redaction: (kept, total) words that overlap no gold span and that no predicted span touches."""
+    import re
+
+    kept = total = 0
+    for doc, pred in zip(docs, preds, strict=True):
+        gold = [(s["start"], s["end"]) for s in doc["spans"]]
+        for m in re.finditer(r"\w+", doc["text"]):
+            a, b = m.span()
+            if any(x < b and a < y for x, y in gold):
+                continue
+            total += 1
+            kept += not any(x < b and a < y for x, y, _ in pred)
+    return kept, total
+
+
+def address_false_positives(per_lang: int = 300) -> dict[str, tuple[int, int]]:
+    """ADDRESS detections of the address rules on PII-free lingua sentences, per language: (detections, docs)."""
+    from stages.pii.addresses import AddressRules
+
+    rules = AddressRules()
+    by: dict[str, list[str]] = defaultdict(list)
+    with gzip.open(LINGUA, "rt") as f:
+        for line in f:
+            d = json.loads(line)
+            if len(by[d["lang"]]) < per_lang:
+                by[d["lang"]].append(d["text"])
+    return {lang: (sum(len(rules.find(t)) for t in texts), len(texts)) for lang, texts in sorted(by.items())}
+
+
+def phone_planted(n: int) -> list[dict]:
+    from scripts.eval.pii_phones import plant, planted_phones
+
+    return plant(article_chunks(), planted_phones(n))
+
+
+def pct(leaked: int, n: int) -> str:
+    return f"{leaked}/{n} ({leaked / n:.1%})" if n else "–"
 
 
 NOTES_MARKER = "<!-- notes: kept across re-runs -->"
@@ -482,6 +596,11 @@ def render(results: dict, meta: dict) -> str:
                 cells.append(f"{fmt(m['precision'])} / {fmt(m['recall'])} / {fmt(m['f1'])}" if m else "–")
             lines.append(f"| {c} | {g} | " + " | ".join(cells) + " |")
         lines.append("")
+    for title, table in meta.get("breakdowns", {}).items():
+        cols = list(next(iter(table.values())).keys()) if table else []
+        lines += [f"### {title}", "", "| group | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        lines += [f"| {g} | " + " | ".join(str(row[c]) for c in cols) + " |" for g, row in table.items()]
+        lines.append("")
     fp = meta.get("phone_fp")
     if fp:
         lines += [
@@ -493,7 +612,7 @@ def render(results: dict, meta: dict) -> str:
             "",
             "| detector | phone detections | per 1,000 docs |",
             "|---|---|---|",
-            f"| ours (separator-aware rule) | {fp['ours']} | {fp['ours'] * 1000 / fp['docs']:.1f} |",
+            f"| ours (libphonenumber + shape + cue, defaults) | {fp['ours']} | {fp['ours'] * 1000 / fp['docs']:.1f} |",
             f"| presidio PhoneRecognizer | {fp['presidio']} | {fp['presidio'] * 1000 / fp['docs']:.1f} |",
             "",
         ]
@@ -525,6 +644,7 @@ def main() -> None:
     ap.add_argument("--planted", type=int, default=400)
     ap.add_argument("--fp-docs", type=int, default=2000)
     ap.add_argument("--model", default="auto")
+    ap.add_argument("--phones", type=int, default=600)
     args = ap.parse_args()
     import logging
 
@@ -558,14 +678,75 @@ def main() -> None:
         "ours + NER, no name rules": lambda: stage_system({"ner_model": model, "name_rules": False}),
         "ours + NER": lambda: stage_system({"ner_model": model}),
     }
+    phones = phone_planted(args.phones)
+    datasets["international phones (30 countries)"] = phones
+    meta["datasets"]["international phones (30 countries)"] = (
+        f"{len(phones)} ≈ 2 KB news chunks with {sum(len(d['spans']) for d in phones)} phone numbers of 30 "
+        "countries in 10 formats, generated from libphonenumber's example numbers and formatting "
+        "(scripts/eval/pii_phones.py, seed 17)."
+    )
     results: dict = defaultdict(dict)
+    kept_preds: dict = {}
     for sname, make in systems.items():
         run = make()
         for dname, docs in datasets.items():
             t0 = time.perf_counter()
             preds = run([d["text"] for d in docs])
             results[dname][sname] = score(docs, preds)
+            kept_preds[(sname, dname)] = preds
             print(f"{dname:30s} {sname:20s} {time.perf_counter() - t0:6.1f}s", file=sys.stderr)
+    ours = "ours + NER"
+    br: dict[str, dict] = {}
+    synth_pred = kept_preds[(ours, "presidio_synth_v2")]
+    phone_pred = kept_preds[(ours, "international phones (30 countries)")]
+    br["Phone leak per format, international phones (ours + NER, default leniency)"] = {
+        g: {"leaked": pct(*v)}
+        for g, v in breakdown_leaks(phones, phone_pred, "PHONE_NUMBER", lambda d, s, v: s["format"]).items()
+    }
+    br["Phone leak per country, international phones (ours + NER)"] = {
+        g: {"leaked": pct(*v)}
+        for g, v in breakdown_leaks(phones, phone_pred, "PHONE_NUMBER", lambda d, s, v: s["region"]).items()
+    }
+    br["Phone leak per written shape, presidio_synth_v2 (ours + NER)"] = {
+        g: {"leaked": pct(*v)}
+        for g, v in breakdown_leaks(synth, synth_pred, "PHONE_NUMBER", lambda d, s, v: phone_shape(v)).items()
+    }
+    lenient: dict[str, dict] = {}
+    for lev in ("possible", "valid", "strict_grouping", "exact_grouping"):
+        run = stage_system({"ner_model": None, "phone_leniency": lev})
+        row = {}
+        for dname, docs in (("international phones", phones), ("presidio_synth_v2", synth)):
+            sc = score(docs, run([d["text"] for d in docs]))["leak"]["PHONE_NUMBER"]
+            row[dname] = pct(sc["leaked"], sc["n"])
+        fp = phone_false_positives(args.fp_docs, {"phone_leniency": lev})
+        row["FP per 1,000 PII-free docs"] = f"{fp['ours'] * 1000 / fp['docs']:.1f}"
+        lenient[lev] = row
+    br["Phone leniency (patterns only): leak and false positives"] = lenient
+    br["Street-address leak per region, presidio_synth_v2 (ours + NER)"] = {
+        g: {"leaked": pct(*v)}
+        for g, v in breakdown_leaks(
+            synth, synth_pred, "STREET_ADDRESS", lambda d, s, v: address_region(d["text"])
+        ).items()
+    }
+    afp = address_false_positives()
+    br["Address rules: false positives per language (300 PII-free lingua sentences each, > 0 only)"] = {
+        lang: {"detections": n, "per 1,000 docs": f"{n * 1000 / docs:.1f}"}
+        for lang, (n, docs) in afp.items()
+        if n
+    }
+    tot = sum(n for n, _ in afp.values()), sum(d for _, d in afp.values())
+    br["Address rules: false positives per language (300 PII-free lingua sentences each, > 0 only)"][
+        "all"
+    ] = {
+        "detections": tot[0],
+        "per 1,000 docs": f"{tot[0] * 1000 / tot[1]:.1f}",
+    }
+    over: dict[str, dict] = {}
+    for sname in systems:
+        k, t = words_kept(synth, kept_preds[(sname, "presidio_synth_v2")])
+        over[sname] = {"non-PII words kept (presidio_synth_v2)": f"{k}/{t} ({k / t:.1%})"}
+    br["Over-redaction: non-PII words kept"] = over
+    meta["breakdowns"] = br
     meta["phone_fp"] = phone_false_positives(args.fp_docs)
     meta["media"] = media_check()
     # hand-written notes below the marker survive a re-run

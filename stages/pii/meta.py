@@ -124,11 +124,11 @@ def url_spans(url: str, spans: list[Span], view: tuple[str, list[int], list[int]
             if mapped and a < mapped[-1].end:
                 last = mapped.pop()
                 a, b = last.start, max(b, last.end)
-            mapped.append(Span(a, b, s.type, s.score))
+            mapped.append(Span(a, b, s.type, s.score, s.detector))
         spans = mapped
     for k0, k1 in url_keep(url):
         spans = [
-            Span(a, b, s.type, s.score)
+            Span(a, b, s.type, s.score, s.detector)
             for s in spans
             for a, b in ((s.start, min(s.end, k0)), (max(s.start, k1), s.end))
             if a < b

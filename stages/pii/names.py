@@ -46,9 +46,25 @@ _NOUN_NAME_SHARE = 0.01
 _CUE = re.compile(
     r"(?i)(?:\b(?:(?:first|last|full|middle|maiden|given|family|sur|nick) ?)?name(?: is|:|\?|\s*-)"
     r"|\bnamed(?: (?:him|her|them))?|\b(?:am|is|are|was|were|be|been|being|get|gets|got) called"
-    r"|\bcalls? (?:me|him|her))"
+    r"|\bcalls? (?:me|him|her)"
+    # credits ("Directed By: Ann Lee") and kin ("my kid Lukas", "her husband Tomasz")
+    r"|\b(?:directed|written|produced|composed|edited|illustrated|narrated|translated) by:?"
+    r"|\b(?:my|his|her|our|their|your) (?:kid|son|daughter|wife|husband|brother|sister|mother|father|mom|mum|"
+    r"dad|uncle|aunt|cousin|nephew|niece|grandson|granddaughter|grandmother|grandfather|partner|fiancée?|"
+    r"boyfriend|girlfriend|friend|colleague|boss|neighbou?r|child|baby))"
     r"[ \t]+"
 )
+# The subject of a verb that only people do, at the start of a text or sentence: "Timotea lives on …", "Zak
+# shouted at …"; and a vocative: "Warrane, can I …".
+_SUBJECT = re.compile(
+    r"(?:^|\n|[.!?]\s+)([^\W\d_][^\W\d_'’\-]+(?: [^\W\d_][^\W\d_'’\-]+)?)"
+    r"(?: (?:lives|lived|shouted|whispered|yelled|replied|smiled|laughed|cried|sighed|nodded)\b"
+    r"|, (?:can|could|would|will|please|do|did|are|have|I|we|you)\b)"
+)
+# A name line of an address block or a contact card: two or three capitalized words alone on a line (after an
+# optional quote mark), directly above another name/organization line or an address, or above a blank line at
+# the start of the text.
+_NAME_LINE = re.compile(r"(?m)^[ \t>*•\-]*([^\W\d_][^\W\d_'’\-]+(?: [^\W\d_][^\W\d_'’\-]+){1,2})[ \t]*$")
 # A dialogue speaker label: a single word at the start of the text, a line or a sentence, then a colon.
 _SPEAKER = re.compile(r"(?:^|\n|[.!?\"”]\s+)[\s>\-*]*([^\W\d_][^\W\d_'\-]+)\s?:")
 
@@ -184,7 +200,7 @@ class NameRules:
             # A given name that is also a noun counts alone only if it is a common name (see _NOUN_NAME_SHARE).
             alone_ok = lw not in self.nouns or self.first[lw] >= _NOUN_NAME_SHARE
             if (end > m.end() or alone_ok) and free(m.start(), end):
-                out.append(Span(m.start(), end, "PERSON", 0.55))
+                out.append(Span(m.start(), end, "PERSON", 0.55, "name_rules"))
         # A cue is stronger evidence than the model's other label ("my name is Ludmiła" tagged NORP).
         patterns = [
             (s.start, s.end) for s in spans if s.type not in ("PERSON", "LOCATION", "ORGANIZATION", "ADDRESS")
@@ -192,8 +208,34 @@ class NameRules:
         for m in _CUE.finditer(text):
             end = self._name_after(text, m.end())
             if end is not None and not any(x < end and m.end() < y for x, y in patterns):
-                out.append(Span(m.end(), end, "PERSON", 0.6))
+                out.append(Span(m.end(), end, "PERSON", 0.6, "name_rules"))
+        for m in _SUBJECT.finditer(text):
+            words = m.group(1).split()
+            if all(
+                w[0].isupper() and w.lower() not in self.common and w.lower() not in self.nouns for w in words
+            ):
+                if free(m.start(1), m.end(1)):
+                    out.append(Span(m.start(1), m.end(1), "PERSON", 0.55, "name_rules"))
+        out += self._block_names(text, spans, free)
         out += self._speakers(text, [s for s in (*spans, *out) if s.type == "PERSON"], free)
+        return out
+
+    def _block_names(self, text: str, spans: list[Span], free: Callable[[int, int], bool]) -> list[Span]:
+        """Name lines of an address block or contact card (see _NAME_LINE): only in a text that holds an address
+        or a phone/e-mail, and only words that are not dictionary words."""
+        if not any(s.type in ("ADDRESS", "LOCATION", "PHONE_NUMBER", "EMAIL_ADDRESS") for s in spans):
+            return []
+        out = []
+        for m in _NAME_LINE.finditer(text):
+            words = m.group(1).split()
+            if not all(w[0].isupper() and not w.isupper() for w in words):
+                continue
+            if any(w.lower() in self.common for w in words) or all(w.lower() in self.nouns for w in words):
+                continue
+            if free(m.start(1), m.end(1)) or any(
+                s.type == "PERSON" and s.start < m.end(1) and m.start(1) < s.end for s in spans
+            ):
+                out.append(Span(m.start(1), m.end(1), "PERSON", 0.55, "name_rules"))
         return out
 
     def _speakers(self, text: str, persons: list[Span], free: Callable[[int, int], bool]) -> list[Span]:
@@ -205,7 +247,7 @@ class NameRules:
         if len(known) < 2 or 2 * len(known) < len(names):
             return []
         return [
-            Span(m.start(1), m.end(1), "PERSON", 0.55)
+            Span(m.start(1), m.end(1), "PERSON", 0.55, "name_rules")
             for m in labels
             if m.group(1).lower() not in self.common
             and m.group(1).lower() not in self.nouns

