@@ -241,6 +241,13 @@ def get_fs(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[fss
     s3 = uri.startswith(("s3://", "s3a://"))
     if s3:
         opts.setdefault("use_listings_cache", False)
+        # Throttling (503 SlowDown) is retried by s3fs itself, after 0.1 s, 0.17 s, 0.29 s … (`retries`, 5
+        # tries), and then by retry_call around the whole operation with a longer backoff. botocore's own retries
+        # would sit below both and wait 0.5 s on average before the first retry: at 10% SlowDown that doubled a
+        # job's wall time (docs/benchmarks/resume.md). A `retries` of the user's in config_kwargs wins.
+        ck = dict(opts.get("config_kwargs") or {})
+        ck.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
+        opts["config_kwargs"] = ck
     fs, path = url_to_fs(uri, **opts)
     if s3:
         count_client_retries(fs)
