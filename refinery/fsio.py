@@ -241,17 +241,29 @@ def get_fs(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[fss
     s3 = uri.startswith(("s3://", "s3a://"))
     if s3:
         opts.setdefault("use_listings_cache", False)
-        # Throttling (503 SlowDown) is retried by s3fs itself, after 0.1 s, 0.17 s, 0.29 s … (`retries`, 5
-        # tries), and then by retry_call around the whole operation with a longer backoff. botocore's own retries
-        # would sit below both and wait 0.5 s on average before the first retry: at 10% SlowDown that doubled a
-        # job's wall time (docs/benchmarks/resume.md). A `retries` of the user's in config_kwargs wins.
+        # Throttling (503 SlowDown), 5xx and dropped connections are retried by s3fs on every call, after
+        # 0.1 s, 0.17 s, 0.29 s … growing ×1.7 (`retries`: 10 tries, ~29 s in all), then by retry_call around
+        # whole operations. botocore's own retries would sit below and wait 0.5 s on average before the first
+        # retry: at 10% SlowDown that doubled a job's wall time (docs/benchmarks/resume.md). The user's
+        # `retries` / `config_kwargs.retries` win.
+        opts.setdefault("retries", 10)
         ck = dict(opts.get("config_kwargs") or {})
         ck.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
         opts["config_kwargs"] = ck
+        _retry_transient_in_s3fs()
     fs, path = url_to_fs(uri, **opts)
     if s3:
         count_client_retries(fs)
     return fs, path
+
+
+def _retry_transient_in_s3fs() -> None:
+    """s3fs retries SlowDown by its message only; a 503 to a HEAD request has no body, hence no message. Let it
+    retry every error we call transient (status 5xx/429, throttling codes, network failures)."""
+    import s3fs.core
+
+    if s3fs.core.CUSTOM_ERROR_HANDLER is not is_transient:
+        s3fs.core.set_custom_error_handler(is_transient)
 
 
 def _count_failed_attempt(
