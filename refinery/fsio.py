@@ -245,16 +245,21 @@ def get_fs(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[fss
         # 0.1 s, 0.17 s, 0.29 s … growing ×1.7 (`retries`: 10 tries, ~29 s in all), then by retry_call around
         # whole operations. botocore's own retries would sit below and wait 0.5 s on average before the first
         # retry: at 10% SlowDown that doubled a job's wall time (docs/benchmarks/resume.md). The user's
-        # `retries` / `config_kwargs.retries` win.
-        opts.setdefault("retries", 10)
+        # `config_kwargs.retries` wins.
         ck = dict(opts.get("config_kwargs") or {})
         ck.setdefault("retries", {"max_attempts": 1, "mode": "standard"})
         opts["config_kwargs"] = ck
         _retry_transient_in_s3fs()
     fs, path = url_to_fs(uri, **opts)
     if s3:
+        fs.retries = max(
+            int(getattr(fs, "retries", 0)), S3FS_TRIES
+        )  # a class attribute in s3fs, not an option
         count_client_retries(fs)
     return fs, path
+
+
+S3FS_TRIES = 10
 
 
 def _retry_transient_in_s3fs() -> None:
