@@ -160,8 +160,8 @@ def is_transient(exc: BaseException) -> bool:
 _RETRIES: Counter[str] = Counter()  # retried storage requests in this process, per operation
 
 
-def note_retry(op: str) -> None:
-    _RETRIES[op] += 1
+def note_retry(op: str, n: int = 1) -> None:
+    _RETRIES[op] += n
 
 
 def retry_counts() -> dict[str, int]:

@@ -16,11 +16,19 @@ from typing import Any
 import pyarrow as pa
 
 from jobs.ray_backend.operators import named, read_checkpoint
+from refinery.fsio import note_retry, retry_counts
 from refinery.location import Location
 from refinery.schema import row_slices
 from refinery.stage import Resources
 
 log = logging.getLogger("refinery.dedup")
+
+
+def _counting_retries(fn: Callable[..., Any], *args: Any) -> tuple[Any, dict[str, int]]:
+    """fn(*args), and the storage requests retried while it ran (per operation)."""
+    before = retry_counts()
+    out = fn(*args)
+    return out, {k: v - before.get(k, 0) for k, v in retry_counts().items() if v != before.get(k, 0)}
 
 
 class Sliced:
@@ -80,10 +88,13 @@ class RayGlobalBackend:
         import ray
 
         t0 = time.perf_counter()
-        remote = ray.remote(max_retries=3, **resources.ray_options())(fn).options(name=name)
-        out = ray.get([remote.remote(*a) for a in args])
+        remote = ray.remote(max_retries=3, **resources.ray_options())(_counting_retries).options(name=name)
+        done = ray.get([remote.remote(fn, *a) for a in args])
         log.info("%s: %d task(s) in %.2fs", name, len(args), time.perf_counter() - t0)
-        return out
+        for _, retried in done:  # the tasks' storage retries join the driver's count (report.json)
+            for op, n in retried.items():
+                note_retry(op, n)
+        return [out for out, _ in done]
 
     def dataset_from(
         self, fn: Callable[[Any], pa.Table | None], items: Sequence[Any], name: str
