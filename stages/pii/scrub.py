@@ -235,6 +235,7 @@ _CAPWORD = r"\p{Lu}[\p{Ll}\p{Lu}]"  # a capitalized (or all-caps) word: the only
 class Pii(Stage[PiiParams]):
     name = "pii"
     resources = Resources(num_cpus=1)
+    without_ner_by_choice = False  # patterns_only(): the missing model is not a gap to report
 
     def __init__(self, params=None) -> None:
         super().__init__(params)
@@ -263,7 +264,9 @@ class Pii(Stage[PiiParams]):
         """The same entity types and operators without NER (validated patterns and title/street rules only):
         two orders of magnitude faster than with a model, for bulk text such as quarantined raw records."""
         p = params if isinstance(params, PiiParams) else PiiParams(**(params or {}))
-        return cls(p.model_copy(update={"ner_model": None, "engine": "fast"}))
+        scrubber = cls(p.model_copy(update={"ner_model": None, "engine": "fast"}))
+        scrubber.without_ner_by_choice = True  # no model on purpose: nothing to warn about at start-up
+        return scrubber
 
     # ------------------------------------------------------------ contract
 
@@ -351,7 +354,7 @@ class Pii(Stage[PiiParams]):
         if key not in _ANNOUNCED:
             _ANNOUNCED.add(key)
             line, missing = self._coverage()
-            if missing:
+            if missing and not self.without_ner_by_choice:
                 log.warning("%s (install a spaCy model: docs/PII.md)", line)
             else:
                 log.info("%s", line)
