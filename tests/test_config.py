@@ -106,16 +106,14 @@ def test_validate_cli_exit_codes_and_never_starts_ray(tmp_path, capsys):
     assert not ray.is_initialized()
 
 
+def _python(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
 def test_run_with_invalid_config_exits_2_before_ray_starts(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(GOOD.replace("stage: normalize", "stage: nope"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "jobs.run", "--config", str(bad)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _python("-m", "jobs.run", "--config", str(bad))
     assert proc.returncode == 2, proc.stderr
     assert "stages[0].stage (line 6): unknown stage 'nope'" in proc.stderr
     assert "Started a local Ray instance" not in proc.stderr + proc.stdout
@@ -125,13 +123,7 @@ def test_run_with_invalid_config_exits_2_before_ray_starts(tmp_path):
 def test_missing_input_fails_fast_before_ray(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"input: {{uri: {tmp_path}/does-not-exist}}\noutput: {{uri: {tmp_path}/out}}\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "run", str(cfg)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _python("-m", "jobs.cli", "run", str(cfg))
     assert proc.returncode == 2
     assert "input not found" in proc.stderr and "does-not-exist" in proc.stderr
     assert "streaming_executor" not in proc.stderr + proc.stdout
