@@ -319,12 +319,13 @@ def pack_read_tasks(
     cap = min(max_files, -(-len(small) // min_units))
     cur: list[tuple[int, ReadTask]] = []
     cur_bytes = 0
-    for item in small:
-        cur.append(item)
-        cur_bytes += max(1, item[1].size)
-        if cur_bytes >= target or len(cur) >= cap:
+    for item in small:  # a unit closes before it would pass the target: units stay small enough to resume by
+        size = max(1, item[1].size)
+        if cur and (cur_bytes + size > target or len(cur) >= cap):
             units.append(cur)
             cur, cur_bytes = [], 0
+        cur.append(item)
+        cur_bytes += size
     if cur:
         units.append(cur)
     return units

@@ -237,3 +237,19 @@ def test_a_throttling_store_end_to_end(s3_server, run_config, tmp_path):
     assert snapshot() == want
     assert res.report["rows_out"] > 0
     assert verify(out, s3_server.options("writer")) == []
+
+
+def test_small_files_are_packed_into_at_least_min_units_units():
+    """What a kill can lose is the units in flight: 80 equal files are 80 units, not 40 of two files (which
+    closing a unit only after it passed its byte target gave); 10,000 tiny files still make ~64, not 10,000."""
+    from jobs.plan import PACK_MIN_UNITS, pack_read_tasks
+    from stages.readers import ReadTask
+
+    def files(n: int, size: int) -> list[ReadTask]:
+        return [ReadTask(uri=f"f{i}.jsonl.gz", format="jsonl", size=size) for i in range(n)]
+
+    assert [len(u) for u in pack_read_tasks(files(80, 1_000_000))] == [1] * 80
+    assert [len(u) for u in pack_read_tasks(files(128, 1_000_000))] == [2] * 64
+    tiny = pack_read_tasks(files(10_000, 40))
+    assert PACK_MIN_UNITS <= len(tiny) <= PACK_MIN_UNITS + 1
+    assert sorted(k for u in tiny for k, _ in u) == list(range(10_000))  # every file once, in order
