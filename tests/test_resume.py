@@ -98,23 +98,28 @@ def test_killed_run_resumes_and_commits_the_same_bytes(run_config, tmp_path):
     assert not (out / "_work").exists() or not any((out / "_work").iterdir())
 
 
-def test_a_truncated_part_is_redone_and_a_changed_config_reuses_nothing(run_config, tmp_path):
+def test_a_truncated_part_or_another_units_record_is_redone_and_a_changed_config_reuses_nothing(
+    run_config, tmp_path
+):
     out = tmp_path / "out"
     cfg = job(str(FIX), str(out), output={"if_exists": "overwrite"})
     want = baseline(run_config, cfg, out)
-    kill_mid_run(cfg, tmp_path, out)
+    kill_mid_run(cfg, tmp_path, out, done_units=3)
     records = sorted(out.glob("_work/*/done/s0/*.json"))
     rec = json.loads(records[0].read_text())
     part = records[0].parent.parent.parent / "s0" / rec["files"][0]["path"]
     part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])  # a writer killed half-way through
+    # a record of a unit that held other work under the same name (another version's packing): never trusted
+    other = json.loads(records[1].read_text())
+    records[1].write_text(json.dumps({**other, "unit_sha256": "0" * 64}))
     # another config into the same output: a new run id, nothing of the killed run is reused
     changed = json.loads(json.dumps(cfg))
     changed["stages"][2]["params"]["min_chars"] = 201
     res = run_config(changed)
     assert res.report["resume"]["units_reused"] == 0 and res.report["resume"]["steps_reused"] == []
-    # the first config again: every unit the killed run recorded is reused, but the damaged one
+    # the first config again: every unit the killed run recorded is reused, but the damaged and the foreign one
     res = run_config(cfg)
-    assert res.report["resume"]["units_reused"] == len(records) - 1
+    assert res.report["resume"]["units_reused"] == len(records) - 2
     assert committed(out) == want
     assert verify(str(out)) == []
 

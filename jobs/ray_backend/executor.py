@@ -23,7 +23,7 @@ from jobs.plan import PlannedStage, RunPlan, StageGroup, output_schema, pack_rea
 from jobs.ray_backend import cluster
 from jobs.ray_backend.global_ops import CheckpointSource, ItemSource, RayGlobalBackend
 from jobs.ray_backend.operators import CHECKPOINT_ROW_GROUP, run_units
-from jobs.ray_backend.units import READ_LABEL, WRITE_LABEL, Step, valid_record
+from jobs.ray_backend.units import READ_LABEL, WRITE_LABEL, Step, unit_digest, valid_record
 from refinery.accounting import empty_stats, merge_stats
 from refinery.config import RayConfig
 from refinery.fsio import retry_counts
@@ -195,7 +195,13 @@ class RayBackend:
             found = RayGlobalBackend().run_wave(
                 _load_records, [(staging, c) for c in chunks], Resources(num_cpus=1), f"{step.title}:resume"
             )
-            reused = [r for chunk in found for r in chunk if r is not None]
+            digests = {u["id"]: unit_digest(u) for u in units}
+        reused = [
+            r
+            for chunk in found
+            for r in chunk
+            if r is not None and r.get("unit_sha256") == digests[r["unit"]]
+        ]
         done = {r["unit"] for r in reused}
         pending = [u for u in units if u["id"] not in done]
         if reused:

@@ -10,6 +10,7 @@ in the same order, parts are cut by size and named by their sha256).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -84,6 +85,7 @@ class UnitRunner:
         }
         record = {
             "unit": unit["id"],
+            "unit_sha256": unit_digest(unit),
             "step": step.name,
             "files": files,
             "stats": stats,
@@ -141,6 +143,12 @@ def _task_id() -> str | None:
         return ray.get_runtime_context().get_task_id()
     except Exception:  # outside Ray (unit tests)
         return None
+
+
+def unit_digest(unit: dict[str, Any]) -> str:
+    """What a unit holds (its read tasks, files or item), hashed: a record is reused only for the very same work,
+    never for a unit of the same name that another version of the packer filled differently."""
+    return hashlib.sha256(json.dumps(unit, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def valid_record(record: dict[str, Any], staging: Location) -> bool:
