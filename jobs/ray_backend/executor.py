@@ -196,12 +196,12 @@ class RayBackend:
                 _load_records, [(staging, c) for c in chunks], Resources(num_cpus=1), f"{step.title}:resume"
             )
             digests = {u["id"]: unit_digest(u) for u in units}
-        reused = [
-            r
-            for chunk in found
-            for r in chunk
-            if r is not None and r.get("unit_sha256") == digests[r["unit"]]
-        ]
+            reused = [
+                r
+                for chunk in found
+                for r in chunk
+                if r is not None and r.get("unit_sha256") == digests[r["unit"]]
+            ]
         done = {r["unit"] for r in reused}
         pending = [u for u in units if u["id"] not in done]
         if reused:
