@@ -164,6 +164,11 @@ def note_retry(op: str, n: int = 1) -> None:
     _RETRIES[op] += n
 
 
+def retries_since(before: dict[str, int]) -> dict[str, int]:
+    """Requests retried in this process since `before` (a `retry_counts()`), per operation, without zeros."""
+    return {k: v - before.get(k, 0) for k, v in _RETRIES.items() if v != before.get(k, 0)}
+
+
 def retry_counts() -> dict[str, int]:
     """Storage requests retried in this process so far, per operation (read, write, list, publish …)."""
     return dict(_RETRIES)
@@ -252,9 +257,8 @@ def get_fs(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[fss
         _retry_transient_in_s3fs()
     fs, path = url_to_fs(uri, **opts)
     if s3:
-        fs.retries = max(
-            int(getattr(fs, "retries", 0)), S3FS_TRIES
-        )  # a class attribute in s3fs, not an option
+        # a class attribute in s3fs, not a constructor option
+        fs.retries = max(int(getattr(fs, "retries", 0)), S3FS_TRIES)
         count_client_retries(fs)
     return fs, path
 
@@ -274,8 +278,8 @@ def _retry_transient_in_s3fs() -> None:
 def _count_failed_attempt(
     event_name: str, response_dict: Any = None, exception: Any = None, **_: Any
 ) -> None:
-    """botocore retries throttling (503 SlowDown, 429) and 5xx answers on its own, below our retry_call; each
-    failed attempt is counted here, per S3 operation, so the report shows what the store really did."""
+    """Every failed attempt (throttling, 5xx, a dropped connection), counted per S3 operation whichever layer
+    retries it, so the report shows what the store really did."""
     status = (response_dict or {}).get("status_code", 0) if exception is None else 0
     if exception is not None or status >= 500 or status == 429:
         note_retry("s3." + event_name.rsplit(".", 1)[-1])

@@ -26,7 +26,7 @@ from jobs.ray_backend.operators import CHECKPOINT_ROW_GROUP, run_units
 from jobs.ray_backend.units import READ_LABEL, WRITE_LABEL, Step, unit_digest, valid_record
 from refinery.accounting import empty_stats, merge_stats
 from refinery.config import RayConfig
-from refinery.fsio import retry_counts
+from refinery.fsio import retries_since, retry_counts
 from refinery.ids import count_duplicates
 from refinery.location import Location
 from refinery.progress import progress
@@ -80,7 +80,7 @@ class RayBackend:
         finally:
             stop.set()
         duplicate_ids = self._count_duplicate_ids(plan, prog.stats)
-        prog.add_retries({k: v - retries_before.get(k, 0) for k, v in retry_counts().items()})
+        prog.add_retries(retries_since(retries_before))
         io = {
             "read": round(prog.seconds.get(READ_LABEL, 0.0), 3),
             "write": round(prog.seconds.get(WRITE_LABEL, 0.0), 3),

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from jobs.ray_backend.operators import named, read_checkpoint
-from refinery.fsio import note_retry, retry_counts
+from refinery.fsio import note_retry, retries_since, retry_counts
 from refinery.location import Location
 from refinery.schema import row_slices
 from refinery.stage import Resources
@@ -28,7 +28,7 @@ def _counting_retries(fn: Callable[..., Any], *args: Any) -> tuple[Any, dict[str
     """fn(*args), and the storage requests retried while it ran (per operation)."""
     before = retry_counts()
     out = fn(*args)
-    return out, {k: v - before.get(k, 0) for k, v in retry_counts().items() if v != before.get(k, 0)}
+    return out, retries_since(before)
 
 
 class Sliced:

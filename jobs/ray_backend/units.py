@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from refinery.config import InputConfig
-from refinery.fsio import retry_counts
+from refinery.fsio import retries_since, retry_counts
 from refinery.location import Location
 from refinery.stage_group import StageSpecT, annotate_global_drops, apply_sliced, build_group
 from refinery.writer import PartWriter
@@ -78,11 +78,7 @@ class UnitRunner:
         t0 = time.perf_counter()
         files, stats = sink.close()
         seconds[WRITE_LABEL] = seconds.get(WRITE_LABEL, 0.0) + time.perf_counter() - t0
-        retries = {
-            k: v - retries_before.get(k, 0)
-            for k, v in retry_counts().items()
-            if v != retries_before.get(k, 0)
-        }
+        retries = retries_since(retries_before)
         record = {
             "unit": unit["id"],
             "unit_sha256": unit_digest(unit),
