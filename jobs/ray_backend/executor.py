@@ -187,7 +187,7 @@ class RayBackend:
     ) -> list[dict[str, Any]]:
         """Reuse the units whose completion record checks out; run the others."""
         recorded = {loc.name[: -len(".json")]: loc for loc in step.done.find(".json")}
-        checks = [(u["id"], recorded[u["id"]]) for u in units if u["id"] in recorded]
+        checks = [(unit_digest(u), recorded[u["id"]]) for u in units if u["id"] in recorded]
         reused: list[dict[str, Any]] = []
         if checks:
             staging = step.writer.staging
@@ -195,13 +195,7 @@ class RayBackend:
             found = RayGlobalBackend().run_wave(
                 _load_records, [(staging, c) for c in chunks], Resources(num_cpus=1), f"{step.title}:resume"
             )
-            digests = {u["id"]: unit_digest(u) for u in units}
-            reused = [
-                r
-                for chunk in found
-                for r in chunk
-                if r is not None and r.get("unit_sha256") == digests[r["unit"]]
-            ]
+            reused = [r for chunk in found for r in chunk if r is not None]
         done = {r["unit"] for r in reused}
         pending = [u for u in units if u["id"] not in done]
         if reused:
@@ -274,11 +268,13 @@ def _file_units(work: Location, data: list[tuple[str, int, int]]) -> list[dict[s
 
 
 def _load_records(staging: Location, checks: list[tuple[str, Location]]) -> list[dict[str, Any] | None]:
-    """The completion records that can be trusted (every file there, with its size and sha256); None for others."""
+    """The completion records that can be trusted, None for others: (unit digest, record) pairs whose record
+    describes that very work (checked first: it is cheap) and names every file with its size and sha256."""
     out: list[dict[str, Any] | None] = []
-    for _, loc in checks:
+    for digest, loc in checks:
         rec = loc.read_json_or_none()
-        out.append(rec if isinstance(rec, dict) and valid_record(rec, staging) else None)
+        trusted = isinstance(rec, dict) and rec.get("unit_sha256") == digest and valid_record(rec, staging)
+        out.append(rec if trusted else None)
     return out
 
 
