@@ -92,7 +92,10 @@ class Store:
             self.fs.rm(self.out, recursive=True)
 
 
-def series(name: str, cfg: dict, store: Store, fractions: list[float], work: Path) -> dict[str, Any]:
+def series(
+    name: str, cfg: dict, store: Store, fractions: list[float], work: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The series' results, and what the uninterrupted run committed (the throttled run compares with it)."""
     store.wipe()
     full = run(cfg, work, f"{name}-full")
     assert full["rc"] == 0, f"{name}: the uninterrupted run failed (see {work}/{name}-full.log)"
@@ -119,13 +122,13 @@ def series(name: str, cfg: dict, store: Store, fractions: list[float], work: Pat
             }
         )
         print(f"[resume] {name} f={f}: {rows[-1]}", file=sys.stderr)
-    return {
+    summary = {
         "full_s": full["wall_s"],
         "files": len(want["files"]),
         "rows_out": want["rows_out"],
         "kills": rows,
-        "_want": want,
     }
+    return summary, want
 
 
 def throttled(
@@ -135,9 +138,9 @@ def throttled(
     work: Path,
     slowdown: float,
     resets: float,
-    plain_s3: dict[str, Any] | None = None,
+    plain_s3: tuple[float, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """`plain_s3`: the S3 series' uninterrupted run (wall time and what it committed), so it is not run twice."""
+    """`plain_s3`: the S3 series' uninterrupted run (wall time, what it committed), so it is not run twice."""
     from tests.throttle_proxy import ThrottleProxy
 
     if plain_s3 is None:
@@ -145,7 +148,7 @@ def throttled(
         plain = run(cfg, work, "s3-plain")
         want = store.committed()
     else:
-        plain, want = {"wall_s": plain_s3["full_s"]}, plain_s3["_want"]
+        plain, want = {"wall_s": plain_s3[0]}, plain_s3[1]
     direct = {side: dict(cfg[side]["storage_options"]) for side in ("input", "output")}
 
     def through_proxy(share: float, cut: float, tag: str) -> tuple[dict[str, Any], dict[str, int]]:
@@ -239,7 +242,7 @@ def main() -> int:
     res: dict[str, Any] = {"load": os.getloadavg()[0], "series": {}}
     if "local" in targets:
         out = str(work / "out")
-        res["series"]["local disk"] = series(
+        res["series"]["local disk"], _ = series(
             "local", config(str(corpus / "part-*.jsonl.gz"), out, {}, {}), Store(out, {}), fractions, work
         )
     if "s3" in targets or not args.no_throttle:
@@ -254,16 +257,15 @@ def main() -> int:
             cfg = config(f"s3://{srv.in_bucket}/corpus/part-*.jsonl.gz", out, srv.options("reader"), {})
             cfg["output"]["storage_options"] = srv.options("writer")
             store = Store(out, srv.options("writer"), admin)
+            plain_s3 = None
             if "s3" in targets:
-                res["series"]["S3 (SeaweedFS)"] = series("s3", cfg, store, fractions, work)
+                summary, want = series("s3", cfg, store, fractions, work)
+                res["series"]["S3 (SeaweedFS)"], plain_s3 = summary, (summary["full_s"], want)
             if not args.no_throttle:
                 port = int(srv.ports["s3"])
-                s3 = res["series"].get("S3 (SeaweedFS)")
-                res["throttled"] = throttled(cfg, store, port, work, args.slowdown, args.resets, s3)
+                res["throttled"] = throttled(cfg, store, port, work, args.slowdown, args.resets, plain_s3)
         finally:
             srv.stop()
-    for s in res["series"].values():
-        s.pop("_want")
     (work / "result.json").write_text(json.dumps(res, indent=2))
     text = page(args, res)
     print(text)
