@@ -102,6 +102,12 @@ class RayConfig(_Strict):
     num_cpus: int | None = Field(default=None, gt=0, description="local mode only; default: all cores")
     object_store_mb: int | None = Field(default=None, gt=0, description="local mode only")
     batch_rows: int = Field(default=1024, gt=0, description="rows per stage batch")
+    checkpoint_seconds: float | None = Field(
+        default=30.0,
+        ge=0,
+        description="save a running unit's finished batches this often, so that a killed run or a retried task "
+        "goes on from there (null: only whole units are saved)",
+    )
 
 
 class MonitoringConfig(_Strict):
@@ -176,6 +182,8 @@ class RunConfig(_Strict):
         for section in ("input", "output"):
             if isinstance(public.get(section), dict):
                 public[section].pop("storage_options", None)
+        if isinstance(public.get("ray"), dict):  # how often progress is saved does not change what is made
+            public["ray"].pop("checkpoint_seconds", None)
         defaults = RunConfig.model_validate({"input": {"uri": "-"}, "output": {"uri": "-"}}).model_dump(
             mode="json"
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -73,13 +73,11 @@ def _add_flags(table: pa.Table, tagged: pa.Array) -> pa.Table:
     return table.append_column(FLAGGED_COL, arr)
 
 
-def apply_sliced(
-    group: Sequence[tuple[str, Stage]], block: pa.Table, batch_rows: int | None, seconds: dict[str, float]
-) -> Iterator[pa.Table]:
-    """Run the group on `block` in slices of `batch_rows` rows: Ray hands over whole blocks (its own row bundling
-    would cost parallelism, see docs/ARCHITECTURE.md), while stages keep a bounded batch size."""
-    for part in row_slices(block, batch_rows or block.num_rows or 1):
-        yield apply_group(group, part, seconds)
+def stage_batches(block: pa.Table, batch_rows: int | None) -> list[pa.Table]:
+    """`block` in slices of `batch_rows` rows: Ray hands over whole blocks (its own row bundling would cost
+    parallelism, see docs/ARCHITECTURE.md), while stages keep a bounded batch size. The slices of a block are
+    always the same, which is what lets a unit resume after its last saved batch (jobs/ray_backend/unit_progress.py)."""
+    return row_slices(block, batch_rows or block.num_rows or 1)
 
 
 def annotate_global_drops(batch: pa.Table, label: str) -> pa.Table:

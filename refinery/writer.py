@@ -102,6 +102,8 @@ class PartWriter:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=tmp_dir)
         os.close(fd)
         try:
+            # From contiguous buffers: how the rows happen to be chunked in memory would change the file's bytes
+            table = table.combine_chunks()
             pq.write_table(table, tmp, compression=self.compression, row_group_size=self.row_group_rows)
             digest = _sha256_file(tmp)
             size = os.path.getsize(tmp)
@@ -133,9 +135,13 @@ class PartSink:
         self.rows = 0
         self._alive: list[pa.Table] = []
         self._dead: list[pa.Table] = []
+        self._alive_bytes = self._dead_bytes = 0
         self._ids: list[pa.Table] = []
 
-    def add(self, batch: pa.Table) -> None:
+    def add(self, batch: pa.Table, sizes: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Take one batch; returns the sizes that decide where parts are cut (in-memory bytes of its live rows, of
+        its dead rows). A batch replayed from a saved segment passes the sizes measured when it was computed:
+        the same rows read back may be laid out differently in memory, the cuts must not move."""
         self.rows += batch.num_rows
         if self.w.id_hashes is not None:
             docs = document_rows(batch, live=self.w.count_live_ids)
@@ -148,14 +154,21 @@ class PartSink:
             for label, stage in self.w.summarizers:
                 for k, v in stage.summarize(alive).items():
                     counters[f"{label}.{k}"] = counters.get(f"{label}.{k}", 0) + v
+        dead_rows = dead if dead is not None and dead.num_rows else None
+        if sizes is None:
+            sizes = (alive.nbytes if alive.num_rows else 0, dead_rows.nbytes if dead_rows is not None else 0)
+        if alive.num_rows:
             self._alive.append(alive)
-            if sum(t.nbytes for t in self._alive) >= self.w.part_bytes:
+            self._alive_bytes += sizes[0]
+            if self._alive_bytes >= self.w.part_bytes:
                 self._flush_alive()
-        if dead is not None and dead.num_rows:
-            self._dead.append(dead)
-            if sum(t.nbytes for t in self._dead) >= DEAD_PART_BYTES:
+        if dead_rows is not None:
+            self._dead.append(dead_rows)
+            self._dead_bytes += sizes[1]
+            if self._dead_bytes >= DEAD_PART_BYTES:
                 self._flush_dead()
         self.stats = merge_stats(self.stats, batch_stats(alive if alive.num_rows else None, dead, counters))
+        return sizes
 
     def close(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         self._flush_alive()
@@ -168,13 +181,13 @@ class PartSink:
     def _flush_alive(self) -> None:
         if self._alive:
             self.files.append(self.w.write_part("data", concat(self._alive)))
-            self._alive = []
+            self._alive, self._alive_bytes = [], 0
 
     def _flush_dead(self) -> None:
         if not self._dead:
             return
         dead = concat(self._dead)
-        self._dead = []
+        self._dead, self._dead_bytes = [], 0
         is_q = pc.starts_with(dead[DROP_COL], QUARANTINE_PREFIX)
         q = dead.filter(is_q)
         d = dead.filter(pc.invert(is_q))

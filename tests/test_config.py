@@ -155,9 +155,16 @@ def test_keys_added_later_leave_the_hash_of_an_old_config_alone():
     for side in ("input", "output"):
         other = {**base, side: {**base[side], "storage_options": reached}}
         assert parse_config(yaml.safe_dump(other)).config_hash() == h0
+    # nor is how often a running unit saves its progress (a resumed run must find the crashed one's work)
+    for every in (0, 5.5, None):
+        other = {**base, "ray": {**base.get("ray", {}), "checkpoint_seconds": every}}
+        assert parse_config(yaml.safe_dump(other)).config_hash() == h0
     for changed in (
         {"input": {**base["input"], "on_duplicate_id": "error"}},
         {"quarantine": {"keep_raw": False}},
         {"input": {**base["input"], "max_compression_ratio": 50}},
+        {
+            "ray": {**base.get("ray", {}), "batch_rows": 7}
+        },  # stage batches: a model's output may depend on them
     ):
         assert parse_config(yaml.safe_dump({**base, **changed})).config_hash() != h0

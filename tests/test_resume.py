@@ -14,12 +14,13 @@ import signal
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 
 from refinery.commit import verify
 from tests.job_process import kill_job, start_job
-from tests.plugins import pause
+from tests.plugins import count_rows, counted_rows, pause
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = Path(__file__).parent / "fixtures" / "foundation"
@@ -96,6 +97,89 @@ def test_killed_run_resumes_and_commits_the_same_bytes(run_config, tmp_path):
     assert committed(out) == want
     assert verify(str(out)) == []
     assert not (out / "_work").exists() or not any((out / "_work").iterdir())
+
+
+def saved_batches(out: Path) -> dict[str, list[dict]]:
+    """The segment records of units that have no completion record yet, by unit, in order."""
+    units = {}
+    for folder in sorted(out.glob("_work/*/progress/s0/*")):  # _work/<run>/progress/s0/<unit>
+        if not (folder.parents[2] / "done" / "s0" / f"{folder.name}.json").exists():
+            units[folder.name] = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return units
+
+
+def test_a_unit_killed_mid_way_goes_on_from_its_last_saved_batch(run_config, tmp_path):
+    """Units of many stage batches that save them as they go (checkpoint_seconds 0: after every batch). After a
+    SIGKILL, the re-run replays the saved batches of unfinished units instead of computing them again, skips a
+    damaged segment and all after it, and commits the same bytes as an uninterrupted run. The work is counted by
+    a stage that records every row it is given, against the same killed state resumed with its segments removed."""
+    out, counts = tmp_path / "out", tmp_path / "counts"
+    cfg = job(str(FIX), str(out), seconds=0.15, ray={"batch_rows": 4, "checkpoint_seconds": 0})
+    cfg["stages"].insert(1, count_rows(str(counts)))
+    cfg["input"]["split_bytes"] = 60_000  # units of a few dozen documents: many stage batches each
+    want = baseline(run_config, cfg, out)
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = start_job(path)
+    try:
+        deadline = time.time() + 180
+        while not any(len(recs) >= 2 for recs in saved_batches(out).values()):
+            assert proc.poll() is None and time.time() < deadline, "no unit saved two batches"
+            time.sleep(0.05)
+    finally:
+        kill_job(proc)
+    units = saved_batches(out)
+    damaged, recs = max(units.items(), key=lambda kv: len(kv[1]))
+    (work,) = out.glob("_work/*/progress")
+    seg = work / "s0" / damaged / recs[-1]["file"]
+    seg.write_bytes(seg.read_bytes()[:-1])  # a segment whose bytes are not what its record says
+    expected = sum(
+        r["end"] - r["start"] for u, rs in units.items() for r in (rs[:-1] if u == damaged else rs)
+    )
+    assert expected > 0
+    killed = tmp_path / "killed"
+    shutil.copytree(out, killed)
+
+    # the same state resumed without its segments: every unfinished unit is computed from its start
+    shutil.rmtree(work)
+    shutil.rmtree(counts, ignore_errors=True)
+    whole = run_config(cfg)
+    assert whole.report["resume"]["batches_reused"] == 0 and committed(out) == want
+    rows_whole = counted_rows(str(counts))
+
+    shutil.rmtree(out)
+    shutil.copytree(killed, out)
+    shutil.rmtree(counts, ignore_errors=True)
+    res = run_config(cfg)
+    assert res.report["resume"]["batches_reused"] == expected
+    assert 0 < counted_rows(str(counts)) < rows_whole  # the replayed batches were not computed again
+    assert rows_whole - counted_rows(str(counts)) <= 4 * expected
+    assert committed(out) == want
+    assert verify(str(out)) == []
+    assert not list(out.glob("_work/*/progress/*/*"))  # segments go with the run's work folder
+
+
+def test_a_part_has_the_same_bytes_however_its_rows_are_chunked(tmp_path):
+    """Rows replayed from a saved segment come back chunked otherwise than when they were computed: the part that
+    holds them must be the same file all the same."""
+    from refinery.location import Location
+    from refinery.writer import PartWriter
+
+    rows = [json.loads(line) for line in (FIX / "docs_a.jsonl").read_text().splitlines() if line.strip()]
+    # Distinct texts past the dictionary page limit (1 MiB): where the writer gives up the dictionary depends on
+    # how the rows are chunked
+    copies = range(40)
+    table = pa.table(
+        {
+            "id": [f"{k}-{r.get('id')}" for k in copies for r in rows],
+            "text": [f"copy {k}: {r['text']}" for k in copies for r in rows],
+        }
+    )
+    assert table.nbytes > 2 << 20
+    n = table.num_rows
+    chunked = pa.concat_tables([table.slice(0, n // 3), table.slice(n // 3, 7), table.slice(n // 3 + 7)])
+    writer = PartWriter(Location(str(tmp_path)), table.schema)
+    assert writer.write_part("data", table) == writer.write_part("data", chunked)
 
 
 def test_a_truncated_part_or_another_units_record_is_redone_and_a_changed_config_reuses_nothing(

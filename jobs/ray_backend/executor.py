@@ -47,6 +47,7 @@ class _Progress:
     retries: dict[str, int] = dataclasses.field(default_factory=dict)
     units: int = 0
     units_reused: int = 0
+    batches_reused: int = 0  # stage batches of unfinished units that an earlier attempt had saved
     read_units: int = 0
     steps_reused: list[str] = dataclasses.field(default_factory=list)
 
@@ -88,6 +89,7 @@ class RayBackend:
         resume_info = {
             "units": prog.units,
             "units_reused": prog.units_reused,
+            "batches_reused": prog.batches_reused,
             "steps_reused": prog.steps_reused,
         }
         return Execution(
@@ -133,6 +135,10 @@ class RayBackend:
                 writer=self._writer(plan, plan.work.join(f"s{n}"), stages_now, final),
                 done=plan.work.join("done", f"s{n}"),
                 run_id=plan.run_id,
+                progress=plan.work.join("progress", f"s{n}")
+                if cfg.ray.checkpoint_seconds is not None
+                else None,
+                checkpoint_s=cfg.ray.checkpoint_seconds or 0.0,
                 input_cfg=plan.input_cfg,
                 files_options=cfg.output.storage_options,
                 item_fn=item_source.fn if item_source else None,
@@ -203,6 +209,7 @@ class RayBackend:
         fresh = run_units(pending, step, res, stateful, cpus, first)
         prog.units += len(units)
         prog.units_reused += len(reused)
+        prog.batches_reused += sum(int(r.get("batches_reused", 0)) for r in fresh)
         return reused + fresh
 
     def _collect(

@@ -20,11 +20,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.ray_backend.unit_progress import UnitProgress
 from refinery.config import InputConfig
 from refinery.fsio import retries_since, retry_counts
 from refinery.location import Location
-from refinery.stage_group import StageSpecT, annotate_global_drops, apply_sliced, build_group
-from refinery.writer import PartWriter
+from refinery.stage_group import StageSpecT, annotate_global_drops, apply_group, build_group, stage_batches
+from refinery.writer import PartSink, PartWriter
 from stages.readers import ReadTask, read_task
 
 READ_LABEL, WRITE_LABEL = "(read)", "(write)"  # report keys of our reader and writer code (not stages)
@@ -41,6 +42,8 @@ class Step:
     writer: PartWriter
     done: Location  # _work/<run>/done/<name>/
     run_id: str = ""
+    progress: Location | None = None  # _work/<run>/progress/<name>/: saved batches of units not yet done
+    checkpoint_s: float = 30.0
     input_cfg: InputConfig | None = None  # units that read input files
     files_options: dict[str, Any] = field(default_factory=dict)  # units that are files of an earlier step
     item_fn: Callable[[Any], pa.Table | None] | None = None  # units that are partitions of a global stage
@@ -68,20 +71,29 @@ class UnitRunner:
         retries_before = retry_counts()
         seconds: dict[str, float] = {}
         reads: dict[str, dict[str, Any]] = {}
+        digest = unit_digest(unit)
         sink = step.writer.open()
-        group = self.group()
+        saved, skip = None, 0
+        if step.progress is not None:
+            saved = UnitProgress(step.progress.join(unit["id"]), digest, step.checkpoint_s)
+            skip = saved.replay(lambda b, sizes: self._timed_add(sink, b, seconds, sizes), seconds)
+        index = 0
         for table in self._tables(unit, reads, seconds):
-            for part in apply_sliced(group, table, step.batch_rows, seconds):
-                t0 = time.perf_counter()
-                sink.add(part)
-                seconds[WRITE_LABEL] = seconds.get(WRITE_LABEL, 0.0) + time.perf_counter() - t0
+            for batch in stage_batches(table, step.batch_rows):
+                index += 1
+                if index <= skip:  # an earlier attempt saved it: replayed above
+                    continue
+                part = apply_group(self.group(), batch, seconds)
+                sizes = self._timed_add(sink, part, seconds)
+                if saved is not None:
+                    saved.add(part, sizes, seconds)
         t0 = time.perf_counter()
         files, stats = sink.close()
         seconds[WRITE_LABEL] = seconds.get(WRITE_LABEL, 0.0) + time.perf_counter() - t0
         retries = retries_since(retries_before)
         record = {
             "unit": unit["id"],
-            "unit_sha256": unit_digest(unit),
+            "unit_sha256": digest,
             "step": step.name,
             "files": files,
             "stats": stats,
@@ -90,9 +102,21 @@ class UnitRunner:
             "seconds": seconds,
             "task": _task_id(),
             "retries": retries,
+            "batches_reused": skip,
         }
         step.done.join(f"{unit['id']}.json").write_json(record, indent=None)  # after its files: it names them
+        if saved is not None:
+            saved.clear()
         return record
+
+    @staticmethod
+    def _timed_add(
+        sink: PartSink, batch: pa.Table, seconds: dict[str, float], sizes: tuple[int, int] | None = None
+    ) -> tuple[int, int]:
+        t0 = time.perf_counter()
+        out = sink.add(batch, sizes)
+        seconds[WRITE_LABEL] = seconds.get(WRITE_LABEL, 0.0) + time.perf_counter() - t0
+        return out
 
     def _tables(
         self, unit: dict[str, Any], reads: dict[str, dict[str, Any]], seconds: dict[str, float]

@@ -117,6 +117,7 @@ def series(
                 "identical": got.get("files") == want["files"],
                 "verify_ok": got.get("verify") == [],
                 "units_reused": got.get("resume", {}).get("units_reused"),
+                "batches_reused": got.get("resume", {}).get("batches_reused", 0),
                 "units": got.get("resume", {}).get("units"),
                 "steps_reused": len(got.get("resume", {}).get("steps_reused", [])),
             }
