@@ -102,9 +102,7 @@ class PartWriter:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=tmp_dir)
         os.close(fd)
         try:
-            # From contiguous buffers: how the rows happen to be chunked in memory would change the file's bytes
-            table = table.combine_chunks()
-            pq.write_table(table, tmp, compression=self.compression, row_group_size=self.row_group_rows)
+            _write_parquet(table, tmp, self.compression, self.row_group_rows)
             digest = _sha256_file(tmp)
             size = os.path.getsize(tmp)
             name = f"part-{digest[:32]}.parquet"
@@ -199,6 +197,19 @@ class PartSink:
             self.files.append(self.w.write_part("quarantine", table))
         if d.num_rows:
             self.files.append(self.w.write_part("droplog", _droplog_table(d)))
+
+
+def _write_parquet(table: pa.Table, path: str, compression: str | None, row_group_rows: int) -> None:
+    """What `pq.write_table` writes, byte for byte, but from contiguous buffers, one row group at a time: how the
+    rows happen to be chunked in memory would otherwise change the file (where the writer gives up a dictionary
+    depends on it), and a row group is the most it copies."""
+    with pq.ParquetWriter(path, table.schema, compression=compression) as writer:
+        if table.num_rows == 0:
+            writer.write_table(table)
+        for start in range(0, table.num_rows, row_group_rows):
+            writer.write_table(
+                table.slice(start, row_group_rows).combine_chunks(), row_group_size=row_group_rows
+            )
 
 
 def _sha256_file(path: str) -> str:
