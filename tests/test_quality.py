@@ -254,3 +254,36 @@ def ts_rules(name: str) -> tuple[str, ...]:
     from stages.quality.gopher_quality import GopherQualityRules
 
     return {"gopher_quality": GopherQualityRules.rule_names()}[name]
+
+
+def test_repetition_signals_equal_datatrove_on_repetitive_word_sequences():
+    """Every n-gram signal, for every n, equals datatrove's find_top_duplicate / find_all_duplicate on texts
+    with many repeats (ids of n-grams are built from those of (n-1)-grams, and the duplicate scan visits only
+    repeated positions; both must give datatrove's numbers exactly)."""
+    import random
+
+    from datatrove.pipeline.filters.gopher_repetition_filter import (
+        find_all_duplicate,
+        find_top_duplicate,
+        get_n_grams,
+    )
+
+    rng = random.Random(11)
+    vocab = ["alpha", "bravo", "carol", "delta", "eagle", "fable"]  # same length: "".join is unambiguous
+    texts, word_lists = [], []
+    for _ in range(300):
+        k = rng.randint(1, 4)
+        motif = [rng.choice(vocab[: rng.randint(2, 6)]) for _ in range(rng.randint(1, 12))]
+        words = [w for _ in range(k) for w in motif + [rng.choice(vocab) for _ in range(rng.randint(0, 6))]]
+        word_lists.append(words)
+        texts.append(" ".join(words))
+    out, _ = build_stage("gopher_repetition", {}).process(_table(texts))
+    quality = out["quality"].to_pylist()
+    for words, text, q in zip(word_lists, texts, quality, strict=True):
+        for n in (2, 3, 4):
+            want = find_top_duplicate(get_n_grams(words, n)) / len(text) if len(words) >= n else None
+            got = q[f"rep_top_{n}_gram_frac"]
+            assert (got is None or np.isnan(got)) if want is None else got == pytest.approx(want), (text, n)
+        for n in range(5, 11):
+            want = find_all_duplicate(words, n) / len(text)
+            assert q[f"rep_dup_{n}_gram_frac"] == pytest.approx(want), (text, n)

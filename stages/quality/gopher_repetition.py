@@ -66,9 +66,11 @@ _BASE_SIGNALS = {
 }
 
 
-def top_ngram_chars(words: np.ndarray, n: int) -> int | None:
-    """Characters covered by the most frequent word n-gram (ties: the first seen), as in datatrove."""
-    ids = qrules.ngram_ids(words[:, qtok.ORTH], n)
+def top_ngram_chars(words: np.ndarray, n: int, ids: np.ndarray | None = None) -> int | None:
+    """Characters covered by the most frequent word n-gram (ties: the first seen), as in datatrove. `ids`:
+    the n-gram ids if already computed."""
+    if ids is None:
+        ids = qrules.ngram_ids(words[:, qtok.ORTH], n)
     if len(ids) == 0:
         return None
     uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
@@ -78,19 +80,23 @@ def top_ngram_chars(words: np.ndarray, n: int) -> int | None:
     return chars * int(best)
 
 
-def duplicated_ngram_chars(words: np.ndarray, n: int) -> int:
+def duplicated_ngram_chars(words: np.ndarray, n: int, ids: np.ndarray | None = None) -> int:
     """datatrove's find_all_duplicate: greedy left-to-right, a repeated n-gram's characters count once and the
-    scan jumps past it. Only positions whose n-gram occurs more than once can count, so only those are visited."""
-    ids = qrules.ngram_ids(words[:, qtok.ORTH], n)
+    scan jumps past it. Only positions whose n-gram occurs more than once can count, so only those are visited.
+    `ids`: the n-gram ids if already computed."""
+    if ids is None:
+        ids = qrules.ngram_ids(words[:, qtok.ORTH], n)
     if len(ids) < 2:
         return 0
-    ordered = np.sort(ids)
-    if not (ordered[1:] == ordered[:-1]).any():  # the common case: no n-gram repeats
+    order = np.argsort(ids)
+    ordered = ids[order]
+    same = ordered[1:] == ordered[:-1]
+    if not same.any():  # the common case: no n-gram repeats
         return 0
-    _, inv, counts = np.unique(ids, return_inverse=True, return_counts=True)
-    cand = np.nonzero(counts[inv] > 1)[0]
-    if len(cand) == 0:
-        return 0
+    repeated_sorted = np.zeros(len(ids), dtype=bool)  # sorted position whose id has a twin
+    repeated_sorted[1:] |= same
+    repeated_sorted[:-1] |= same
+    cand = np.sort(order[repeated_sorted])
     cum = np.concatenate(([0], np.cumsum(words[:, qtok.LENGTH].astype(np.int64))))
     seen: set[int] = set()
     idx = 0
@@ -147,17 +153,26 @@ class GopherRepetition(qrules.RuleSetStage[GopherRepetitionParams]):
         sig["rep_dup_line_frac"][i] = l_dup / len(lines)
         sig["rep_dup_line_char_frac"][i] = l_chars / n_chars
         words = qtok.words_of(qtok.tokens(text))
-        for n in self.top_ns:
-            chars = top_ngram_chars(words, n)
-            if chars is not None:  # fewer words than n: undefined, and datatrove skips the rule
-                sig[f"rep_top_{n}_gram_frac"][i] = chars / n_chars
-        repeats = True
-        for (
-            n
-        ) in self.dup_ns:  # ascending: once no n-gram repeats, no longer one can (it would start with one)
-            chars = duplicated_ngram_chars(words, n) if repeats else 0
-            repeats = chars > 0
-            sig[f"rep_dup_{n}_gram_frac"][i] = chars / n_chars
+        orth = words[:, qtok.ORTH]
+        top_ns, dup_ns = set(self.top_ns), set(self.dup_ns)
+        last_top = max(top_ns, default=0)
+        ids = np.zeros(0, dtype=np.uint64)
+        repeats = True  # once no n-gram repeats, no longer one can (it would start with one)
+        for n in range(1, max(last_top, *dup_ns, 1) + 1):
+            if n > last_top and not repeats:
+                for m in dup_ns:
+                    if m >= n:
+                        sig[f"rep_dup_{m}_gram_frac"][i] = 0.0
+                break
+            ids = orth.copy() if n == 1 else qrules.next_ngram_ids(ids, orth, n)
+            if n in top_ns:
+                chars = top_ngram_chars(words, n, ids)
+                if chars is not None:  # fewer words than n: undefined, and datatrove skips the rule
+                    sig[f"rep_top_{n}_gram_frac"][i] = chars / n_chars
+            if n in dup_ns:
+                chars = duplicated_ngram_chars(words, n, ids) if repeats else 0
+                repeats = chars > 0
+                sig[f"rep_dup_{n}_gram_frac"][i] = chars / n_chars
 
     def checks(self, sig: Mapping[str, np.ndarray], rules: Any) -> list[tuple[np.ndarray, str]]:
         """datatrove's order: empty, paragraphs, lines, top n-grams, duplicated n-grams (n ascending)."""

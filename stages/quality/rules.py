@@ -48,6 +48,16 @@ def ngram_ids(orth: np.ndarray, n: int) -> np.ndarray:
     return h
 
 
+def next_ngram_ids(prev: np.ndarray, orth: np.ndarray, n: int) -> np.ndarray:
+    """`ngram_ids(orth, n)` from `ngram_ids(orth, n - 1)`: the same values, one multiply-add per position
+    instead of n - 1 (the repetition rules need every n from 2 to 10)."""
+    m = len(orth) - n + 1
+    if m <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return prev[:m] * HASH_MIX + orth[n - 1 : n - 1 + m] + np.uint64(n - 1)
+
+
 # --- per-language rule sets ---------------------------------------------------------------------------------
 
 

@@ -17,8 +17,6 @@ This module is not a stage (it registers nothing); the rule framework is in stag
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 # --- character classes (copied from datatrove.utils.text so that this module does not import datatrove) -------
@@ -100,7 +98,13 @@ class _Tokenizer:
         ]
         self.attrs = [S_ORTH, S_IDX, S_LENGTH, IS_SPACE, IS_PUNCT, f_nonsym, f_alpha, f_sent]
         self.tokenizer = self.nlp.tokenizer
-        self.runs: dict[str, np.ndarray] = {}
+        # memo of runs: run text -> id; an id's token rows are _rows[_start[id] : _start[id] + _count[id]]
+        self.runs: dict[str, int] = {}
+        self._rows = np.zeros((4096, 8), dtype=np.uint64)
+        self._n_rows = 0
+        self._start = np.zeros(4096, dtype=np.int64)
+        self._count = np.zeros(4096, dtype=np.int64)
+        self._is_fused = np.zeros(4096, dtype=bool)
         self.rules = frozenset(self.tokenizer.rules)
         # memoizing runs is exact only if no special case spans a whitespace boundary
         self.memoize = not any(any(c.isspace() for c in k) and not k.isspace() for k in self.rules)
@@ -151,38 +155,42 @@ class _Tokenizer:
                 )
                 fused.update({self.hash(tok[S_ORTH]) for tok in tokens} - set(orth))  # tokens it creates
         self.pair_set = pairs
-        self.fused: dict[str, tuple[int, int]] = {}  # runs with a fused special case: their bare edge tokens
+        # run ids with a fused special case: their bare edge tokens
+        self.fused: dict[int, tuple[int, int]] = {}
         self.special_orths = np.array(sorted(fused), dtype=np.uint64)
 
     def _note_fusions(self, runs: list[str]) -> None:
         """Remember the bare edge tokens of new runs in which the matcher fused a special case (their tokens
         differ from the bare ones; only runs holding a token it creates can qualify)."""
-        parts = [self.runs[r][:, ORTH] for r in runs]
+        parts = [self._rows_of(self.runs[r])[:, ORTH] for r in runs]
         counts = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
         hits = np.add.reduceat(_member(np.concatenate(parts), self.special_orths), np.cumsum(counts) - counts)
         for k in np.nonzero(hits)[0].tolist():
             bare = [t.orth for t in self.bare(runs[k])]
             if bare != parts[k].tolist():
-                self.fused[runs[k]] = (bare[0], bare[-1])
+                rid = self.runs[runs[k]]
+                self.fused[rid] = (bare[0], bare[-1])
+                self._is_fused[rid] = True
 
-    def _crosses(self, keys: list[str], out: np.ndarray, counts: np.ndarray) -> bool:
+    def _crosses(self, ids: np.ndarray, out: np.ndarray, counts: np.ndarray) -> bool:
         """True if a match across a run boundary could shadow a special case (see `_special_patterns`).
 
         Shadowing needs a special case that the matcher fused in a run beside the boundary (most documents have
         none). Any match across a boundary holds the two tokens on either side of it, and at the edges of a
         fused run spaCy's matcher saw either our tokens or the bare ones, so both are tried."""
-        fused = [k for k, key in enumerate(keys) if key in self.fused]
+        fused = np.nonzero(self._is_fused[ids])[0].tolist()
         if not fused:
             return False
         ends = np.cumsum(counts)
 
         def edge(k: int, side: int) -> set[int]:  # side 0: first token, 1: last token
             tokens = {int(out[ends[k] - counts[k] if side == 0 else ends[k] - 1, ORTH])}
-            if keys[k] in self.fused:
-                tokens.add(self.fused[keys[k]][side])
+            edges = self.fused.get(int(ids[k]))
+            if edges is not None:
+                tokens.add(edges[side])
             return tokens
 
-        for lft in sorted({j for k in fused for j in (k - 1, k) if 0 <= j < len(keys) - 1}):
+        for lft in sorted({j for k in fused for j in (k - 1, k) if 0 <= j < len(ids) - 1}):
             for x in edge(lft, 1):
                 for y in edge(lft + 1, 0):
                     if int(_pair_keys(np.uint64(x), np.uint64(y))) in self.pair_set:
@@ -195,48 +203,68 @@ class _Tokenizer:
         return arr.reshape(-1, 8)
 
     def __call__(self, text: str) -> np.ndarray:
+        """Token rows of `text`, offsets into it.
+
+        The runs that make tokens are found with a vectorized whitespace mask of the code points: every word run,
+        and every whitespace run except a single ' ' after a word (spaCy folds it into that word's trailing-space
+        flag; a leading run keeps all of its characters, any other run gives up one leading ' '). Each run is one
+        dict lookup, and the document's rows are gathered from the memo table in one indexing step rather than
+        concatenated from one array per run."""
         # Lexemes persist (common words are then looked up, not rebuilt), so bound the vocabulary's growth.
         if len(self.nlp.vocab) > self.max_vocab or len(self.runs) > self.max_runs:
             self.__init__(self.language)
         if not self.memoize:
             return self._spacy(text)
-        runs = _RUNS.findall(text)  # maximal runs, so words and whitespace alternate
-        if not runs:
+        if not text:
             return np.zeros((0, 8), dtype=np.uint64)
-        lengths = np.fromiter(map(len, runs), dtype=np.int64, count=len(runs))
-        starts = np.cumsum(lengths) - lengths
-        first = 1 if runs[0][0].isspace() else 0  # index of the first word
-        # Whitespace runs are tokens too, except that one ' ' after a word is that word's trailing-space flag
-        # (a leading run keeps all of its characters). Most runs are a single ' ' and make no token.
-        spaces = [i for i in range(1 - first, len(runs), 2) if runs[i] != " " or i == 0]
-        if spaces:
-            for i in spaces:
-                if i > 0 and runs[i][0] == " ":
-                    runs[i] = runs[i][1:]
-                    starts[i] += 1
-            keep = np.sort(
-                np.concatenate([np.arange(first, len(runs), 2), np.asarray(spaces, dtype=np.int64)])
-            )
-            keys = [runs[i] for i in keep.tolist()]
-            starts = starts[keep]
-        else:
-            keys = runs[first::2]
-            starts = starts[first::2]
+        cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        space = _SPACE[np.minimum(cp, len(_SPACE) - 1)]
+        edges = np.flatnonzero(space[1:] != space[:-1]) + 1  # where a run starts (besides 0)
+        starts = np.concatenate(([0], edges))
+        ends = np.concatenate((edges, [len(cp)]))
+        is_space = space[starts]
+        keep = ~is_space | (ends - starts != 1) | (cp[starts] != 32) | (starts == 0)
+        starts, ends, is_space = starts[keep], ends[keep], is_space[keep]
+        starts += is_space & (starts > 0) & (cp[starts] == 32)
+        keys = list(map(text.__getitem__, map(slice, starts.tolist(), ends.tolist())))
         memo = self.runs
-        new = [k for k in keys if k not in memo]
-        if new:
-            new = list(dict.fromkeys(new))
+        found = list(map(memo.get, keys))
+        if None in found:
+            new = list(dict.fromkeys(k for k, rid in zip(keys, found, strict=True) if rid is None))
             self._learn(new)
             self._note_fusions(new)
-        parts = list(map(memo.__getitem__, keys))
-        if not parts:
-            return np.zeros((0, 8), dtype=np.uint64)
-        counts = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
-        out = np.concatenate(parts)
-        if len(parts) > 1 and self._crosses(keys, out, counts):
+            found = list(map(memo.__getitem__, keys))
+        ids = np.array(found, dtype=np.int64)
+        counts = self._count[ids]
+        stops = np.cumsum(counts)
+        out = self._rows[np.arange(stops[-1]) + np.repeat(self._start[ids] - (stops - counts), counts)]
+        if len(ids) > 1 and self._crosses(ids, out, counts):
             return self._spacy(text)
         out[:, IDX] += np.repeat(starts.astype(np.uint64), counts)
         return out
+
+    def _rows_of(self, rid: int) -> np.ndarray:
+        return self._rows[self._start[rid] : self._start[rid] + self._count[rid]]
+
+    def _add(self, keys: list[str], rows: np.ndarray, counts: np.ndarray) -> None:
+        """Append new runs' rows (concatenated, `counts` rows per run) to the memo table."""
+        n_ids, n_rows = len(self.runs), self._n_rows
+        if n_rows + len(rows) > len(self._rows):
+            grown = np.zeros((max(2 * len(self._rows), n_rows + len(rows)), 8), dtype=np.uint64)
+            grown[:n_rows] = self._rows[:n_rows]
+            self._rows = grown
+        if n_ids + len(keys) > len(self._start):
+            size = max(2 * len(self._start), n_ids + len(keys))
+            self._start = np.resize(self._start, size)
+            self._count = np.resize(self._count, size)
+            self._is_fused = np.concatenate(
+                (self._is_fused, np.zeros(size - len(self._is_fused), dtype=bool))
+            )
+        self._rows[n_rows : n_rows + len(rows)] = rows
+        self._start[n_ids : n_ids + len(keys)] = n_rows + np.cumsum(counts) - counts
+        self._count[n_ids : n_ids + len(keys)] = counts
+        self._n_rows = n_rows + len(rows)
+        self.runs.update(zip(keys, range(n_ids, n_ids + len(keys)), strict=True))
 
     def _learn(self, runs: list[str]) -> None:
         """Token rows of new runs, offsets relative to the run.
@@ -249,13 +277,13 @@ class _Tokenizer:
           unlike a space, also keeps a special case's phrase match from reaching across two words; words hold no
           whitespace, so every whitespace token of that call is a separator.
         - Whitespace runs (rare) go through spaCy one by one."""
-        memo = self.runs
         plain, words = [], []
         for r in runs:
             if self.plain_words and r.isalpha() and r not in self.rules:
                 plain.append(r)
             elif r[0].isspace():
-                memo[r] = self._spacy(r)
+                arr = self._spacy(r)
+                self._add([r], arr, np.array([len(arr)]))
             else:
                 words.append(r)
         if plain:
@@ -264,8 +292,7 @@ class _Tokenizer:
             rows[:, LENGTH] = np.fromiter(map(len, plain), dtype=np.uint64, count=len(plain))
             for col, getter in self.flag_getters:
                 rows[:, col] = np.fromiter(map(getter, plain), dtype=bool, count=len(plain))
-            for k, w in enumerate(plain):
-                memo[w] = rows[k : k + 1]
+            self._add(plain, rows, np.ones(len(plain), dtype=np.int64))
         if not words:
             return
         arr = self._spacy("\n".join(words))
@@ -273,9 +300,7 @@ class _Tokenizer:
         offsets = np.cumsum([0] + [len(w) + 1 for w in words[:-1]], dtype=np.int64).astype(np.uint64)
         owner = np.searchsorted(offsets, arr[:, IDX], side="right") - 1
         arr[:, IDX] -= offsets[owner]
-        cuts = np.searchsorted(owner, np.arange(len(words) + 1)).tolist()
-        for k, w in enumerate(words):
-            memo[w] = arr[cuts[k] : cuts[k + 1]]
+        self._add(words, arr, np.bincount(owner, minlength=len(words)))
 
     @staticmethod
     def hash(s: str) -> int:
@@ -298,9 +323,8 @@ def _pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a * HASH_MIX + b
 
 
-_RUNS = re.compile(
-    r"\S+|\s+"
-)  # spaCy's runs: it splits on str.isspace(), which is what \s matches in str patterns
+# str.isspace() by code point (none above U+3000): where spaCy splits runs
+_SPACE = np.array([chr(c).isspace() for c in range(0x3002)], dtype=bool)
 
 
 _TOKENIZERS: dict[str, _Tokenizer] = {}
