@@ -97,9 +97,16 @@ class _Tokenizer:
             )
         ]
         self.attrs = [S_ORTH, S_IDX, S_LENGTH, IS_SPACE, IS_PUNCT, f_nonsym, f_alpha, f_sent]
+        # A word of letters only is never space or punctuation (spaCy: all characters of category P), has a
+        # letter and a non-symbol, and is a sentence mark only if some mark were letters: its flags are fixed.
+        self.letter_flags: np.ndarray | None = None
+        if not any(c.isalpha() for c in PUNCTUATION_SET) and not any(x.isalpha() for x in sent_punct):
+            self.letter_flags = np.zeros(8, dtype=np.uint64)
+            self.letter_flags[[NONSYM, ALPHA]] = 1
         self.tokenizer = self.nlp.tokenizer
         # memo of runs: run text -> id; an id's token rows are _rows[_start[id] : _start[id] + _count[id]]
         self.runs: dict[str, int] = {}
+        self._keys: list[str] = []  # by id
         self._rows = np.zeros((4096, 8), dtype=np.uint64)
         self._n_rows = 0
         self._start = np.zeros(4096, dtype=np.int64)
@@ -159,16 +166,21 @@ class _Tokenizer:
         self.fused: dict[int, tuple[int, int]] = {}
         self.special_orths = np.array(sorted(fused), dtype=np.uint64)
 
-    def _note_fusions(self, runs: list[str]) -> None:
-        """Remember the bare edge tokens of new runs in which the matcher fused a special case (their tokens
-        differ from the bare ones; only runs holding a token it creates can qualify)."""
-        parts = [self._rows_of(self.runs[r])[:, ORTH] for r in runs]
-        counts = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
-        hits = np.add.reduceat(_member(np.concatenate(parts), self.special_orths), np.cumsum(counts) - counts)
+    def _note_fusions(self, first_id: int) -> None:
+        """Remember the bare edge tokens of the runs learned since id `first_id` in which the matcher fused a
+        special case (their tokens differ from the bare ones; only runs holding a token it creates can
+        qualify). Their rows are contiguous at the end of the memo table."""
+        counts = self._count[first_id : len(self._keys)]
+        if not counts.any():
+            return
+        orth = self._rows[self._start[first_id] : self._n_rows, ORTH]
+        starts = np.cumsum(counts) - counts
+        member = _member(orth, self.special_orths)
+        hits = np.add.reduceat(member, np.minimum(starts, len(member) - 1)) * (counts > 0)
         for k in np.nonzero(hits)[0].tolist():
-            bare = [t.orth for t in self.bare(runs[k])]
-            if bare != parts[k].tolist():
-                rid = self.runs[runs[k]]
+            rid = first_id + k
+            bare = [t.orth for t in self.bare(self._keys[rid])]
+            if bare != self._rows_of(rid)[:, ORTH].tolist():
                 self.fused[rid] = (bare[0], bare[-1])
                 self._is_fused[rid] = True
 
@@ -231,8 +243,9 @@ class _Tokenizer:
         found = list(map(memo.get, keys))
         if None in found:
             new = list(dict.fromkeys(k for k, rid in zip(keys, found, strict=True) if rid is None))
+            first_id = len(self._keys)
             self._learn(new)
-            self._note_fusions(new)
+            self._note_fusions(first_id)
             found = list(map(memo.__getitem__, keys))
         ids = np.array(found, dtype=np.int64)
         counts = self._count[ids]
@@ -265,6 +278,7 @@ class _Tokenizer:
         self._count[n_ids : n_ids + len(keys)] = counts
         self._n_rows = n_rows + len(rows)
         self.runs.update(zip(keys, range(n_ids, n_ids + len(keys)), strict=True))
+        self._keys += keys
 
     def _learn(self, runs: list[str]) -> None:
         """Token rows of new runs, offsets relative to the run.
@@ -288,10 +302,13 @@ class _Tokenizer:
                 words.append(r)
         if plain:
             rows = np.zeros((len(plain), 8), dtype=np.uint64)
+            if self.letter_flags is not None:
+                rows[:] = self.letter_flags
+            else:
+                for col, getter in self.flag_getters:
+                    rows[:, col] = np.fromiter(map(getter, plain), dtype=bool, count=len(plain))
             rows[:, ORTH] = np.fromiter(map(self.hash, plain), dtype=np.uint64, count=len(plain))
             rows[:, LENGTH] = np.fromiter(map(len, plain), dtype=np.uint64, count=len(plain))
-            for col, getter in self.flag_getters:
-                rows[:, col] = np.fromiter(map(getter, plain), dtype=bool, count=len(plain))
             self._add(plain, rows, np.ones(len(plain), dtype=np.int64))
         if not words:
             return
