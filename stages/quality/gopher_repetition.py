@@ -66,11 +66,9 @@ _BASE_SIGNALS = {
 }
 
 
-def top_ngram_chars(words: np.ndarray, n: int, ids: np.ndarray | None = None) -> int | None:
+def top_ngram_chars(words: np.ndarray, n: int, ids: np.ndarray) -> int | None:
     """Characters covered by the most frequent word n-gram (ties: the first seen), as in datatrove. `ids`:
-    the n-gram ids if already computed."""
-    if ids is None:
-        ids = qrules.ngram_ids(words[:, qtok.ORTH], n)
+    the n-gram ids (`qrules.next_ngram_ids`)."""
     if len(ids) == 0:
         return None
     uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
@@ -80,12 +78,10 @@ def top_ngram_chars(words: np.ndarray, n: int, ids: np.ndarray | None = None) ->
     return chars * int(best)
 
 
-def duplicated_ngram_chars(words: np.ndarray, n: int, ids: np.ndarray | None = None) -> int:
+def duplicated_ngram_chars(words: np.ndarray, n: int, ids: np.ndarray) -> int:
     """datatrove's find_all_duplicate: greedy left-to-right, a repeated n-gram's characters count once and the
     scan jumps past it. Only positions whose n-gram occurs more than once can count, so only those are visited.
-    `ids`: the n-gram ids if already computed."""
-    if ids is None:
-        ids = qrules.ngram_ids(words[:, qtok.ORTH], n)
+    `ids`: the n-gram ids (`qrules.next_ngram_ids`)."""
     if len(ids) < 2:
         return 0
     order = np.argsort(ids)

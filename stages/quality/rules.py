@@ -36,21 +36,9 @@ def find_duplicates(items: Sequence[str]) -> tuple[int, int]:
     return dup_n, dup_chars
 
 
-def ngram_ids(orth: np.ndarray, n: int) -> np.ndarray:
-    """A 64-bit id per word n-gram (position i covers words i..i+n-1)."""
-    m = len(orth) - n + 1
-    if m <= 0:
-        return np.zeros(0, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        h = orth[:m].copy()
-        for j in range(1, n):
-            h = h * HASH_MIX + orth[j : j + m] + np.uint64(j)
-    return h
-
-
 def next_ngram_ids(prev: np.ndarray, orth: np.ndarray, n: int) -> np.ndarray:
-    """`ngram_ids(orth, n)` from `ngram_ids(orth, n - 1)`: the same values, one multiply-add per position
-    instead of n - 1 (the repetition rules need every n from 2 to 10)."""
+    """A 64-bit id per word n-gram (position i covers words i..i+n-1), from the ids of the (n-1)-grams (`orth`
+    itself for n = 2): one multiply-add per position, since the repetition rules need every n from 2 to 10."""
     m = len(orth) - n + 1
     if m <= 0:
         return np.zeros(0, dtype=np.uint64)
