@@ -145,3 +145,22 @@ def test_memoized_tokens_equal_spacy_tokens(source):
             got, want = tok(t), ref(t)
             assert np.array_equal(got, want), f"tokens differ for {t[:80]!r}"
     assert len(tok.runs) > 100
+
+
+def test_affixed_words_split_as_spacy_splits_them():
+    """Words of affixes around a core, which the tokenizer splits itself with spaCy's affix loop: every branch of
+    that loop (a special case left after a prefix or a suffix, both affixes at once, nested affixes, a rule the
+    phrase matcher fuses over the split tokens) against spaCy, each word alone and all of them in one text."""
+    cores = ["word", "Word", "WORD", "aB", "s", "S", "i", "I", "Mr", "etc", "cannot", "gonna", "em", "ll", "naïve",
+             "Straße", "日本語", "ไทย", "ǅ", "ﬁne", "ª", "Ⅻ", "U.S", "a.m", "don't", "co", "x"]  # fmt: skip
+    prefixes = ["", "(", "((", "'", '"', "“", "«", "$", "#", "...", "-", "[", ":", "'(", "(:"]
+    suffixes = ["", ",", ".", "..", ")", "),", ".)", "'s", "’s", "'", ":", ":)", "!", "?!", "%", "”", "»", ").",
+                "'s,", "s", "-", ",)"]  # fmt: skip
+    words = [p + c + s for c in cores for p in prefixes for s in suffixes]
+    ref, tok = _reference(), qtok._Tokenizer("en")
+    for w in words:
+        assert np.array_equal(tok(w), ref(w)), f"tokens differ for {w!r}"
+    fresh = qtok._Tokenizer("en")
+    text = " ".join(words)
+    assert np.array_equal(fresh(text), ref(text))
+    assert sum(fresh._affixed(w) is not None for w in words) > len(words) // 3  # the path under test is taken

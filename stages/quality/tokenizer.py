@@ -117,6 +117,7 @@ class _Tokenizer:
         self.memoize = not any(any(c.isspace() for c in k) and not k.isspace() for k in self.rules)
         # letters-only words skip spaCy: checked against the English prefix, suffix and infix rules only
         self.plain_words = language == "en"
+        self.affix_words = self.plain_words and self.tokenizer.token_match is None
         self._special_patterns()
 
     def _special_patterns(self) -> None:
@@ -142,7 +143,9 @@ class _Tokenizer:
             token_match=t.token_match,
             url_match=t.url_match,
         )
-        pairs, fused = set(), set()
+        pairs: set[int] = set()
+        created_by: dict[int, list[str]] = {}
+        changing: set[str] = set()
         for (
             rule,
             tokens,
@@ -160,16 +163,25 @@ class _Tokenizer:
                         np.asarray(orth[:-1], dtype=np.uint64), np.asarray(orth[1:], dtype=np.uint64)
                     ).tolist()
                 )
-                fused.update({self.hash(tok[S_ORTH]) for tok in tokens} - set(orth))  # tokens it creates
+                rule_orth = [self.hash(tok[S_ORTH]) for tok in tokens]
+                for created in set(rule_orth) - set(orth):
+                    created_by.setdefault(created, []).append(rule)
+                if rule_orth != orth:
+                    changing.add(rule)
         self.pair_set = pairs
         # run ids with a fused special case: their bare edge tokens
         self.fused: dict[int, tuple[int, int]] = {}
-        self.special_orths = np.array(sorted(fused), dtype=np.uint64)
+        # tokens the matcher creates, and the rules that create each: a run's tokens can differ from the bare ones
+        # only where it holds such a token and one of its rules as a substring (a fused match spans no space)
+        self.created_by = {t: tuple(rules) for t, rules in created_by.items()}
+        self.special_orths = np.array(sorted(created_by), dtype=np.uint64)
+        # texts of the matcher's rules that change the tokens they match (see `_affixed`)
+        self.matcher_rules = frozenset(changing)
 
     def _note_fusions(self, first_id: int) -> None:
         """Remember the bare edge tokens of the runs learned since id `first_id` in which the matcher fused a
-        special case (their tokens differ from the bare ones; only runs holding a token it creates can
-        qualify). Their rows are contiguous at the end of the memo table."""
+        special case (their tokens differ from the bare ones; only runs holding a token it creates and the text of
+        a rule that creates it can qualify). Their rows are contiguous at the end of the memo table."""
         counts = self._count[first_id : len(self._keys)]
         if not counts.any():
             return
@@ -179,8 +191,11 @@ class _Tokenizer:
         hits = np.add.reduceat(member, np.minimum(starts, len(member) - 1)) * (counts > 0)
         for k in np.nonzero(hits)[0].tolist():
             rid = first_id + k
-            bare = [t.orth for t in self.bare(self._keys[rid])]
-            if bare != self._rows_of(rid)[:, ORTH].tolist():
+            key, orths = self._keys[rid], self._rows_of(rid)[:, ORTH].tolist()
+            if not any(r in key for t in orths for r in self.created_by.get(t, ())):
+                continue
+            bare = [t.orth for t in self.bare(key)]
+            if bare != orths:
                 self.fused[rid] = (bare[0], bare[-1])
                 self._is_fused[rid] = True
 
@@ -287,29 +302,29 @@ class _Tokenizer:
           prefix, suffix and infix rules all need a digit, punctuation, a hyphen or a symbol, so spaCy never
           splits them. Their rows are built directly, without creating lexemes: the hash is spaCy's string hash
           and the flags come from the same getter functions spaCy would call.
+        - Words of affixes around such a core ("word," "(word)") are split as spaCy's affix loop splits them
+          (`_affixed`), with spaCy's own prefix and suffix searches; rows are built the same way.
         - Other words go through spaCy in one call, each on a line of its own. A newline token between words,
           unlike a space, also keeps a special case's phrase match from reaching across two words; words hold no
           whitespace, so every whitespace token of that call is a separator.
         - Whitespace runs (rare) go through spaCy one by one."""
-        plain, words = [], []
+        direct: list[str] = []  # runs whose tokens we split ourselves
+        parts: list[list[str]] = []  # their tokens
+        words = []
         for r in runs:
             if self.plain_words and r.isalpha() and r not in self.rules:
-                plain.append(r)
+                direct.append(r)
+                parts.append([r])
             elif r[0].isspace():
                 arr = self._spacy(r)
                 self._add([r], arr, np.array([len(arr)]))
+            elif (split := self._affixed(r)) is not None:
+                direct.append(r)
+                parts.append(split)
             else:
                 words.append(r)
-        if plain:
-            rows = np.zeros((len(plain), 8), dtype=np.uint64)
-            if self.letter_flags is not None:
-                rows[:] = self.letter_flags
-            else:
-                for col, getter in self.flag_getters:
-                    rows[:, col] = np.fromiter(map(getter, plain), dtype=bool, count=len(plain))
-            rows[:, ORTH] = np.fromiter(map(self.hash, plain), dtype=np.uint64, count=len(plain))
-            rows[:, LENGTH] = np.fromiter(map(len, plain), dtype=np.uint64, count=len(plain))
-            self._add(plain, rows, np.ones(len(plain), dtype=np.int64))
+        if direct:
+            self._add(direct, *self._token_rows(parts))
         if not words:
             return
         arr = self._spacy("\n".join(words))
@@ -318,6 +333,72 @@ class _Tokenizer:
         owner = np.searchsorted(offsets, arr[:, IDX], side="right") - 1
         arr[:, IDX] -= offsets[owner]
         self._add(words, arr, np.bincount(owner, minlength=len(words)))
+
+    def _affixed(self, run: str) -> list[str] | None:
+        """The tokens of a word whose affixes spaCy strips down to a core of letters, or None if it is not one.
+
+        This is spaCy's `Tokenizer._split_affixes` step by step, with its own prefix and suffix searches (a
+        learned word cost ~50 µs through spaCy, most of it lexeme and Doc building), and it gives up wherever a
+        special case could apply: to the run, to what is left of it after an affix, or to its core. A core of
+        letters gets no affix or infix (see `_learn`), so it ends the loop. spaCy's phrase matcher could then
+        still fuse a rule over some of the tokens; that needs the rule's text to be a join of consecutive
+        tokens, so such runs are given up too. English has no `token_match` (`affix_words`)."""
+        if not self.affix_words:
+            return None
+        rules, prefixes, suffixes = self.rules, [], []
+        string, last_size = run, 0
+        while string and len(string) != last_size and not string.isalpha():
+            if string in rules:
+                return None
+            last_size = len(string)
+            pre_len = self.tokenizer.find_prefix(string)
+            if pre_len and string[pre_len:] in rules:
+                return None
+            suf_len = self.tokenizer.find_suffix(string[pre_len:])
+            if suf_len and string[:-suf_len] in rules:
+                return None
+            if pre_len and suf_len and pre_len + suf_len <= len(string):
+                prefixes.append(string[:pre_len])
+                suffixes.append(string[-suf_len:])
+                string = string[pre_len:-suf_len]
+            elif pre_len:
+                prefixes.append(string[:pre_len])
+                string = string[pre_len:]
+            elif suf_len:
+                suffixes.append(string[-suf_len:])
+                string = string[:-suf_len]
+        if not string.isalpha() or string in rules:
+            return None
+        tokens = prefixes + [string] + suffixes[::-1]
+        for i in range(len(tokens)):
+            joined = ""
+            for tok in tokens[i:]:
+                joined += tok
+                if joined in self.matcher_rules:
+                    return None
+        return tokens
+
+    def _token_rows(self, parts: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (offsets relative to each run) and row counts of runs split into `parts`, without creating
+        lexemes: the hash is spaCy's string hash and the flags come from the getter functions spaCy would call."""
+        counts = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+        tokens = [tok for part in parts for tok in part]
+        rows = np.zeros((len(tokens), 8), dtype=np.uint64)
+        letters = np.fromiter(map(str.isalpha, tokens), dtype=bool, count=len(tokens))
+        if self.letter_flags is not None:
+            rows[letters] = self.letter_flags
+        else:
+            letters[:] = False
+        rest = [tok for tok, is_letters in zip(tokens, letters.tolist(), strict=True) if not is_letters]
+        for col, getter in self.flag_getters:
+            rows[~letters, col] = np.fromiter(map(getter, rest), dtype=bool, count=len(rest))
+        rows[:, ORTH] = np.fromiter(map(self.hash, tokens), dtype=np.uint64, count=len(tokens))
+        lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
+        rows[:, LENGTH] = lengths
+        ends = np.cumsum(lengths)
+        run_start = np.repeat(ends[np.cumsum(counts) - counts] - lengths[np.cumsum(counts) - counts], counts)
+        rows[:, IDX] = (ends - lengths - run_start).astype(np.uint64)
+        return rows, counts
 
     @staticmethod
     def hash(s: str) -> int:
