@@ -32,14 +32,25 @@ MAX_CHARS = 2000
 LABELS = ("keep", "drop")
 
 
-def _tables(output: str, so: dict[str, Any], kind: str = "data") -> Iterator[pa.Table]:
+def _files(output: str, so: dict[str, Any], kind: str = "data") -> list[str]:
     manifest = committed_manifest(output, so)
     if manifest is None:
         raise ConfigError(output, [("OUTPUT", "not a committed refinery output (no _SUCCESS)")])
-    for f in manifest["files"]:
-        if f["kind"] == kind:
-            with Location(output, so).join(f["path"]).open("rb") as fh:
-                yield pq.read_table(fh)
+    return [f["path"] for f in manifest["files"] if f["kind"] == kind]
+
+
+def _read(output: str, so: dict[str, Any], path: str, columns: list[str] | None = None) -> pa.Table:
+    """One committed file; with `columns`, only those of them it has (on S3 only their byte ranges are read)."""
+    with Location(output, so).join(path).open("rb") as fh:
+        if columns is None:
+            return pq.read_table(fh)
+        pf = pq.ParquetFile(fh)
+        return pf.read(columns=[c for c in columns if c in pf.schema_arrow.names])
+
+
+def _tables(output: str, so: dict[str, Any], kind: str = "data") -> Iterator[pa.Table]:
+    for path in _files(output, so, kind):
+        yield _read(output, so, path)
 
 
 def stage_signals(output: str, so: dict[str, Any], stage: str) -> list[str]:
@@ -227,33 +238,51 @@ def evaluate(path: str, output: str, so: dict[str, Any] | None = None) -> dict[s
 def report_samples(
     output: str, so: dict[str, Any] | None = None, per_reason: int = 3, max_chars: int = 400
 ) -> dict[str, Any]:
-    """The review section of report.html, in one pass over the data: per stage and reason the `per_reason`
-    flagged documents with the smallest hash of stage and id, scrubbed and truncated, with their signals; and per
-    filter the number of documents it dropped, whose text is not kept."""
+    """The review section of report.html: per stage and reason the `per_reason` flagged documents with the
+    smallest hash of stage and id, scrubbed and truncated, with their signals; and per filter the number of
+    documents it dropped, whose text is not kept.
+
+    Two passes, because text is most of an output's bytes and only a few rows per reason are shown: the first
+    reads only flags and ids of every file, the second text and signals of the files that hold a picked row."""
     so = so or {}
-    names: dict[str, list[str]] = {}
-    picked: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
-    for t in _tables(output, so):
+    files = _files(output, so)
+    candidates: dict[tuple[str, str], list[tuple[str, int, int, Any]]] = {}
+    for n, path in enumerate(files):
+        t = _read(output, so, path, [FLAGGED_COL, "id"])
         if FLAGGED_COL not in t.column_names:
             continue
-        quality = t["quality"].to_pylist() if "quality" in t.column_names else [None] * t.num_rows
         ids = t["id"].to_pylist()
         for i, fl in enumerate(t[FLAGGED_COL].to_pylist()):
             for f in fl or []:
                 stage, _, reason = f.partition(":")
-                if stage not in names:
-                    try:
-                        names[stage] = stage_signals(output, so, stage)
-                    except ConfigError:
-                        names[stage] = []
                 key = hashlib.sha256(f"{stage}\x00{ids[i]}".encode()).hexdigest()
-                bucket = picked.setdefault((stage, reason), [])
+                bucket = candidates.setdefault((stage, reason), [])
                 if len(bucket) < per_reason or key < bucket[-1][0]:
-                    text = t["text"][i].as_py() or ""
-                    sig = {k: (quality[i] or {}).get(k) for k in names[stage]}
-                    bucket.append((key, {"id": ids[i], "signals": sig, "text": text[: max_chars * 2]}))
+                    bucket.append((key, n, i, ids[i]))
                     bucket.sort(key=lambda x: x[0])
                     del bucket[per_reason:]
+    wanted = sorted({(n, i) for bucket in candidates.values() for _, n, i, _ in bucket})
+    found: dict[tuple[int, int], tuple[str, dict[str, Any]]] = {}
+    for n in sorted({n for n, _ in wanted}):
+        t = _read(output, so, files[n], ["text", "quality"])
+        rows_here = [i for m, i in wanted if m == n]
+        texts = t["text"].take(rows_here).to_pylist()
+        qualities = t["quality"].take(rows_here).to_pylist() if "quality" in t.column_names else []
+        for k, i in enumerate(rows_here):
+            found[(n, i)] = (texts[k] or "", (qualities[k] if qualities else None) or {})
+    names: dict[str, list[str]] = {}
+    picked: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {}
+    for (stage, reason), bucket in candidates.items():
+        if stage not in names:
+            try:
+                names[stage] = stage_signals(output, so, stage)
+            except ConfigError:
+                names[stage] = []
+        for key, n, i, doc_id in bucket:
+            text, quality = found[(n, i)]
+            sig = {k: quality.get(k) for k in names[stage]}
+            row = {"id": doc_id, "signals": sig, "text": text[: max_chars * 2]}
+            picked.setdefault((stage, reason), []).append((key, row))
     rows = [r for bucket in picked.values() for _, r in bucket]
     for r, text in zip(rows, scrub([r["text"] for r in rows]), strict=True):
         r["text"] = (text or "")[:max_chars] + ("…" if len(text or "") > max_chars else "")
