@@ -384,20 +384,18 @@ class _Tokenizer:
         counts = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
         tokens = [tok for part in parts for tok in part]
         rows = np.zeros((len(tokens), 8), dtype=np.uint64)
-        letters = np.fromiter(map(str.isalpha, tokens), dtype=bool, count=len(tokens))
+        letters = np.zeros(len(tokens), dtype=bool)  # tokens whose flags are fixed (letters only)
         if self.letter_flags is not None:
+            letters = np.fromiter(map(str.isalpha, tokens), dtype=bool, count=len(tokens))
             rows[letters] = self.letter_flags
-        else:
-            letters[:] = False
         rest = [tok for tok, is_letters in zip(tokens, letters.tolist(), strict=True) if not is_letters]
         for col, getter in self.flag_getters:
             rows[~letters, col] = np.fromiter(map(getter, rest), dtype=bool, count=len(rest))
         rows[:, ORTH] = np.fromiter(map(self.hash, tokens), dtype=np.uint64, count=len(tokens))
         lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
         rows[:, LENGTH] = lengths
-        ends = np.cumsum(lengths)
-        run_start = np.repeat(ends[np.cumsum(counts) - counts] - lengths[np.cumsum(counts) - counts], counts)
-        rows[:, IDX] = (ends - lengths - run_start).astype(np.uint64)
+        offset = np.cumsum(lengths) - lengths  # of each token in all runs joined
+        rows[:, IDX] = offset - np.repeat(offset[np.cumsum(counts) - counts], counts)
         return rows, counts
 
     @staticmethod
